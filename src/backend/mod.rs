@@ -1,0 +1,58 @@
+//! The engine seam: everything the store needs from a storage engine.
+//!
+//! The rest of the crate sees one ordered key space through [`Backend`]. Each
+//! engine lives in a module of its own, and only that module names its crate.
+
+#[cfg(feature = "sled")]
+pub(crate) mod sled;
+
+use crate::error::Result;
+
+/// One stored key and its value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// Puts and deletes that an engine applies atomically, in order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// Stores `value` under `key`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((key, Some(value)));
+    }
+
+    /// Deletes `key`, if it is there.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push((key, None));
+    }
+
+    /// Whether the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations in order: a value to put, or `None` to delete.
+    pub fn ops(&self) -> &[(Vec<u8>, Option<Vec<u8>>)] {
+        &self.ops
+    }
+}
+
+/// An ordered key space with atomic batches.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// The engine's name, as `Config::engine` spells it.
+    fn name(&self) -> &'static str;
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>>;
+    /// Up to `limit` entries with `start <= key < end`, in key order.
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>>;
+    /// Applies every operation of `batch`, all or nothing.
+    fn apply(&self, batch: &Batch) -> Result<()>;
+    /// Makes every applied batch durable.
+    fn flush(&self) -> Result<()>;
+    /// Bytes the engine's files take on disk.
+    fn size_on_disk(&self) -> Result<u64>;
+}

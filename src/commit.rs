@@ -1,0 +1,207 @@
+//! The commit thread: every write goes through it, and it does group commit.
+//!
+//! Writers send a batch and wait for the answer with a timeout
+//! (`write_timeout`). The thread applies whatever batches have queued up, in
+//! order, then flushes once if any of them asked for durability, then answers
+//! them all. So one flush covers every batch applied before it started, and
+//! an engine that hangs inside a write makes callers get
+//! [`Error::Stalled`] instead of hanging with it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, unbounded};
+
+use crate::backend::{Backend, Batch};
+use crate::config::Durability;
+use crate::error::{Error, Result};
+
+/// The most requests answered by one flush.
+const MAX_GROUP: usize = 512;
+
+enum Request {
+    Write {
+        batch: Batch,
+        durable: bool,
+        reply: Sender<Result<()>>,
+    },
+    Flush {
+        reply: Sender<Result<()>>,
+    },
+}
+
+pub(crate) struct Committer {
+    tx: Option<Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    stalled: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+    durability: Durability,
+    timeout: Duration,
+}
+
+impl Committer {
+    /// Starts the thread `sessionstore-commit`.
+    pub fn start(backend: Arc<dyn Backend>, durability: Durability, timeout: Duration) -> Result<Self> {
+        let (tx, rx) = unbounded();
+        let writes = Arc::new(AtomicU64::new(0));
+        let counter = writes.clone();
+        let thread = std::thread::Builder::new()
+            .name("sessionstore-commit".into())
+            .spawn(move || run(&*backend, &rx, durability, &counter))
+            .map_err(|e| Error::storage("starting the commit thread", e))?;
+        Ok(Committer {
+            tx: Some(tx),
+            thread: Some(thread),
+            stalled: Arc::new(AtomicBool::new(false)),
+            writes,
+            durability,
+            timeout,
+        })
+    }
+
+    /// Applies `batch` atomically; with `Durability::Immediate`, returns once it is flushed.
+    pub fn write(&self, batch: Batch) -> Result<()> {
+        let durable = matches!(self.durability, Durability::Immediate);
+        self.write_with(batch, durable)
+    }
+
+    /// Applies `batch` atomically, flushed before returning if `durable`.
+    pub fn write_with(&self, batch: Batch, durable: bool) -> Result<()> {
+        self.call(|reply| Request::Write { batch, durable, reply })
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.call(|reply| Request::Flush { reply })
+    }
+
+    /// How many batches were applied since the store was opened.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Whether a write has timed out; if so every later write is refused.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
+    }
+
+    fn call(&self, make: impl FnOnce(Sender<Result<()>>) -> Request) -> Result<()> {
+        if self.is_stalled() {
+            return Err(Error::Stalled { after: self.timeout });
+        }
+        let (reply, answer) = bounded(1);
+        let gone = || Error::storage("sending a write to the commit thread", "the commit thread has stopped");
+        self.tx.as_ref().ok_or_else(gone)?.send(make(reply)).map_err(|_| gone())?;
+        match answer.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => {
+                self.stalled.store(true, Ordering::Release);
+                log::error!("sessionstore: a write did not complete within {:?}; refusing further writes", self.timeout);
+                Err(Error::Stalled { after: self.timeout })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(gone()),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if self.is_stalled() {
+                // The thread is stuck inside the engine; joining would hang the caller too.
+                return;
+            }
+            if thread.join().is_err() {
+                log::error!("sessionstore: the commit thread panicked");
+            }
+        }
+    }
+}
+
+fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, writes: &AtomicU64) {
+    let period = match durability {
+        Durability::Periodic(d) => Some(d),
+        Durability::Immediate => None,
+    };
+    let mut unflushed = false;
+    let mut next_flush = period.map(|d| Instant::now() + d);
+    loop {
+        let first = match next_flush {
+            Some(at) => match rx.recv_deadline(at) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(r) => Some(r),
+                Err(_) => break,
+            },
+        };
+        if let Some(first) = first {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            commit_group(backend, group, &mut unflushed, writes);
+        }
+        if let (Some(at), Some(d)) = (next_flush, period) {
+            if Instant::now() >= at {
+                if unflushed {
+                    match backend.flush() {
+                        Ok(()) => unflushed = false,
+                        Err(e) => log::error!("sessionstore: periodic flush failed: {e}"),
+                    }
+                }
+                next_flush = Some(Instant::now() + d);
+            }
+        }
+    }
+    if let Err(e) = backend.flush() {
+        log::error!("sessionstore: final flush failed: {e}");
+    }
+}
+
+fn commit_group(backend: &dyn Backend, group: Vec<Request>, unflushed: &mut bool, writes: &AtomicU64) {
+    let mut answers = Vec::with_capacity(group.len());
+    let mut need_flush = false;
+    for req in group {
+        match req {
+            Request::Write { batch, durable, reply } => {
+                let result = backend.apply(&batch);
+                if result.is_ok() {
+                    writes.fetch_add(1, Ordering::Relaxed);
+                    *unflushed = true;
+                    need_flush |= durable;
+                }
+                answers.push((reply, result, durable));
+            }
+            Request::Flush { reply } => {
+                need_flush = true;
+                answers.push((reply, Ok(()), true));
+            }
+        }
+    }
+    let flushed = if need_flush {
+        let r = backend.flush();
+        if r.is_ok() {
+            *unflushed = false;
+        }
+        r.map_err(|e| e.to_string())
+    } else {
+        Ok(())
+    };
+    for (reply, result, durable) in answers {
+        let result = match (&flushed, result) {
+            (Err(msg), Ok(())) if durable => Err(Error::storage("flushing a group of writes", msg.clone())),
+            (_, r) => r,
+        };
+        // A caller that timed out has dropped its receiver; nobody is left to tell.
+        let _ = reply.send(result);
+    }
+}

@@ -1,0 +1,178 @@
+//! Configuration: a builder that ends in [`Config::open`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::store::Store;
+
+/// When an acknowledged write becomes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every create, save, touch, regenerate and destroy returns only after its
+    /// write is flushed, so an acknowledged call survives `kill -9`.
+    /// Concurrent writers share flushes (group commit). The default.
+    Immediate,
+    /// Writes are flushed every given interval. Faster, but a crash may lose the
+    /// writes of the last interval. Each batch stays atomic either way.
+    Periodic(Duration),
+}
+
+/// How to open a [`Store`]. Setters take and return `self`; the chain ends in [`open`](Config::open).
+///
+/// # Examples
+///
+/// ```
+/// use sessionstore::{Config, Durability};
+/// use std::time::Duration;
+///
+/// # let dir = tempfile::tempdir()?;
+/// let store = Config::new(dir.path().join("sessions"))
+///     .durability(Durability::Periodic(Duration::from_millis(200)))
+///     .idle_timeout(Duration::from_secs(15 * 60))
+///     .absolute_timeout(Some(Duration::from_secs(8 * 3600)))
+///     .open()?;
+/// # Ok::<(), sessionstore::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) temporary: bool,
+    pub(crate) durability: Durability,
+    pub(crate) max_value_size: usize,
+    pub(crate) cache_capacity: u64,
+    pub(crate) write_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_timeout: Option<Duration>,
+    pub(crate) reap_interval: Option<Duration>,
+    pub(crate) touch_granularity: Option<Duration>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    /// A configuration for the store in directory `path`, with every default.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Config {
+            path: path.as_ref().to_path_buf(),
+            temporary: false,
+            durability: Durability::Immediate,
+            max_value_size: 1 << 20,
+            cache_capacity: 64 << 20,
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: None,
+            reap_interval: Some(Duration::from_secs(60)),
+            touch_granularity: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A configuration for a throwaway store in a new temporary directory,
+    /// deleted when the last handle drops.
+    pub fn temporary() -> Self {
+        let mut c = Config::new("");
+        c.temporary = true;
+        c
+    }
+
+    /// When writes become durable. Default: [`Durability::Immediate`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The largest encoded value `Session::set` accepts, in bytes. Default: 1 MiB; at most 64 MiB.
+    #[must_use]
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// The engine's page cache size in bytes. Default: 64 MiB. See the README on memory.
+    #[must_use]
+    pub fn cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = bytes;
+        self
+    }
+
+    /// How long a write may take before it fails with `Error::Stalled`. Default: 30 s.
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long a session lives without a save or touch. Default: 30 minutes.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a session lives after its creation, however active. Default: `None` (no limit).
+    #[must_use]
+    pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// How often the reaper thread deletes expired sessions. Default: `Some(60 s)`;
+    /// `None` starts no reaper thread (call `Store::reap_expired` yourself).
+    #[must_use]
+    pub fn reap_interval(mut self, interval: Option<Duration>) -> Self {
+        self.reap_interval = interval;
+        self
+    }
+
+    /// A touch, or a save with nothing dirty, that would move the deadline by
+    /// less than this writes nothing. Default: `idle_timeout / 100`.
+    #[must_use]
+    pub fn touch_granularity(mut self, granularity: Duration) -> Self {
+        self.touch_granularity = Some(granularity);
+        self
+    }
+
+    /// The clock expiry reads. Default: the system clock. Tests use [`ManualClock`](crate::ManualClock).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens the store, creating it if the directory does not hold one yet.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InUse`](crate::Error::InUse) if the store is already open, here or in another process;
+    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else;
+    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an out-of-range setting;
+    /// - [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io) if the engine or the file system fails.
+    pub fn open(self) -> Result<Store> {
+        Store::from_config(self)
+    }
+
+    pub(crate) fn effective_touch_granularity(&self) -> Duration {
+        self.touch_granularity.unwrap_or(self.idle_timeout / 100)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("temporary", &self.temporary)
+            .field("durability", &self.durability)
+            .field("max_value_size", &self.max_value_size)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("write_timeout", &self.write_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("reap_interval", &self.reap_interval)
+            .field("touch_granularity", &self.effective_touch_granularity())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,256 @@
+//! The state every handle of one store shares, how it is opened, and the
+//! helpers the operations are built from.
+
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use crate::backend::{Backend, Batch};
+use crate::clock::{self, Clock};
+use crate::codec;
+use crate::commit::Committer;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::{IdSource, OsRandom};
+use crate::keys;
+use crate::locks::Locks;
+use crate::meta::Meta;
+
+/// The name of the lock file in the store's directory.
+const LOCK_FILE: &str = "sessionstore.lock";
+/// The format version written in the format marker.
+const FORMAT_VERSION: u8 = 1;
+
+/// Expiry settings in microseconds, resolved from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub idle: Option<u64>,
+    pub absolute: Option<u64>,
+    pub touch_granularity: u64,
+}
+
+/// Shared by every `Store` handle and by the reaper thread.
+/// Field order is drop order: the commit thread stops before the engine closes,
+/// and the engine closes before the lock file and the temporary directory go.
+pub(crate) struct Core {
+    pub committer: Committer,
+    pub backend: Arc<dyn Backend>,
+    pub locks: Locks,
+    pub clock: Arc<dyn Clock>,
+    pub timeouts: Timeouts,
+    pub max_value_size: usize,
+    pub ids: Box<dyn IdSource>,
+    pub reaped: AtomicU64,
+    pub path: PathBuf,
+    _lock: Option<File>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Core {
+    /// Opens the directory of `config`, locks it, opens the engine and starts the commit thread.
+    pub fn open(config: &Config) -> Result<Core> {
+        if config.max_value_size > codec::DECODE_LIMIT {
+            return Err(Error::InvalidConfig(format!(
+                "max_value_size {} is over the ceiling of {} bytes",
+                config.max_value_size,
+                codec::DECODE_LIMIT
+            )));
+        }
+        if config.write_timeout.is_zero() {
+            return Err(Error::InvalidConfig("write_timeout must be more than zero".into()));
+        }
+        let temp = if config.temporary {
+            Some(tempfile::tempdir().map_err(|e| Error::Io {
+                path: std::env::temp_dir(),
+                source: e,
+            })?)
+        } else {
+            None
+        };
+        let path = temp.as_ref().map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
+        prepare_dir(&path)?;
+        let lock = lock_dir(&path)?;
+        let backend = open_backend(&path, config)?;
+        check_format(&*backend, &path)?;
+        let committer = Committer::start(backend.clone(), config.durability, config.write_timeout)?;
+        let micros = |d: Duration| clock::duration_micros(d);
+        Ok(Core {
+            committer,
+            backend,
+            locks: Locks::new(),
+            clock: config.clock.clone(),
+            timeouts: Timeouts {
+                idle: Some(micros(config.idle_timeout)),
+                absolute: config.absolute_timeout.map(micros),
+                touch_granularity: micros(config.effective_touch_granularity()),
+            },
+            max_value_size: config.max_value_size,
+            ids: Box::new(OsRandom),
+            reaped: AtomicU64::new(0),
+            path,
+            _lock: Some(lock),
+            _temp: temp,
+        })
+    }
+
+    /// Now, in microseconds since the epoch.
+    pub fn now(&self) -> u64 {
+        clock::micros(self.clock.now())
+    }
+
+    /// The metadata record of `sid`, whether or not it has expired.
+    pub fn read_meta(&self, sid: &str) -> Result<Option<Meta>> {
+        match self.backend.get(&keys::meta(sid))? {
+            Some(bytes) => codec::decode_meta(sid, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The metadata record of `sid` if the session is live at `now`.
+    pub fn live_meta(&self, sid: &str, now: u64) -> Result<Option<Meta>> {
+        Ok(self.read_meta(sid)?.filter(|m| m.is_live(now)))
+    }
+
+    /// Adds to `batch` what writing `new` as the metadata of `sid` takes:
+    /// the record, and its expiry index entry moved from where `old` had it.
+    pub fn put_meta(batch: &mut Batch, sid: &str, old: Option<&Meta>, new: &Meta) {
+        batch.put(keys::meta(sid), codec::encode_meta(new));
+        match old {
+            Some(old) if old.index_deadline() == new.index_deadline() => {}
+            Some(old) => {
+                batch.delete(keys::index(old.index_deadline(), sid));
+                batch.put(keys::index(new.index_deadline(), sid), Vec::new());
+            }
+            None => batch.put(keys::index(new.index_deadline(), sid), Vec::new()),
+        }
+    }
+
+    /// Adds to `batch` the deletion of every key of `sid` and of its index entry.
+    pub fn delete_session(&self, batch: &mut Batch, sid: &str, meta: Option<&Meta>) -> Result<()> {
+        for (key, _) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
+            batch.delete(key);
+        }
+        if let Some(m) = meta {
+            batch.delete(keys::index(m.index_deadline(), sid));
+        }
+        Ok(())
+    }
+
+    /// A new metadata record for a session created at `now`.
+    pub fn new_meta(&self, now: u64) -> Result<Meta> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| Error::storage("drawing a random incarnation number", e.to_string()))?;
+        Ok(Meta {
+            created: now,
+            last_access: now,
+            idle: self.timeouts.idle,
+            absolute_deadline: self.timeouts.absolute.map(|a| now.saturating_add(a)),
+            incarnation: u64::from_le_bytes(bytes),
+        })
+    }
+
+    /// Whether moving the deadline from `old` to `new` is worth a write.
+    pub fn moves_enough(&self, old: &Meta, new: &Meta) -> bool {
+        match (old.deadline(), new.deadline()) {
+            (Some(a), Some(b)) => b.abs_diff(a) >= self.timeouts.touch_granularity.max(1),
+            (a, b) => a != b,
+        }
+    }
+}
+
+fn prepare_dir(path: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::metadata(path) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::NotAStore {
+                path: path.to_path_buf(),
+                reason: "it is a file, not a directory".into(),
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(path).map_err(io)?;
+            return Ok(());
+        }
+        Err(e) => return Err(io(e)),
+    }
+    let names: Vec<String> = fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let has = |f: &str| names.iter().any(|n| n == f);
+    #[cfg(feature = "sled")]
+    if crate::backend::sled::MARKER_FILES.iter().all(|f| has(f)) {
+        return Ok(());
+    }
+    match names.iter().find(|n| n.as_str() != LOCK_FILE) {
+        None => Ok(()),
+        Some(other) => Err(Error::NotAStore {
+            path: path.to_path_buf(),
+            reason: format!("the directory holds other files, such as {other:?}, and no store"),
+        }),
+    }
+}
+
+fn lock_dir(path: &Path) -> Result<File> {
+    let lock_path = path.join(LOCK_FILE);
+    let file = File::create(&lock_path).map_err(|source| Error::Io {
+        path: lock_path.clone(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(Error::Io {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+fn open_backend(path: &Path, config: &Config) -> Result<Arc<dyn Backend>> {
+    #[cfg(feature = "sled")]
+    {
+        Ok(Arc::new(crate::backend::sled::SledBackend::open(path, config.cache_capacity)?))
+    }
+    #[cfg(not(feature = "sled"))]
+    {
+        let _ = (path, config);
+        Err(Error::InvalidConfig("no storage engine feature is enabled".into()))
+    }
+}
+
+/// Reads the format marker; writes it into a new, empty database.
+fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match backend.get(keys::FORMAT_KEY)? {
+        Some(v) if v.first() == Some(&FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(not_a_store(format!(
+            "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
+            v.first()
+        ))),
+        None if backend.scan_range(&[], &[0xFF; 16], 1)?.is_empty() => {
+            let mut batch = Batch::default();
+            let mut marker = vec![FORMAT_VERSION];
+            marker.extend_from_slice(backend.name().as_bytes());
+            batch.put(keys::FORMAT_KEY.to_vec(), marker);
+            backend.apply(&batch)?;
+            backend.flush()
+        }
+        None => Err(not_a_store(format!(
+            "it is a {} database without the sessionstore format marker",
+            backend.name()
+        ))),
+    }
+}

@@ -1,0 +1,170 @@
+//! Expiry operations on a live session: touch, id rotation, per-session
+//! timeouts, reaping on demand, and statistics.
+
+use std::time::Duration;
+
+use crate::backend::Batch;
+use crate::clock;
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::meta::Meta;
+use crate::store::Store;
+use crate::{keys, reaper, validate};
+
+/// How many fresh ids `regenerate` draws before it gives up.
+const REGENERATE_ATTEMPTS: usize = 8;
+
+/// A snapshot of the store's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Sessions live now.
+    pub live_sessions: u64,
+    /// Sessions the reaper (or `reap_expired`) deleted since this store was opened.
+    pub reaped_since_open: u64,
+    /// Bytes the engine's files take on disk.
+    pub bytes_on_disk: u64,
+    /// Atomic batches written since this store was opened (saves, creates, touches, deletions).
+    pub writes_since_open: u64,
+    /// The storage engine: `"sled"`.
+    pub engine: &'static str,
+}
+
+impl Store {
+    /// Marks the session as used now, moving its idle deadline. Returns
+    /// whether it is live. A touch that would move the deadline by less than
+    /// `touch_granularity` writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
+    pub fn touch(&self, sid: &str) -> Result<bool> {
+        validate::sid(sid)?;
+        let core = self.core();
+        let _guard = core.locks.write(sid);
+        let now = core.now();
+        let Some(meta) = core.live_meta(sid, now)? else {
+            return Ok(false);
+        };
+        let new = Meta { last_access: now, ..meta };
+        if core.moves_enough(&meta, &new) {
+            let mut batch = Batch::default();
+            Core::put_meta(&mut batch, sid, Some(&meta), &new);
+            core.committer.write(batch)?;
+        }
+        Ok(true)
+    }
+
+    /// Moves the live session `sid` to a fresh random id, in one atomic batch:
+    /// every component's keys, the metadata and the expiry entry. Returns the
+    /// new id. The old id then reads `None`, and saving a `Session` read under
+    /// it gives [`Error::NotFound`]. The creation time is kept, so the
+    /// absolute timeout is not reset. Do this on login, against session fixation.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::NotFound`] if `sid` is not live (also
+    /// when a concurrent `regenerate` of it won), and storage errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionstore::Store;
+    ///
+    /// let store = Store::temporary()?;
+    /// let mut s = store.create()?;
+    /// s.set("cart", &vec![1, 2])?;
+    /// store.save(&mut s)?;
+    /// let new_id = store.regenerate(s.id())?;
+    /// assert!(store.get(s.id(), None)?.is_none());
+    /// assert_eq!(store.get(&new_id, None)?.unwrap().get::<Vec<i32>>("cart")?, Some(vec![1, 2]));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn regenerate(&self, sid: &str) -> Result<String> {
+        validate::sid(sid)?;
+        let core = self.core();
+        for _ in 0..REGENERATE_ATTEMPTS {
+            let new_sid = core.ids.next_id()?;
+            let _guard = core.locks.write_pair(sid, &new_sid);
+            let now = core.now();
+            let Some(meta) = core.live_meta(sid, now)? else {
+                return Err(Error::NotFound { id: sid.to_owned() });
+            };
+            if !core.backend.scan_prefix(&keys::session_prefix(&new_sid))?.is_empty() {
+                continue;
+            }
+            let mut batch = Batch::default();
+            for (key, value) in core.backend.scan_prefix(&keys::session_prefix(sid))? {
+                if key != keys::meta(sid) {
+                    if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
+                        batch.put(moved, value);
+                    }
+                }
+                batch.delete(key);
+            }
+            batch.delete(keys::index(meta.index_deadline(), sid));
+            let new = Meta { last_access: now, ..meta };
+            Core::put_meta(&mut batch, &new_sid, None, &new);
+            core.committer.write(batch)?;
+            return Ok(new_sid);
+        }
+        Err(Error::storage(
+            "regenerating a session id",
+            format!("{REGENERATE_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"),
+        ))
+    }
+
+    /// Sets the idle timeout of one live session, overriding the store's
+    /// default; `None` means it ends only by the absolute timeout or by
+    /// `destroy`. The override is stored and survives a reopen.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::NotFound`] if `sid` is not live, and storage errors.
+    pub fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()> {
+        validate::sid(sid)?;
+        let core = self.core();
+        let _guard = core.locks.write(sid);
+        let Some(meta) = core.live_meta(sid, core.now())? else {
+            return Err(Error::NotFound { id: sid.to_owned() });
+        };
+        let new = Meta {
+            idle: timeout.map(clock::duration_micros),
+            ..meta
+        };
+        let mut batch = Batch::default();
+        Core::put_meta(&mut batch, sid, Some(&meta), &new);
+        core.committer.write(batch)
+    }
+
+    /// Runs one reaper pass now and returns how many expired sessions it deleted.
+    /// Its cost is proportional to what expired, not to what lives.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors. A corrupt metadata record is skipped and logged, not an error.
+    pub fn reap_expired(&self) -> Result<usize> {
+        reaper::reap_once(self.core(), &|| false)
+    }
+
+    /// Live sessions, sessions reaped since open, bytes on disk.
+    /// Counting live sessions reads the live part of the expiry index.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    pub fn stats(&self) -> Result<Stats> {
+        let core = self.core();
+        let live = core
+            .backend
+            .scan_range(&keys::index_bound(core.now().saturating_add(1)), &keys::index_end(), usize::MAX)?
+            .len();
+        Ok(Stats {
+            live_sessions: live as u64,
+            reaped_since_open: core.reaped.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_on_disk: core.backend.size_on_disk()?,
+            writes_since_open: core.committer.writes(),
+            engine: core.backend.name(),
+        })
+    }
+}

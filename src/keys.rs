@@ -1,0 +1,227 @@
+//! The only module that builds or parses storage keys.
+//!
+//! One ordered key space holds four shapes (see ARCHITECTURE.md):
+//!
+//! | shape | bytes |
+//! |---|---|
+//! | data, component scope | `{sid}/{component}/{key}` |
+//! | data, global scope | `{sid}//{key}` (the empty component, which no valid name can be) |
+//! | metadata | `{sid}/` |
+//! | expiry index | `!` + deadline (u64 microseconds since the epoch, big-endian) + `{sid}` |
+//! | format marker | `#sessionstore` |
+//!
+//! Session ids are `[A-Za-z0-9_-]`, so no id starts with `!` or `#`, and
+//! every key of one session shares the prefix `{sid}/`: a prefix scan finds
+//! the whole session and nothing of `{sid}x`.
+
+/// The first byte of every expiry index key.
+const INDEX_TAG: u8 = b'!';
+/// The key of the format marker record.
+pub(crate) const FORMAT_KEY: &[u8] = b"#sessionstore";
+
+/// The metadata key of a session: `{sid}/`.
+pub(crate) fn meta(sid: &str) -> Vec<u8> {
+    session_prefix(sid)
+}
+
+/// The prefix of every key of one session, its metadata included: `{sid}/`.
+pub(crate) fn session_prefix(sid: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sid.len() + 1);
+    k.extend_from_slice(sid.as_bytes());
+    k.push(b'/');
+    k
+}
+
+/// The prefix of every data key of one scope: `{sid}/{component}/`.
+pub(crate) fn scope_prefix(sid: &str, component: Option<&str>) -> Vec<u8> {
+    let comp = component.unwrap_or("");
+    let mut k = Vec::with_capacity(sid.len() + comp.len() + 2);
+    k.extend_from_slice(sid.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(comp.as_bytes());
+    k.push(b'/');
+    k
+}
+
+/// The data key of one value: `{sid}/{component}/{key}`.
+pub(crate) fn data(sid: &str, component: Option<&str>, key: &str) -> Vec<u8> {
+    let mut k = scope_prefix(sid, component);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Moves a key of session `from` to session `to`, keeping the rest of it.
+/// Returns `None` if `key` is not under `{from}/`.
+pub(crate) fn rebase(key: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
+    let rest = key.strip_prefix(from.as_bytes())?.strip_prefix(b"/")?;
+    let mut k = session_prefix(to);
+    k.extend_from_slice(rest);
+    Some(k)
+}
+
+/// The expiry index key of a session with this deadline.
+pub(crate) fn index(deadline_micros: u64, sid: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + sid.len());
+    k.push(INDEX_TAG);
+    k.extend_from_slice(&deadline_micros.to_be_bytes());
+    k.extend_from_slice(sid.as_bytes());
+    k
+}
+
+/// The start of the expiry index: every index key is at or after it.
+pub(crate) fn index_start() -> Vec<u8> {
+    vec![INDEX_TAG]
+}
+
+/// The first index key with a deadline at or after `deadline_micros`.
+/// Scanning `[index_start(), index_bound(t))` yields the sessions due before `t`.
+pub(crate) fn index_bound(deadline_micros: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(INDEX_TAG);
+    k.extend_from_slice(&deadline_micros.to_be_bytes());
+    k
+}
+
+/// The end of the expiry index: every index key is before it.
+pub(crate) fn index_end() -> Vec<u8> {
+    vec![INDEX_TAG + 1]
+}
+
+/// What a stored key is, as far as its bytes say.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Parsed<'a> {
+    /// `{sid}/`.
+    Meta { sid: &'a str },
+    /// `{sid}/{component}/{key}`; the component is `None` for the global scope.
+    Data {
+        sid: &'a str,
+        component: Option<&'a str>,
+        key: &'a str,
+    },
+    /// `!{deadline}{sid}`.
+    Index { deadline: u64, sid: &'a str },
+    /// `#sessionstore`.
+    Format,
+    /// Anything else: not a key this crate writes.
+    Unknown,
+}
+
+/// Parses a stored key. Never panics, whatever the bytes.
+pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
+    if key == FORMAT_KEY {
+        return Parsed::Format;
+    }
+    if let Some(rest) = key.strip_prefix(&[INDEX_TAG]) {
+        let Some((deadline, sid)) = rest.split_first_chunk::<8>() else {
+            return Parsed::Unknown;
+        };
+        return match valid_sid(sid) {
+            Some(sid) => Parsed::Index {
+                deadline: u64::from_be_bytes(*deadline),
+                sid,
+            },
+            None => Parsed::Unknown,
+        };
+    }
+    let Ok(text) = std::str::from_utf8(key) else {
+        return Parsed::Unknown;
+    };
+    let Some((sid, rest)) = text.split_once('/') else {
+        return Parsed::Unknown;
+    };
+    if valid_sid(sid.as_bytes()).is_none() {
+        return Parsed::Unknown;
+    }
+    if rest.is_empty() {
+        return Parsed::Meta { sid };
+    }
+    let Some((component, key)) = rest.split_once('/') else {
+        return Parsed::Unknown;
+    };
+    if key.is_empty() {
+        return Parsed::Unknown;
+    }
+    Parsed::Data {
+        sid,
+        component: (!component.is_empty()).then_some(component),
+        key,
+    }
+}
+
+/// The key name of a data key under a known scope prefix, if it is valid UTF-8.
+pub(crate) fn key_in_scope<'a>(key: &'a [u8], prefix: &[u8]) -> Option<&'a str> {
+    let rest = key.strip_prefix(prefix)?;
+    std::str::from_utf8(rest).ok().filter(|k| !k.is_empty())
+}
+
+fn valid_sid(bytes: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    crate::validate::sid(s).ok().map(|()| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_round_trip() {
+        assert_eq!(data("ab", Some("cart"), "x/y"), b"ab/cart/x/y");
+        assert_eq!(data("ab", None, "x"), b"ab//x");
+        assert_eq!(meta("ab"), b"ab/");
+        assert_eq!(
+            parse(b"ab/cart/x/y"),
+            Parsed::Data {
+                sid: "ab",
+                component: Some("cart"),
+                key: "x/y"
+            }
+        );
+        assert_eq!(
+            parse(b"ab//x"),
+            Parsed::Data {
+                sid: "ab",
+                component: None,
+                key: "x"
+            }
+        );
+        assert_eq!(parse(b"ab/"), Parsed::Meta { sid: "ab" });
+        assert_eq!(
+            parse(&index(7, "ab")),
+            Parsed::Index {
+                deadline: 7,
+                sid: "ab"
+            }
+        );
+        assert_eq!(parse(FORMAT_KEY), Parsed::Format);
+    }
+
+    #[test]
+    fn garbage_is_unknown() {
+        for bad in [&b""[..], b"!", b"!1234567", b"a b/", b"ab", b"ab/c", b"ab/c/", b"\xff/"] {
+            assert_eq!(parse(bad), Parsed::Unknown, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn index_orders_by_deadline() {
+        assert!(index(1, "zzz") < index(2, "aaa"));
+        assert!(index_start() <= index(0, "a"));
+        assert!(index(u64::MAX, "zz") < index_end());
+        assert!(index(5, "a") < index_bound(6));
+        assert!(index(6, "a") >= index_bound(6));
+    }
+
+    #[test]
+    fn session_prefix_does_not_cover_longer_ids() {
+        let p = session_prefix("ab");
+        assert!(!data("abc", None, "k").starts_with(&p));
+        assert!(data("ab", None, "k").starts_with(&p));
+    }
+
+    #[test]
+    fn rebase_moves_keys() {
+        assert_eq!(rebase(b"ab/c/k", "ab", "xy").unwrap(), b"xy/c/k");
+        assert_eq!(rebase(b"ab/", "ab", "xy").unwrap(), b"xy/");
+        assert_eq!(rebase(b"abc/", "ab", "xy"), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! Per-session locks: a fixed array of striped reader-writer locks.
+//!
+//! Every check-then-write on a session (create, save, touch, destroy,
+//! regenerate, and the reaper's re-check) holds its stripe's write lock, so the
+//! check and the batch are atomic with respect to each other within this
+//! process. Reads of a scope hold the read lock, so they never see half of a save.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+const STRIPES: usize = 1024;
+
+pub(crate) struct Locks {
+    stripes: Box<[RwLock<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// The write guards of two sessions, taken in stripe order so that two
+/// callers locking the same pair cannot deadlock.
+pub(crate) struct PairGuard<'a> {
+    _first: RwLockWriteGuard<'a, ()>,
+    _second: Option<RwLockWriteGuard<'a, ()>>,
+}
+
+impl Locks {
+    pub fn new() -> Self {
+        Locks {
+            stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    fn stripe(&self, sid: &str) -> usize {
+        let mut h = self.hasher.build_hasher();
+        sid.hash(&mut h);
+        // The modulus keeps the value below STRIPES, so the cast cannot truncate it.
+        (h.finish() % STRIPES as u64) as usize
+    }
+
+    /// Exclusive access to session `sid`.
+    pub fn write(&self, sid: &str) -> RwLockWriteGuard<'_, ()> {
+        self.stripes[self.stripe(sid)].write()
+    }
+
+    /// Shared access to session `sid`.
+    pub fn read(&self, sid: &str) -> RwLockReadGuard<'_, ()> {
+        self.stripes[self.stripe(sid)].read()
+    }
+
+    /// Exclusive access to two sessions at once.
+    pub fn write_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
+        let (x, y) = (self.stripe(a), self.stripe(b));
+        let (lo, hi) = (x.min(y), x.max(y));
+        let first = self.stripes[lo].write();
+        let second = (hi != lo).then(|| self.stripes[hi].write());
+        PairGuard {
+            _first: first,
+            _second: second,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn pairs_in_either_order_do_not_deadlock() {
+        let locks = Arc::new(Locks::new());
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let locks = locks.clone();
+                std::thread::spawn(move || {
+                    for j in 0..2_000 {
+                        let (a, b) = if (i + j) % 2 == 0 { ("a", "b") } else { ("b", "a") };
+                        let _g = locks.write_pair(a, b);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Both stripes are free again afterwards.
+        assert!(locks.stripes[locks.stripe("a")].try_write().is_some());
+        assert!(locks.stripes[locks.stripe("b")].try_write().is_some());
+    }
+
+    #[test]
+    fn same_stripe_pair_takes_one_lock() {
+        let locks = Locks::new();
+        let _g = locks.write_pair("x", "x");
+        assert!(locks.stripes[locks.stripe("x")].try_read().is_none());
+    }
+}

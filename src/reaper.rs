@@ -1,0 +1,152 @@
+//! The reaper: deletes expired sessions, walking the expiry index from the
+//! earliest deadline, so a pass costs what expired, not what lives.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
+
+use crate::backend::Batch;
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::keys::{self, Parsed};
+
+/// Index entries read per scan.
+const CHUNK: usize = 256;
+
+/// The reaper thread. Dropping it stops the thread and joins it.
+pub(crate) struct Reaper {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reaper {
+    /// Starts the thread `sessionstore-reaper`. It holds the core, never a
+    /// `Store` handle, so the last handle's drop can stop it.
+    pub fn spawn(core: Arc<Core>, interval: Duration) -> Result<Reaper> {
+        let (stop, stopped) = bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("sessionstore-reaper".into())
+            .spawn(move || run(&core, &stopped, interval))
+            .map_err(|e| Error::storage("starting the reaper thread", e))?;
+        Ok(Reaper {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("sessionstore: the reaper thread panicked");
+            }
+        }
+    }
+}
+
+fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
+    let should_stop = || matches!(stopped.try_recv(), Err(TryRecvError::Disconnected));
+    loop {
+        match stopped.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = reap_once(core, &should_stop) {
+                    log::warn!("sessionstore: reaper pass failed, retrying in {interval:?}: {e}");
+                }
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// One pass: every index entry with a deadline at or before now is re-checked
+/// under its session's lock, and the session deleted if it really expired.
+/// `should_stop` is asked between chunks.
+pub(crate) fn reap_once(core: &Core, should_stop: &dyn Fn() -> bool) -> Result<usize> {
+    let now = core.now();
+    let end = keys::index_bound(now.saturating_add(1));
+    let mut start = keys::index_start();
+    let mut reaped = 0;
+    let mut wrote = false;
+    loop {
+        let chunk = core.backend.scan_range(&start, &end, CHUNK)?;
+        for (key, _) in &chunk {
+            match keys::parse(key) {
+                Parsed::Index { deadline, sid } => match reap_candidate(core, key, deadline, sid, now) {
+                    Ok(outcome) => {
+                        wrote |= outcome != Outcome::Skipped;
+                        reaped += usize::from(outcome == Outcome::Reaped);
+                    }
+                    Err(e) => log::warn!("sessionstore: reaper skipped session {sid:?}: {e}"),
+                },
+                _ => log::warn!("sessionstore: reaper skipped an undecodable index key {key:?}"),
+            }
+        }
+        match chunk.last() {
+            Some((last, _)) if chunk.len() == CHUNK && !should_stop() => {
+                start = last.clone();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    if wrote {
+        core.committer.flush()?;
+    }
+    core.reaped.fetch_add(reaped as u64, Ordering::Relaxed);
+    Ok(reaped)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Reaped,
+    /// A stale or dangling index entry was removed.
+    Tidied,
+    Skipped,
+}
+
+fn reap_candidate(core: &Core, index_key: &[u8], deadline: u64, sid: &str, now: u64) -> Result<Outcome> {
+    #[cfg(test)]
+    hook::before_lock(sid);
+    let _guard = core.locks.write(sid);
+    let mut batch = Batch::default();
+    let outcome = match core.read_meta(sid)? {
+        Some(meta) if meta.index_deadline() == deadline => {
+            if meta.is_live(now) {
+                return Ok(Outcome::Skipped);
+            }
+            core.delete_session(&mut batch, sid, Some(&meta))?;
+            Outcome::Reaped
+        }
+        // The session moved on (or is gone) and this entry was left behind.
+        _ => {
+            batch.delete(index_key.to_vec());
+            Outcome::Tidied
+        }
+    };
+    core.committer.write_with(batch, false)?;
+    Ok(outcome)
+}
+
+/// A test hook that runs between the index scan and the lock of a candidate.
+#[cfg(test)]
+pub(crate) mod hook {
+    use parking_lot::Mutex;
+
+    type Hook = Box<dyn FnMut(&str) + Send>;
+    static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
+
+    pub fn set(h: Option<Hook>) {
+        *HOOK.lock() = h;
+    }
+
+    pub(super) fn before_lock(sid: &str) {
+        if let Some(h) = HOOK.lock().as_mut() {
+            h(sid);
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The store handle and RAIN's `BaseSessionStore` contract.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::backend::Batch;
+use crate::config::Config;
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::reaper::Reaper;
+use crate::session::Session;
+use crate::{keys, validate};
+
+/// How many fresh ids `create` draws before it gives up.
+const CREATE_ATTEMPTS: usize = 8;
+
+/// RAIN's `BaseSessionStore`: create, read, save and destroy sessions.
+///
+/// [`Store`] implements it. Write code against this trait to keep it
+/// independent of the store behind it.
+pub trait SessionStore {
+    /// Creates an empty, live session under `sid` and returns its global scope.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`] for a bad id, [`Error::AlreadyExists`] if `sid` is
+    /// live (nothing is overwritten), and storage errors.
+    fn create_new_session(&self, sid: &str) -> Result<Session>;
+
+    /// The global scope of `sid` (`component` `None`) or one component's scope.
+    /// A live session's component with no keys yet is an empty scope.
+    /// An unknown or expired `sid` gives `Ok(None)`. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidComponent`], [`Error::Decode`]
+    /// for a corrupt metadata record, and storage errors.
+    fn get(&self, sid: &str, component: Option<&str>) -> Result<Option<Session>>;
+
+    /// Writes the dirty keys of `session`'s scope, sets and deletions, and
+    /// its last-access time, in one atomic batch. Keys that are not dirty are
+    /// not written. On success the session is clean; on failure it stays dirty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if the session was destroyed, expired or
+    /// regenerated since it was read (nothing is written), and storage errors.
+    fn save(&self, session: &mut Session) -> Result<()>;
+
+    /// Deletes the session: every scope's keys and its metadata. Returns
+    /// whether a live session was there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], and storage errors.
+    fn destroy(&self, sid: &str) -> Result<bool>;
+}
+
+/// An embedded, persistent session store. Cheap to clone: clones share one
+/// database. The last handle to drop stops the background threads, flushes
+/// and closes the database.
+///
+/// # Examples
+///
+/// ```
+/// use sessionstore::{SessionStore, Store};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("db");
+/// let store = Store::open(&path)?;
+/// let mut cart = store.create_new_session("visitor-1")?;
+/// cart.set("theme", "dark")?;
+/// store.save(&mut cart)?;
+/// drop(store);
+///
+/// let store = Store::open(&path)?;
+/// let global = store.get("visitor-1", None)?.expect("still there");
+/// assert_eq!(global.get::<String>("theme")?.as_deref(), Some("dark"));
+/// assert!(store.destroy("visitor-1")?);
+/// # Ok::<(), sessionstore::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What the handles share. Dropping it stops the reaper first, then the core.
+pub(crate) struct Shared {
+    reaper: Option<Reaper>,
+    pub(crate) core: Arc<Core>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        drop(self.reaper.take());
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.core().path)
+            .field("engine", &self.core().backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store in directory `path` with the default configuration:
+    /// the same as `Config::new(path).open()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Config::new(path).open()
+    }
+
+    /// A throwaway store in a new temporary directory, deleted when the last handle drops.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::open`].
+    pub fn temporary() -> Result<Store> {
+        Config::temporary().open()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Result<Store> {
+        let core = Arc::new(Core::open(&config)?);
+        let reaper = match config.reap_interval {
+            Some(interval) => Some(Reaper::spawn(core.clone(), interval)?),
+            None => None,
+        };
+        Ok(Store {
+            shared: Arc::new(Shared { reaper, core }),
+        })
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.shared.core
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.core().path
+    }
+
+    /// Creates a session under a fresh id drawn from the OS CSPRNG (128 bits,
+    /// URL-safe base64) and returns its global scope. A collision with a live
+    /// id is retried, never overwritten.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors, and an error if the OS random source fails.
+    pub fn create(&self) -> Result<Session> {
+        for _ in 0..CREATE_ATTEMPTS {
+            let sid = self.core().ids.next_id()?;
+            match self.create_new_session(&sid) {
+                Err(Error::AlreadyExists { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::storage(
+            "creating a session",
+            format!("{CREATE_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"),
+        ))
+    }
+
+    /// Makes every acknowledged write durable now.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors, and [`Error::Stalled`].
+    pub fn flush(&self) -> Result<()> {
+        self.core().committer.flush()
+    }
+
+    /// See [`SessionStore::create_new_session`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::create_new_session`].
+    pub fn create_new_session(&self, sid: &str) -> Result<Session> {
+        validate::sid(sid)?;
+        let core = self.core();
+        let _guard = core.locks.write(sid);
+        let now = core.now();
+        let old = core.read_meta(sid)?;
+        let mut batch = Batch::default();
+        if let Some(old) = &old {
+            if old.is_live(now) {
+                return Err(Error::AlreadyExists { id: sid.to_owned() });
+            }
+            // An expired session nobody reaped yet: the new one starts empty.
+            core.delete_session(&mut batch, sid, Some(old))?;
+        }
+        let meta = core.new_meta(now)?;
+        Core::put_meta(&mut batch, sid, None, &meta);
+        core.committer.write(batch)?;
+        Ok(Session::new(
+            sid.to_owned(),
+            None,
+            meta.incarnation,
+            core.max_value_size,
+            BTreeMap::new(),
+        ))
+    }
+
+    /// See [`SessionStore::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::get`].
+    pub fn get(&self, sid: &str, component: Option<&str>) -> Result<Option<Session>> {
+        validate::sid(sid)?;
+        validate::scope(component)?;
+        let core = self.core();
+        let _guard = core.locks.read(sid);
+        let Some(meta) = core.live_meta(sid, core.now())? else {
+            return Ok(None);
+        };
+        let prefix = keys::scope_prefix(sid, component);
+        let mut values = BTreeMap::new();
+        for (key, value) in core.backend.scan_prefix(&prefix)? {
+            match keys::key_in_scope(&key, &prefix) {
+                Some(name) => {
+                    values.insert(name.to_owned(), value);
+                }
+                None => log::warn!("sessionstore: skipping an undecodable key under {sid:?}: {key:?}"),
+            }
+        }
+        Ok(Some(Session::new(
+            sid.to_owned(),
+            component.map(str::to_owned),
+            meta.incarnation,
+            core.max_value_size,
+            values,
+        )))
+    }
+
+    /// See [`SessionStore::save`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::save`].
+    pub fn save(&self, session: &mut Session) -> Result<()> {
+        let core = self.core();
+        let sid = session.id();
+        let _guard = core.locks.write(sid);
+        let now = core.now();
+        let meta = match core.live_meta(sid, now)? {
+            Some(m) if m.incarnation == session.incarnation() => m,
+            _ => return Err(Error::NotFound { id: sid.to_owned() }),
+        };
+        let component = session.component();
+        let mut batch = Batch::default();
+        if session.cleared() {
+            let prefix = keys::scope_prefix(sid, component);
+            for (key, _) in core.backend.scan_prefix(&prefix)? {
+                let keep = keys::key_in_scope(&key, &prefix).is_some_and(|k| session.was_set(k));
+                if !keep {
+                    batch.delete(key);
+                }
+            }
+        }
+        for (key, value) in session.changes() {
+            let k = keys::data(sid, component, key);
+            match value {
+                Some(v) => batch.put(k, v.to_vec()),
+                None => batch.delete(k),
+            }
+        }
+        let new = crate::meta::Meta { last_access: now, ..meta };
+        if batch.is_empty() && !session.cleared() && !core.moves_enough(&meta, &new) {
+            return Ok(());
+        }
+        Core::put_meta(&mut batch, sid, Some(&meta), &new);
+        core.committer.write(batch)?;
+        session.mark_clean();
+        Ok(())
+    }
+
+    /// See [`SessionStore::destroy`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionStore::destroy`].
+    pub fn destroy(&self, sid: &str) -> Result<bool> {
+        validate::sid(sid)?;
+        let core = self.core();
+        let _guard = core.locks.write(sid);
+        let now = core.now();
+        let (meta, existed) = match core.read_meta(sid) {
+            Ok(Some(m)) => (Some(m), m.is_live(now)),
+            Ok(None) => (None, false),
+            Err(Error::Decode { .. }) => (None, true),
+            Err(e) => return Err(e),
+        };
+        let mut batch = Batch::default();
+        core.delete_session(&mut batch, sid, meta.as_ref())?;
+        if !batch.is_empty() {
+            core.committer.write(batch)?;
+        }
+        Ok(existed)
+    }
+}
+
+impl SessionStore for Store {
+    fn create_new_session(&self, sid: &str) -> Result<Session> {
+        Store::create_new_session(self, sid)
+    }
+
+    fn get(&self, sid: &str, component: Option<&str>) -> Result<Option<Session>> {
+        Store::get(self, sid, component)
+    }
+
+    fn save(&self, session: &mut Session) -> Result<()> {
+        Store::save(self, session)
+    }
+
+    fn destroy(&self, sid: &str) -> Result<bool> {
+        Store::destroy(self, sid)
+    }
+}
