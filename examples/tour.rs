@@ -3,10 +3,12 @@
 //!
 //! `cargo run --release --example tour [PATH]` (default: `./sessionstore-tour`).
 
-use sessionstore::{SessionStore, Store};
+use sessionstore::Store;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "sessionstore-tour".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "sessionstore-tour".into());
     println!("1. open the store at {path}");
     let store = Store::open(&path)?;
 
@@ -16,12 +18,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     session.set("user", "ada")?;
     session.set("visits", &1u32)?;
-    println!("3. set two keys in the global scope; dirty = {}", session.is_dirty());
+    println!(
+        "3. set two keys in the global scope; dirty = {}",
+        session.is_dirty()
+    );
     store.save(&mut session)?;
-    println!("   save writes them in one atomic batch; dirty = {}", session.is_dirty());
+    println!(
+        "   save writes them in one atomic batch; dirty = {}",
+        session.is_dirty()
+    );
 
-    let mut cart = store.get(&sid, Some("cart"))?.ok_or("the session vanished")?;
-    println!("4. the \"cart\" component's scope starts empty: {} keys", cart.len());
+    let mut cart = store
+        .get(&sid, Some("cart"))?
+        .ok_or("the session vanished")?;
+    println!(
+        "4. the \"cart\" component's scope starts empty: {} keys",
+        cart.len()
+    );
     cart.set("items", &vec!["book", "pen"])?;
     store.save(&mut cart)?;
 
@@ -31,12 +44,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     b.set("theme", "dark")?;
     store.save(&mut a)?;
     store.save(&mut b)?;
-    println!("5. two handles save different keys; only dirty keys are written, so both changes stay");
+    println!(
+        "5. two handles save different keys; only dirty keys are written, so both changes stay"
+    );
 
     drop(store);
     let store = Store::open(&path)?;
-    let global = store.get(&sid, None)?.ok_or("the session did not survive the reopen")?;
-    let cart = store.get(&sid, Some("cart"))?.ok_or("the session vanished")?;
+    let global = store
+        .get(&sid, None)?
+        .ok_or("the session did not survive the reopen")?;
+    let cart = store
+        .get(&sid, Some("cart"))?
+        .ok_or("the session vanished")?;
     println!(
         "6. after a reopen: user = {:?}, visits = {:?}, theme = {:?}, cart = {:?}",
         global.get::<String>("user")?,
@@ -47,11 +66,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let new_id = store.regenerate(&sid)?;
     println!("7. regenerate moves the session to a new id on login: {new_id}");
-    println!("   the old id now reads {:?}", store.get(&sid, None)?.map(|s| s.len()));
+    println!(
+        "   the old id now reads {:?}",
+        store.get(&sid, None)?.map(|s| s.len())
+    );
 
     let existed = store.destroy(&new_id)?;
-    println!("8. destroy: existed = {existed}; it now reads {:?}", store.get(&new_id, None)?.map(|s| s.len()));
+    println!(
+        "8. destroy: existed = {existed}; it now reads {:?}",
+        store.get(&new_id, None)?.map(|s| s.len())
+    );
     let stats = store.stats()?;
-    println!("9. stats: {} live sessions, {} bytes on disk ({})", stats.live_sessions, stats.bytes_on_disk, stats.engine);
+    println!(
+        "9. stats: {} live sessions, {} bytes on disk ({})",
+        stats.live_sessions, stats.bytes_on_disk, stats.engine
+    );
     Ok(())
 }

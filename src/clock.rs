@@ -108,6 +108,9 @@ mod tests {
     fn micros_saturate() {
         assert_eq!(micros(UNIX_EPOCH - Duration::from_secs(1)), 0);
         assert_eq!(duration_micros(Duration::MAX), u64::MAX);
-        assert_eq!(from_micros(micros(UNIX_EPOCH + Duration::from_micros(42))), UNIX_EPOCH + Duration::from_micros(42));
+        assert_eq!(
+            from_micros(micros(UNIX_EPOCH + Duration::from_micros(42))),
+            UNIX_EPOCH + Duration::from_micros(42)
+        );
     }
 }

@@ -32,7 +32,10 @@ pub(crate) fn encode_value<T: Serialize + ?Sized>(key: &str, value: &T) -> Resul
 }
 
 /// Decodes a stored value; `what` names it in the error.
-pub(crate) fn decode_value<T: DeserializeOwned>(what: impl FnOnce() -> String, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode_value<T: DeserializeOwned>(
+    what: impl FnOnce() -> String,
+    bytes: &[u8],
+) -> Result<T> {
     match bincode::serde::decode_from_slice::<T, _>(bytes, config()) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(Error::Decode {
@@ -93,8 +96,14 @@ mod tests {
     #[test]
     fn wrong_type_is_a_decode_error() {
         let b = encode_value("k", "a string").unwrap();
-        assert!(matches!(decode_value::<u8>(what, &b), Err(Error::Decode { .. })));
-        assert!(matches!(decode_value::<bool>(what, &[7]), Err(Error::Decode { .. })));
+        assert!(matches!(
+            decode_value::<u8>(what, &b),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_value::<bool>(what, &[7]),
+            Err(Error::Decode { .. })
+        ));
     }
 
     #[test]

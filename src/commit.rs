@@ -43,7 +43,11 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// Starts the thread `sessionstore-commit`.
-    pub fn start(backend: Arc<dyn Backend>, durability: Durability, timeout: Duration) -> Result<Self> {
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        durability: Durability,
+        timeout: Duration,
+    ) -> Result<Self> {
         let (tx, rx) = unbounded();
         let writes = Arc::new(AtomicU64::new(0));
         let counter = writes.clone();
@@ -69,7 +73,11 @@ impl Committer {
 
     /// Applies `batch` atomically, flushed before returning if `durable`.
     pub fn write_with(&self, batch: Batch, durable: bool) -> Result<()> {
-        self.call(|reply| Request::Write { batch, durable, reply })
+        self.call(|reply| Request::Write {
+            batch,
+            durable,
+            reply,
+        })
     }
 
     /// Makes every write so far durable.
@@ -89,17 +97,33 @@ impl Committer {
 
     fn call(&self, make: impl FnOnce(Sender<Result<()>>) -> Request) -> Result<()> {
         if self.is_stalled() {
-            return Err(Error::Stalled { after: self.timeout });
+            return Err(Error::Stalled {
+                after: self.timeout,
+            });
         }
         let (reply, answer) = bounded(1);
-        let gone = || Error::storage("sending a write to the commit thread", "the commit thread has stopped");
-        self.tx.as_ref().ok_or_else(gone)?.send(make(reply)).map_err(|_| gone())?;
+        let gone = || {
+            Error::storage(
+                "sending a write to the commit thread",
+                "the commit thread has stopped",
+            )
+        };
+        self.tx
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(make(reply))
+            .map_err(|_| gone())?;
         match answer.recv_timeout(self.timeout) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => {
                 self.stalled.store(true, Ordering::Release);
-                log::error!("sessionstore: a write did not complete within {:?}; refusing further writes", self.timeout);
-                Err(Error::Stalled { after: self.timeout })
+                log::error!(
+                    "sessionstore: a write did not complete within {:?}; refusing further writes",
+                    self.timeout
+                );
+                Err(Error::Stalled {
+                    after: self.timeout,
+                })
             }
             Err(RecvTimeoutError::Disconnected) => Err(gone()),
         }
@@ -150,16 +174,16 @@ fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, wr
             }
             commit_group(backend, group, &mut unflushed, writes);
         }
-        if let (Some(at), Some(d)) = (next_flush, period) {
-            if Instant::now() >= at {
-                if unflushed {
-                    match backend.flush() {
-                        Ok(()) => unflushed = false,
-                        Err(e) => log::error!("sessionstore: periodic flush failed: {e}"),
-                    }
+        if let (Some(at), Some(d)) = (next_flush, period)
+            && Instant::now() >= at
+        {
+            if unflushed {
+                match backend.flush() {
+                    Ok(()) => unflushed = false,
+                    Err(e) => log::error!("sessionstore: periodic flush failed: {e}"),
                 }
-                next_flush = Some(Instant::now() + d);
             }
+            next_flush = Some(Instant::now() + d);
         }
     }
     if let Err(e) = backend.flush() {
@@ -167,12 +191,21 @@ fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, wr
     }
 }
 
-fn commit_group(backend: &dyn Backend, group: Vec<Request>, unflushed: &mut bool, writes: &AtomicU64) {
+fn commit_group(
+    backend: &dyn Backend,
+    group: Vec<Request>,
+    unflushed: &mut bool,
+    writes: &AtomicU64,
+) {
     let mut answers = Vec::with_capacity(group.len());
     let mut need_flush = false;
     for req in group {
         match req {
-            Request::Write { batch, durable, reply } => {
+            Request::Write {
+                batch,
+                durable,
+                reply,
+            } => {
                 let result = backend.apply(&batch);
                 if result.is_ok() {
                     writes.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +231,9 @@ fn commit_group(backend: &dyn Backend, group: Vec<Request>, unflushed: &mut bool
     };
     for (reply, result, durable) in answers {
         let result = match (&flushed, result) {
-            (Err(msg), Ok(())) if durable => Err(Error::storage("flushing a group of writes", msg.clone())),
+            (Err(msg), Ok(())) if durable => {
+                Err(Error::storage("flushing a group of writes", msg.clone()))
+            }
             (_, r) => r,
         };
         // A caller that timed out has dropped its receiver; nobody is left to tell.

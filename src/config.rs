@@ -29,7 +29,7 @@ pub enum Durability {
 /// use sessionstore::{Config, Durability};
 /// use std::time::Duration;
 ///
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// let store = Config::new(dir.path().join("sessions"))
 ///     .durability(Durability::Periodic(Duration::from_millis(200)))
 ///     .idle_timeout(Duration::from_secs(15 * 60))
@@ -50,6 +50,11 @@ pub struct Config {
     pub(crate) reap_interval: Option<Duration>,
     pub(crate) touch_granularity: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Tests inside the crate substitute the engine and the id source.
+    #[cfg(test)]
+    pub(crate) test_backend: Option<Arc<dyn crate::backend::Backend>>,
+    #[cfg(test)]
+    pub(crate) test_ids: Option<Arc<dyn crate::id::IdSource>>,
 }
 
 impl Config {
@@ -67,6 +72,10 @@ impl Config {
             reap_interval: Some(Duration::from_secs(60)),
             touch_granularity: None,
             clock: Arc::new(SystemClock),
+            #[cfg(test)]
+            test_backend: None,
+            #[cfg(test)]
+            test_ids: None,
         }
     }
 

@@ -41,8 +41,9 @@ pub(crate) struct Core {
     pub clock: Arc<dyn Clock>,
     pub timeouts: Timeouts,
     pub max_value_size: usize,
-    pub ids: Box<dyn IdSource>,
+    pub ids: Arc<dyn IdSource>,
     pub reaped: AtomicU64,
+    pub failed_reaps: AtomicU64,
     pub path: PathBuf,
     _lock: Option<File>,
     _temp: Option<tempfile::TempDir>,
@@ -59,7 +60,9 @@ impl Core {
             )));
         }
         if config.write_timeout.is_zero() {
-            return Err(Error::InvalidConfig("write_timeout must be more than zero".into()));
+            return Err(Error::InvalidConfig(
+                "write_timeout must be more than zero".into(),
+            ));
         }
         let temp = if config.temporary {
             Some(tempfile::tempdir().map_err(|e| Error::Io {
@@ -69,7 +72,9 @@ impl Core {
         } else {
             None
         };
-        let path = temp.as_ref().map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
+        let path = temp
+            .as_ref()
+            .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
         prepare_dir(&path)?;
         let lock = lock_dir(&path)?;
         let backend = open_backend(&path, config)?;
@@ -87,8 +92,18 @@ impl Core {
                 touch_granularity: micros(config.effective_touch_granularity()),
             },
             max_value_size: config.max_value_size,
-            ids: Box::new(OsRandom),
+            ids: {
+                #[cfg(test)]
+                let ids = config
+                    .test_ids
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(OsRandom));
+                #[cfg(not(test))]
+                let ids = Arc::new(OsRandom);
+                ids
+            },
             reaped: AtomicU64::new(0),
+            failed_reaps: AtomicU64::new(0),
             path,
             _lock: Some(lock),
             _temp: temp,
@@ -141,7 +156,8 @@ impl Core {
     /// A new metadata record for a session created at `now`.
     pub fn new_meta(&self, now: u64) -> Result<Meta> {
         let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).map_err(|e| Error::storage("drawing a random incarnation number", e.to_string()))?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::storage("drawing a random incarnation number", e.to_string()))?;
         Ok(Meta {
             created: now,
             last_access: now,
@@ -217,14 +233,23 @@ fn lock_dir(path: &Path) -> Result<File> {
 }
 
 fn open_backend(path: &Path, config: &Config) -> Result<Arc<dyn Backend>> {
+    #[cfg(test)]
+    if let Some(b) = &config.test_backend {
+        return Ok(b.clone());
+    }
     #[cfg(feature = "sled")]
     {
-        Ok(Arc::new(crate::backend::sled::SledBackend::open(path, config.cache_capacity)?))
+        Ok(Arc::new(crate::backend::sled::SledBackend::open(
+            path,
+            config.cache_capacity,
+        )?))
     }
     #[cfg(not(feature = "sled"))]
     {
         let _ = (path, config);
-        Err(Error::InvalidConfig("no storage engine feature is enabled".into()))
+        Err(Error::InvalidConfig(
+            "no storage engine feature is enabled".into(),
+        ))
     }
 }
 

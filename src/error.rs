@@ -116,7 +116,9 @@ pub enum Error {
     InvalidConfig(String),
     /// A write did not complete within `write_timeout`. The store refuses all
     /// further writes; log this and restart the process.
-    #[error("a write did not complete within {after:?}; the storage engine is stalled and the store refuses further writes, restart the process")]
+    #[error(
+        "a write did not complete within {after:?}; the storage engine is stalled and the store refuses further writes, restart the process"
+    )]
     Stalled {
         /// The configured write timeout.
         after: Duration,

@@ -1,7 +1,7 @@
 //! Expiry operations on a live session: touch, id rotation, per-session
 //! timeouts, reaping on demand, and statistics.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::backend::Batch;
 use crate::clock;
@@ -22,6 +22,8 @@ pub struct Stats {
     pub live_sessions: u64,
     /// Sessions the reaper (or `reap_expired`) deleted since this store was opened.
     pub reaped_since_open: u64,
+    /// Reaper thread passes that failed (and were retried at the next interval) since open.
+    pub failed_reap_passes: u64,
     /// Bytes the engine's files take on disk.
     pub bytes_on_disk: u64,
     /// Atomic batches written since this store was opened (saves, creates, touches, deletions).
@@ -30,7 +32,47 @@ pub struct Stats {
     pub engine: &'static str,
 }
 
+/// What the store knows about one session's life, from its metadata record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// When the session was first created (kept across `regenerate`).
+    pub created: SystemTime,
+    /// The last create, save, touch or regenerate that was written.
+    pub last_access: SystemTime,
+    /// The session's idle timeout; `None` if it has none.
+    pub idle_timeout: Option<Duration>,
+    /// When it expires; `None` if never.
+    pub deadline: Option<SystemTime>,
+}
+
+impl SessionInfo {
+    fn from_meta(m: &Meta) -> Self {
+        SessionInfo {
+            created: clock::from_micros(m.created),
+            last_access: clock::from_micros(m.last_access),
+            idle_timeout: m.idle.map(Duration::from_micros),
+            deadline: m.deadline().map(clock::from_micros),
+        }
+    }
+}
+
 impl Store {
+    /// The timestamps and deadline of a live session, or `None` if it is not
+    /// live. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
+    pub fn info(&self, sid: &str) -> Result<Option<SessionInfo>> {
+        validate::sid(sid)?;
+        let core = self.core();
+        Ok(core
+            .live_meta(sid, core.now())?
+            .as_ref()
+            .map(SessionInfo::from_meta))
+    }
+
     /// Marks the session as used now, moving its idle deadline. Returns
     /// whether it is live. A touch that would move the deadline by less than
     /// `touch_granularity` writes nothing.
@@ -46,7 +88,10 @@ impl Store {
         let Some(meta) = core.live_meta(sid, now)? else {
             return Ok(false);
         };
-        let new = Meta { last_access: now, ..meta };
+        let new = Meta {
+            last_access: now,
+            ..meta
+        };
         if core.moves_enough(&meta, &new) {
             let mut batch = Batch::default();
             Core::put_meta(&mut batch, sid, Some(&meta), &new);
@@ -90,27 +135,36 @@ impl Store {
             let Some(meta) = core.live_meta(sid, now)? else {
                 return Err(Error::NotFound { id: sid.to_owned() });
             };
-            if !core.backend.scan_prefix(&keys::session_prefix(&new_sid))?.is_empty() {
+            if !core
+                .backend
+                .scan_prefix(&keys::session_prefix(&new_sid))?
+                .is_empty()
+            {
                 continue;
             }
             let mut batch = Batch::default();
             for (key, value) in core.backend.scan_prefix(&keys::session_prefix(sid))? {
-                if key != keys::meta(sid) {
-                    if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
-                        batch.put(moved, value);
-                    }
+                if key != keys::meta(sid)
+                    && let Some(moved) = keys::rebase(&key, sid, &new_sid)
+                {
+                    batch.put(moved, value);
                 }
                 batch.delete(key);
             }
             batch.delete(keys::index(meta.index_deadline(), sid));
-            let new = Meta { last_access: now, ..meta };
+            let new = Meta {
+                last_access: now,
+                ..meta
+            };
             Core::put_meta(&mut batch, &new_sid, None, &new);
             core.committer.write(batch)?;
             return Ok(new_sid);
         }
         Err(Error::storage(
             "regenerating a session id",
-            format!("{REGENERATE_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"),
+            format!(
+                "{REGENERATE_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"
+            ),
         ))
     }
 
@@ -157,11 +211,16 @@ impl Store {
         let core = self.core();
         let live = core
             .backend
-            .scan_range(&keys::index_bound(core.now().saturating_add(1)), &keys::index_end(), usize::MAX)?
+            .scan_range(
+                &keys::index_bound(core.now().saturating_add(1)),
+                &keys::index_end(),
+                usize::MAX,
+            )?
             .len();
         Ok(Stats {
             live_sessions: live as u64,
             reaped_since_open: core.reaped.load(std::sync::atomic::Ordering::Relaxed),
+            failed_reap_passes: core.failed_reaps.load(std::sync::atomic::Ordering::Relaxed),
             bytes_on_disk: core.backend.size_on_disk()?,
             writes_since_open: core.committer.writes(),
             engine: core.backend.name(),

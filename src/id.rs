@@ -19,8 +19,12 @@ pub(crate) struct OsRandom;
 impl IdSource for OsRandom {
     fn next_id(&self) -> Result<String> {
         let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::storage("drawing a session id from the OS random source", e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(|e| {
+            Error::storage(
+                "drawing a session id from the OS random source",
+                e.to_string(),
+            )
+        })?;
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
     }
 }

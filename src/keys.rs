@@ -197,7 +197,16 @@ mod tests {
 
     #[test]
     fn garbage_is_unknown() {
-        for bad in [&b""[..], b"!", b"!1234567", b"a b/", b"ab", b"ab/c", b"ab/c/", b"\xff/"] {
+        for bad in [
+            &b""[..],
+            b"!",
+            b"!1234567",
+            b"a b/",
+            b"ab",
+            b"ab/c",
+            b"ab/c/",
+            b"\xff/",
+        ] {
             assert_eq!(parse(bad), Parsed::Unknown, "{bad:?}");
         }
     }

@@ -8,9 +8,9 @@
 //! atomic saves, crash safety, and idle expiry with a background reaper.
 //!
 //! ```
-//! use sessionstore::{SessionStore, Store};
+//! use sessionstore::Store;
 //!
-//! # let dir = tempfile::tempdir()?;
+//! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("sessions");
 //! let store = Store::open(&path)?;
 //!
@@ -52,10 +52,13 @@ mod session;
 mod store;
 mod validate;
 
+#[cfg(test)]
+mod fault_tests;
+
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability};
 pub use error::{BoxError, Error, Result};
-pub use expiry::Stats;
+pub use expiry::{SessionInfo, Stats};
 pub use session::Session;
 pub use store::{SessionStore, Store};
 pub use validate::{MAX_COMPONENT_LEN, MAX_ID_LEN, MAX_KEY_LEN};

@@ -5,7 +5,7 @@
 //! check and the batch are atomic with respect to each other within this
 //! process. Reads of a scope hold the read lock, so they never see half of a save.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -32,10 +32,8 @@ impl Locks {
     }
 
     fn stripe(&self, sid: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        sid.hash(&mut h);
         // The modulus keeps the value below STRIPES, so the cast cannot truncate it.
-        (h.finish() % STRIPES as u64) as usize
+        (self.hasher.hash_one(sid) % STRIPES as u64) as usize
     }
 
     /// Exclusive access to session `sid`.
@@ -74,7 +72,11 @@ mod tests {
                 let locks = locks.clone();
                 std::thread::spawn(move || {
                     for j in 0..2_000 {
-                        let (a, b) = if (i + j) % 2 == 0 { ("a", "b") } else { ("b", "a") };
+                        let (a, b) = if (i + j) % 2 == 0 {
+                            ("a", "b")
+                        } else {
+                            ("b", "a")
+                        };
                         let _g = locks.write_pair(a, b);
                     }
                 })

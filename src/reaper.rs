@@ -41,10 +41,10 @@ impl Reaper {
 impl Drop for Reaper {
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("sessionstore: the reaper thread panicked");
-            }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            log::error!("sessionstore: the reaper thread panicked");
         }
     }
 }
@@ -55,6 +55,7 @@ fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = reap_once(core, &should_stop) {
+                    core.failed_reaps.fetch_add(1, Ordering::Relaxed);
                     log::warn!("sessionstore: reaper pass failed, retrying in {interval:?}: {e}");
                 }
             }
@@ -76,13 +77,15 @@ pub(crate) fn reap_once(core: &Core, should_stop: &dyn Fn() -> bool) -> Result<u
         let chunk = core.backend.scan_range(&start, &end, CHUNK)?;
         for (key, _) in &chunk {
             match keys::parse(key) {
-                Parsed::Index { deadline, sid } => match reap_candidate(core, key, deadline, sid, now) {
-                    Ok(outcome) => {
-                        wrote |= outcome != Outcome::Skipped;
-                        reaped += usize::from(outcome == Outcome::Reaped);
+                Parsed::Index { deadline, sid } => {
+                    match reap_candidate(core, key, deadline, sid, now) {
+                        Ok(outcome) => {
+                            wrote |= outcome != Outcome::Skipped;
+                            reaped += usize::from(outcome == Outcome::Reaped);
+                        }
+                        Err(e) => log::warn!("sessionstore: reaper skipped session {sid:?}: {e}"),
                     }
-                    Err(e) => log::warn!("sessionstore: reaper skipped session {sid:?}: {e}"),
-                },
+                }
                 _ => log::warn!("sessionstore: reaper skipped an undecodable index key {key:?}"),
             }
         }
@@ -109,7 +112,13 @@ enum Outcome {
     Skipped,
 }
 
-fn reap_candidate(core: &Core, index_key: &[u8], deadline: u64, sid: &str, now: u64) -> Result<Outcome> {
+fn reap_candidate(
+    core: &Core,
+    index_key: &[u8],
+    deadline: u64,
+    sid: &str,
+    now: u64,
+) -> Result<Outcome> {
     #[cfg(test)]
     hook::before_lock(sid);
     let _guard = core.locks.write(sid);

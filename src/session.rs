@@ -26,7 +26,7 @@ pub(crate) enum Change {
 /// # Examples
 ///
 /// ```
-/// use sessionstore::{SessionStore, Store};
+/// use sessionstore::Store;
 ///
 /// let store = Store::temporary()?;
 /// let mut session = store.create()?;
@@ -242,7 +242,10 @@ mod tests {
     fn too_large_and_invalid_change_nothing() {
         let mut s = session();
         let err = s.set("big", &vec![0u8; 200]).unwrap_err();
-        assert!(matches!(err, Error::ValueTooLarge { ref key, max: 100, .. } if key == "big"), "{err}");
+        assert!(
+            matches!(err, Error::ValueTooLarge { ref key, max: 100, .. } if key == "big"),
+            "{err}"
+        );
         assert!(matches!(s.set("", &1u8), Err(Error::InvalidKey { .. })));
         assert!(!s.is_dirty());
         assert_eq!(s.len(), 1);

@@ -64,9 +64,9 @@ pub trait SessionStore {
 /// # Examples
 ///
 /// ```
-/// use sessionstore::{SessionStore, Store};
+/// use sessionstore::Store;
 ///
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// # let path = dir.path().join("db");
 /// let store = Store::open(&path)?;
 /// let mut cart = store.create_new_session("visitor-1")?;
@@ -163,7 +163,9 @@ impl Store {
         }
         Err(Error::storage(
             "creating a session",
-            format!("{CREATE_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"),
+            format!(
+                "{CREATE_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"
+            ),
         ))
     }
 
@@ -227,7 +229,9 @@ impl Store {
                 Some(name) => {
                     values.insert(name.to_owned(), value);
                 }
-                None => log::warn!("sessionstore: skipping an undecodable key under {sid:?}: {key:?}"),
+                None => {
+                    log::warn!("sessionstore: skipping an undecodable key under {sid:?}: {key:?}")
+                }
             }
         }
         Ok(Some(Session::new(
@@ -271,7 +275,10 @@ impl Store {
                 None => batch.delete(k),
             }
         }
-        let new = crate::meta::Meta { last_access: now, ..meta };
+        let new = crate::meta::Meta {
+            last_access: now,
+            ..meta
+        };
         if batch.is_empty() && !session.cleared() && !core.moves_enough(&meta, &new) {
             return Ok(());
         }

@@ -4,7 +4,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
-use sessionstore::{Error, SessionStore, Store};
+use sessionstore::{Error, Store};
 
 engine_test!(create_new_session_makes_an_empty_live_session, |db| {
     let store = db.open()?;
@@ -25,7 +25,10 @@ engine_test!(create_new_session_never_overwrites, |db| {
     store.save(&mut s)?;
     let writes = store.stats()?.writes_since_open;
     let err = store.create_new_session("abc").unwrap_err();
-    assert!(matches!(&err, Error::AlreadyExists { id } if id == "abc"), "{err}");
+    assert!(
+        matches!(&err, Error::AlreadyExists { id } if id == "abc"),
+        "{err}"
+    );
     assert!(err.to_string().contains("\"abc\""));
     assert_eq!(store.stats()?.writes_since_open, writes, "nothing written");
     assert_eq!(store.get("abc", None)?.unwrap().get::<u32>("k")?, Some(1));
@@ -64,8 +67,15 @@ engine_test!(create_draws_distinct_url_safe_ids, |db| {
     for _ in 0..200 {
         let s = store.create()?;
         let id = s.id().to_owned();
-        assert!(id.len() >= 22, "128 bits need at least 22 base64 characters: {id}");
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+        assert!(
+            id.len() >= 22,
+            "128 bits need at least 22 base64 characters: {id}"
+        );
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{id}"
+        );
         assert!(store.get(&id, None)?.is_some());
         assert!(seen.insert(id));
     }

@@ -1,8 +1,6 @@
 //! destroy.
 mod common;
 
-use sessionstore::SessionStore;
-
 engine_test!(destroy_removes_every_scope_and_reports_existence, |db| {
     let store = db.open()?;
     let mut g = store.create_new_session("s")?;

@@ -1,14 +1,14 @@
 //! get: scopes, unknown ids, and reads that never write.
 mod common;
 
-use sessionstore::SessionStore;
-
 engine_test!(global_and_component_scopes_are_separate, |db| {
     let store = db.open()?;
     let mut global = store.create_new_session("s1")?;
     global.set("k", "global")?;
     store.save(&mut global)?;
-    let mut cart = store.get("s1", Some("cart"))?.expect("a live session's component is an empty scope");
+    let mut cart = store
+        .get("s1", Some("cart"))?
+        .expect("a live session's component is an empty scope");
     assert!(cart.is_empty());
     assert_eq!(cart.component(), Some("cart"));
     cart.set("k", "cart")?;

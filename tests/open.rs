@@ -1,7 +1,7 @@
 //! Opening, reopening, locking and closing.
 mod common;
 
-use sessionstore::{Config, Error, SessionStore, Store};
+use sessionstore::{Config, Error, Store};
 
 engine_test!(data_survives_a_reopen, |db| {
     {
@@ -14,15 +14,28 @@ engine_test!(data_survives_a_reopen, |db| {
         store.save(&mut c)?;
     }
     let store = db.open()?;
-    assert_eq!(store.get("s", None)?.unwrap().get::<[u8; 3]>("k")?, Some([1, 2, 3]));
-    assert_eq!(store.get("s", Some("c"))?.unwrap().get::<String>("x")?.as_deref(), Some("y"));
+    assert_eq!(
+        store.get("s", None)?.unwrap().get::<[u8; 3]>("k")?,
+        Some([1, 2, 3])
+    );
+    assert_eq!(
+        store
+            .get("s", Some("c"))?
+            .unwrap()
+            .get::<String>("x")?
+            .as_deref(),
+        Some("y")
+    );
     Ok(())
 });
 
 engine_test!(a_second_open_says_in_use, |db| {
     let store = db.open()?;
     let err = db.open().unwrap_err();
-    assert!(matches!(&err, Error::InUse { path } if *path == db.path), "{err}");
+    assert!(
+        matches!(&err, Error::InUse { path } if *path == db.path),
+        "{err}"
+    );
     assert!(err.to_string().contains("in use"), "{err}");
     // A clone is the way to share it; the lock goes with the last handle.
     let clone = store.clone();
@@ -37,12 +50,18 @@ engine_test!(a_path_holding_something_else_is_not_a_store, |db| {
     std::fs::create_dir_all(&db.path).unwrap();
     std::fs::write(db.path.join("notes.txt"), b"hello").unwrap();
     let err = db.open().unwrap_err();
-    assert!(matches!(&err, Error::NotAStore { reason, .. } if reason.contains("notes.txt")), "{err}");
+    assert!(
+        matches!(&err, Error::NotAStore { reason, .. } if reason.contains("notes.txt")),
+        "{err}"
+    );
 
     let file = db.dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
     let err = Config::new(&file).open().unwrap_err();
-    assert!(matches!(&err, Error::NotAStore { reason, .. } if reason.contains("file")), "{err}");
+    assert!(
+        matches!(&err, Error::NotAStore { reason, .. } if reason.contains("file")),
+        "{err}"
+    );
     Ok(())
 });
 

@@ -1,42 +1,51 @@
 //! save: detached copies, dirty keys only, atomic, never resurrecting.
 mod common;
 
-use sessionstore::{Error, SessionStore};
+use sessionstore::Error;
 
 engine_test!(a_session_is_a_detached_copy, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("k", &1u8)?;
-    assert!(store.get("s", None)?.unwrap().is_empty(), "nothing stored before save");
+    assert!(
+        store.get("s", None)?.unwrap().is_empty(),
+        "nothing stored before save"
+    );
     store.save(&mut s)?;
     assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(1));
     Ok(())
 });
 
-engine_test!(two_handles_changing_different_keys_both_keep_their_change, |db| {
-    let store = db.open()?;
-    let mut s = store.create_new_session("s")?;
-    s.set("a", &0u8)?;
-    s.set("b", &0u8)?;
-    store.save(&mut s)?;
-    for order in [true, false] {
-        let mut h1 = store.get("s", None)?.unwrap();
-        let mut h2 = store.get("s", None)?.unwrap();
-        h1.set("a", &(if order { 1u8 } else { 3 }))?;
-        h2.set("b", &(if order { 2u8 } else { 4 }))?;
-        if order {
-            store.save(&mut h1)?;
-            store.save(&mut h2)?;
-        } else {
-            store.save(&mut h2)?;
-            store.save(&mut h1)?;
+engine_test!(
+    two_handles_changing_different_keys_both_keep_their_change,
+    |db| {
+        let store = db.open()?;
+        let mut s = store.create_new_session("s")?;
+        s.set("a", &0u8)?;
+        s.set("b", &0u8)?;
+        store.save(&mut s)?;
+        for order in [true, false] {
+            let mut h1 = store.get("s", None)?.unwrap();
+            let mut h2 = store.get("s", None)?.unwrap();
+            h1.set("a", &(if order { 1u8 } else { 3 }))?;
+            h2.set("b", &(if order { 2u8 } else { 4 }))?;
+            if order {
+                store.save(&mut h1)?;
+                store.save(&mut h2)?;
+            } else {
+                store.save(&mut h2)?;
+                store.save(&mut h1)?;
+            }
+            let now = store.get("s", None)?.unwrap();
+            let want = if order { (1, 2) } else { (3, 4) };
+            assert_eq!(
+                (now.get::<u8>("a")?.unwrap(), now.get::<u8>("b")?.unwrap()),
+                want
+            );
         }
-        let now = store.get("s", None)?.unwrap();
-        let want = if order { (1, 2) } else { (3, 4) };
-        assert_eq!((now.get::<u8>("a")?.unwrap(), now.get::<u8>("b")?.unwrap()), want);
+        Ok(())
     }
-    Ok(())
-});
+);
 
 engine_test!(a_saved_session_is_clean_and_resaving_writes_no_data, |db| {
     let store = db.open()?;
@@ -51,7 +60,14 @@ engine_test!(a_saved_session_is_clean_and_resaving_writes_no_data, |db| {
 
     // Re-saving the clean, stale copy must not write its old value back.
     store.save(&mut stale)?;
-    assert_eq!(store.get("s", None)?.unwrap().get::<String>("k")?.as_deref(), Some("second"));
+    assert_eq!(
+        store
+            .get("s", None)?
+            .unwrap()
+            .get::<String>("k")?
+            .as_deref(),
+        Some("second")
+    );
     Ok(())
 });
 

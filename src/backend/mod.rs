@@ -3,6 +3,8 @@
 //! The rest of the crate sees one ordered key space through [`Backend`]. Each
 //! engine lives in a module of its own, and only that module names its crate.
 
+#[cfg(test)]
+pub(crate) mod memory;
 #[cfg(feature = "sled")]
 pub(crate) mod sled;
 

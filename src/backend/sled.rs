@@ -21,7 +21,9 @@ impl SledBackend {
             .cache_capacity(cache_capacity)
             .flush_every_ms(None)
             .open()
-            .map_err(|e| Error::storage(format!("opening the sled database in {}", dir.display()), e))?;
+            .map_err(|e| {
+                Error::storage(format!("opening the sled database in {}", dir.display()), e)
+            })?;
         Ok(SledBackend { db })
     }
 }
@@ -32,7 +34,10 @@ fn err(context: &'static str) -> impl FnOnce(sled::Error) -> Error {
 
 fn collect(iter: sled::Iter, limit: usize, context: &'static str) -> Result<Vec<Entry>> {
     iter.take(limit)
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(err(context)))
+        .map(|r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(err(context))
+        })
         .collect()
 }
 
@@ -42,7 +47,11 @@ impl Backend for SledBackend {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key).map_err(err("reading a key"))?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .get(key)
+            .map_err(err("reading a key"))?
+            .map(|v| v.to_vec()))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
@@ -72,6 +81,8 @@ impl Backend for SledBackend {
     }
 
     fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(err("measuring the size on disk"))
+        self.db
+            .size_on_disk()
+            .map_err(err("measuring the size on disk"))
     }
 }

@@ -1,0 +1,105 @@
+//! An in-memory engine for the crate's own tests, with switches that make it
+//! fail or hang, so that error paths can be tested deterministically.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{Backend, Batch, Entry};
+use crate::error::{Error, Result};
+
+#[derive(Default)]
+pub(crate) struct MemoryBackend {
+    map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// While set, every apply and flush fails.
+    pub fail_writes: AtomicBool,
+    /// While set, every scan fails.
+    pub fail_scans: AtomicBool,
+    hang: Mutex<bool>,
+    unhang: Condvar,
+}
+
+impl MemoryBackend {
+    /// While `on`, every apply blocks, as sled's does when it deadlocks.
+    pub fn set_hang(&self, on: bool) {
+        *self.hang.lock() = on;
+        self.unhang.notify_all();
+    }
+
+    /// Stores raw bytes, bypassing the store: for corruption tests.
+    pub fn poke(&self, key: &[u8], value: &[u8]) {
+        self.map.lock().insert(key.to_vec(), value.to_vec());
+    }
+
+    fn check(&self, flag: &AtomicBool) -> Result<()> {
+        if flag.load(Ordering::SeqCst) {
+            return Err(Error::storage("a test", "injected failure"));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.map.lock().get(key).cloned())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        self.check(&self.fail_scans)?;
+        let map = self.map.lock();
+        Ok(map
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
+        self.check(&self.fail_scans)?;
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let map = self.map.lock();
+        Ok(map
+            .range(start.to_vec()..end.to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        {
+            let mut hang = self.hang.lock();
+            while *hang {
+                self.unhang.wait(&mut hang);
+            }
+        }
+        self.check(&self.fail_writes)?;
+        let mut map = self.map.lock();
+        for (k, v) in batch.ops() {
+            match v {
+                Some(v) => map.insert(k.clone(), v.clone()),
+                None => map.remove(k),
+            };
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.check(&self.fail_writes)
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        Ok(self
+            .map
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum())
+    }
+}

@@ -1,0 +1,191 @@
+//! Tests that need to reach inside the store: an engine that fails or hangs,
+//! a scripted id source, and the reaper's hook between scan and lock.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::backend::memory::MemoryBackend;
+use crate::error::{Error, Result};
+use crate::id::IdSource;
+use crate::{Config, ManualClock, Store, keys};
+
+struct Scripted(Mutex<Vec<String>>);
+
+impl IdSource for Scripted {
+    fn next_id(&self) -> Result<String> {
+        Ok(self.0.lock().remove(0))
+    }
+}
+
+fn config(backend: &Arc<MemoryBackend>, clock: &ManualClock) -> Config {
+    let mut c = Config::temporary()
+        .clock(Arc::new(clock.clone()))
+        .reap_interval(None)
+        .idle_timeout(Duration::from_secs(600))
+        .touch_granularity(Duration::from_secs(60));
+    c.test_backend = Some(backend.clone());
+    c
+}
+
+#[test]
+fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let mut c = config(&backend, &clock);
+    c.test_ids = Some(Arc::new(Scripted(Mutex::new(vec![
+        "taken".into(),
+        "taken".into(),
+        "free".into(),
+    ]))));
+    let store = c.open()?;
+    let mut s = store.create_new_session("taken")?;
+    s.set("k", &1u8)?;
+    store.save(&mut s)?;
+    let fresh = store.create()?;
+    assert_eq!(fresh.id(), "free");
+    assert_eq!(store.get("taken", None)?.unwrap().get::<u8>("k")?, Some(1));
+    Ok(())
+}
+
+#[test]
+fn a_failed_save_stays_dirty_and_can_be_retried() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default()).open()?;
+    let mut s = store.create_new_session("s")?;
+    s.set("k", &1u8)?;
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    assert!(matches!(store.save(&mut s), Err(Error::Storage { .. })));
+    assert!(s.is_dirty());
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    store.save(&mut s)?;
+    assert!(!s.is_dirty());
+    assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(1));
+    Ok(())
+}
+
+#[test]
+fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default())
+        .write_timeout(Duration::from_millis(50))
+        .open()?;
+    let mut s = store.create_new_session("s")?;
+    backend.set_hang(true);
+    s.set("k", &1u8)?;
+    assert!(matches!(store.save(&mut s), Err(Error::Stalled { .. })));
+    assert!(s.is_dirty());
+    backend.set_hang(false);
+    // Even once the engine moves again, the store stays refused: restart it.
+    assert!(matches!(
+        store.create_new_session("t"),
+        Err(Error::Stalled { .. })
+    ));
+    assert!(matches!(store.destroy("s"), Err(Error::Stalled { .. })));
+    // Reads still work.
+    assert!(store.get("s", None)?.is_some());
+    Ok(())
+}
+
+#[test]
+fn the_reaper_thread_survives_failed_passes() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let store = config(&backend, &clock)
+        .reap_interval(Some(Duration::from_millis(1)))
+        .open()?;
+    store.create_new_session("s")?;
+    clock.advance(Duration::from_secs(601));
+    backend.fail_scans.store(true, Ordering::SeqCst);
+    wait_for(|| store.core().failed_reaps.load(Ordering::Relaxed) >= 3);
+    backend.fail_scans.store(false, Ordering::SeqCst);
+    // The thread lived on through the failures and reaps once the engine recovers.
+    wait_for(|| store.stats().unwrap().reaped_since_open == 1);
+    assert!(backend.get_raw(&keys::meta("s")).is_none());
+    Ok(())
+}
+
+/// Polls a background thread's progress; gives up after 30 s.
+fn wait_for(done: impl Fn() -> bool) {
+    for _ in 0..30_000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the background thread made no progress in 30 s");
+}
+
+#[test]
+fn a_session_touched_between_scan_and_delete_survives() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let store = config(&backend, &clock).open()?;
+    store.create_new_session("hooked")?;
+    let t0 = clock.now_time();
+    clock.advance(Duration::from_secs(601));
+    let (hook_store, hook_clock) = (store.clone(), clock.clone());
+    crate::reaper::hook::set(Some(Box::new(move |sid| {
+        if sid == "hooked" {
+            // The user comes back just before the deadline, after the scan chose the session.
+            hook_clock.set(t0 + Duration::from_secs(599));
+            assert!(hook_store.touch("hooked").unwrap());
+            hook_clock.set(t0 + Duration::from_secs(601));
+        }
+    })));
+    let reaped = store.reap_expired();
+    crate::reaper::hook::set(None);
+    assert_eq!(reaped?, 0);
+    assert!(
+        store.get("hooked", None)?.is_some(),
+        "the touched session survives"
+    );
+    Ok(())
+}
+
+#[test]
+fn corrupt_metadata_errors_for_that_session_only_and_the_reaper_skips_it() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let store = config(&backend, &clock).open()?;
+    store.create_new_session("bad")?;
+    store.create_new_session("good")?;
+    backend.poke(&keys::meta("bad"), b"\x01garbage");
+    assert!(matches!(store.get("bad", None), Err(Error::Decode { .. })));
+    assert!(store.get("good", None)?.is_some());
+    clock.advance(Duration::from_secs(601));
+    assert_eq!(
+        store.reap_expired()?,
+        1,
+        "only the good one is reaped; the bad one is skipped"
+    );
+    assert!(
+        store.destroy("bad")?,
+        "a corrupt session can still be destroyed"
+    );
+    Ok(())
+}
+
+impl MemoryBackend {
+    fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
+        crate::backend::Backend::get(self, key).ok().flatten()
+    }
+}
+
+impl ManualClock {
+    fn now_time(&self) -> std::time::SystemTime {
+        crate::Clock::now(self)
+    }
+}
+
+#[test]
+fn the_store_handle_is_not_held_by_its_threads() {
+    let backend = Arc::new(MemoryBackend::default());
+    let store: Store = config(&backend, &ManualClock::default())
+        .reap_interval(Some(Duration::from_secs(3600)))
+        .open()
+        .unwrap();
+    assert_eq!(Arc::strong_count(&store.shared), 1);
+}

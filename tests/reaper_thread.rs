@@ -1,0 +1,48 @@
+//! The reaper thread's name and shutdown. Alone in its binary, so that no
+//! other test's reaper thread is around to confuse the thread list.
+mod common;
+
+use std::time::{Duration, Instant};
+
+/// "sessionstore-reaper" as /proc shows it: Linux keeps 15 bytes of a thread name.
+const REAPER: &str = "sessionstore-re";
+
+engine_test!(the_reaper_thread_is_named_and_stops_fast_on_drop, |db| {
+    let store = db
+        .config()
+        .reap_interval(Some(Duration::from_secs(3600)))
+        .open()?;
+    store.create_new_session("s")?;
+    let names = thread_names();
+    assert!(names.iter().any(|n| n == REAPER), "{names:?}");
+    let clone = store.clone();
+    drop(store);
+    assert!(
+        thread_names().iter().any(|n| n == REAPER),
+        "a clone keeps it alive"
+    );
+    let t = Instant::now();
+    drop(clone);
+    let took = t.elapsed();
+    assert!(
+        !thread_names().iter().any(|n| n == REAPER),
+        "joined on drop"
+    );
+    assert!(
+        took < Duration::from_millis(100),
+        "took {took:?} with a one hour interval"
+    );
+    Ok(())
+});
+
+/// Names of this process's threads, from /proc.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|s| s.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
