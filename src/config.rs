@@ -21,6 +21,27 @@ pub enum Durability {
     Periodic(Duration),
 }
 
+/// The storage engine under the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Engine {
+    /// sled 0.34.7, the default.
+    #[default]
+    Sled,
+}
+
+impl Engine {
+    /// The engine's name, as errors and `Stats::engine` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sled => "sled",
+        }
+    }
+
+    /// Every engine this build knows.
+    pub(crate) const ALL: &'static [Engine] = &[Engine::Sled];
+}
+
 /// How to open a [`Store`]. Setters take and return `self`; the chain ends in [`open`](Config::open).
 ///
 /// # Examples
@@ -41,6 +62,7 @@ pub enum Durability {
 pub struct Config {
     pub(crate) path: PathBuf,
     pub(crate) temporary: bool,
+    pub(crate) engine: Engine,
     pub(crate) durability: Durability,
     pub(crate) max_value_size: usize,
     pub(crate) cache_capacity: u64,
@@ -63,6 +85,7 @@ impl Config {
         Config {
             path: path.as_ref().to_path_buf(),
             temporary: false,
+            engine: Engine::default(),
             durability: Durability::Immediate,
             max_value_size: 1 << 20,
             cache_capacity: 64 << 20,
@@ -85,6 +108,13 @@ impl Config {
         let mut c = Config::new("");
         c.temporary = true;
         c
+    }
+
+    /// The storage engine. Default: [`Engine::Sled`].
+    #[must_use]
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// When writes become durable. Default: [`Durability::Immediate`].
@@ -174,6 +204,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("path", &self.path)
             .field("temporary", &self.temporary)
+            .field("engine", &self.engine)
             .field("durability", &self.durability)
             .field("max_value_size", &self.max_value_size)
             .field("cache_capacity", &self.cache_capacity)

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::backend::{Backend, Batch};
+use crate::backend::{self, Backend, Batch};
 use crate::clock::{self, Clock};
 use crate::codec;
 use crate::commit::Committer;
-use crate::config::Config;
+use crate::config::{Config, Engine};
 use crate::error::{Error, Result};
 use crate::id::{IdSource, OsRandom};
 use crate::keys;
@@ -75,7 +75,7 @@ impl Core {
         let path = temp
             .as_ref()
             .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
-        prepare_dir(&path)?;
+        prepare_dir(&path, config.engine)?;
         let lock = lock_dir(&path)?;
         let backend = open_backend(&path, config)?;
         check_format(&*backend, &path)?;
@@ -176,18 +176,18 @@ impl Core {
     }
 }
 
-fn prepare_dir(path: &Path) -> Result<()> {
+/// Creates the directory, or checks that it holds nothing or a store of `engine`.
+fn prepare_dir(path: &Path, engine: Engine) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
     match fs::metadata(path) {
-        Ok(m) if !m.is_dir() => {
-            return Err(Error::NotAStore {
-                path: path.to_path_buf(),
-                reason: "it is a file, not a directory".into(),
-            });
-        }
+        Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory".into())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(path).map_err(io)?;
@@ -200,17 +200,30 @@ fn prepare_dir(path: &Path) -> Result<()> {
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let has = |f: &str| names.iter().any(|n| n == f);
-    #[cfg(feature = "sled")]
-    if crate::backend::sled::MARKER_FILES.iter().all(|f| has(f)) {
+    let holds = |e: Engine| {
+        let markers = backend::marker_files(e);
+        !markers.is_empty() && markers.iter().all(|m| names.iter().any(|n| n == m))
+    };
+    if holds(engine) {
         return Ok(());
+    }
+    if let Some(other) = Engine::ALL
+        .iter()
+        .copied()
+        .find(|e| *e != engine && holds(*e))
+    {
+        return Err(not_a_store(format!(
+            "it holds a {} store, and this one was configured for {}; open it with Config::engine(Engine::{:?})",
+            other.name(),
+            engine.name(),
+            other
+        )));
     }
     match names.iter().find(|n| n.as_str() != LOCK_FILE) {
         None => Ok(()),
-        Some(other) => Err(Error::NotAStore {
-            path: path.to_path_buf(),
-            reason: format!("the directory holds other files, such as {other:?}, and no store"),
-        }),
+        Some(other) => Err(not_a_store(format!(
+            "the directory holds other files, such as {other:?}, and no store"
+        ))),
     }
 }
 
@@ -237,20 +250,7 @@ fn open_backend(path: &Path, config: &Config) -> Result<Arc<dyn Backend>> {
     if let Some(b) = &config.test_backend {
         return Ok(b.clone());
     }
-    #[cfg(feature = "sled")]
-    {
-        Ok(Arc::new(crate::backend::sled::SledBackend::open(
-            path,
-            config.cache_capacity,
-        )?))
-    }
-    #[cfg(not(feature = "sled"))]
-    {
-        let _ = (path, config);
-        Err(Error::InvalidConfig(
-            "no storage engine feature is enabled".into(),
-        ))
-    }
+    backend::open(config.engine, path, config.cache_capacity)
 }
 
 /// Reads the format marker; writes it into a new, empty database.
@@ -265,7 +265,7 @@ fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
             "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
             v.first()
         ))),
-        None if backend.scan_range(&[], &[0xFF; 16], 1)?.is_empty() => {
+        None if backend.scan_range(&[], None, 1)?.is_empty() => {
             let mut batch = Batch::default();
             let mut marker = vec![FORMAT_VERSION];
             marker.extend_from_slice(backend.name().as_bytes());

@@ -209,16 +209,13 @@ impl Store {
     /// Storage errors.
     pub fn stats(&self) -> Result<Stats> {
         let core = self.core();
-        let live = core
-            .backend
-            .scan_range(
-                &keys::index_bound(core.now().saturating_add(1)),
-                &keys::index_end(),
-                usize::MAX,
-            )?
-            .len();
+        let mut live = 0u64;
+        for id in self.session_ids() {
+            id?;
+            live += 1;
+        }
         Ok(Stats {
-            live_sessions: live as u64,
+            live_sessions: live,
             reaped_since_open: core.reaped.load(std::sync::atomic::Ordering::Relaxed),
             failed_reap_passes: core.failed_reaps.load(std::sync::atomic::Ordering::Relaxed),
             bytes_on_disk: core.backend.size_on_disk()?,

@@ -35,6 +35,7 @@
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin;
 mod backend;
 mod clock;
 mod codec;
@@ -51,17 +52,22 @@ mod reaper;
 mod session;
 mod store;
 mod validate;
+mod verify;
 
 #[cfg(test)]
 mod fault_tests;
 
+#[doc(hidden)]
+pub use admin::RawTarget;
+pub use admin::{ExportedScope, ExportedSession, SessionIds};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, Durability};
+pub use config::{Config, Durability, Engine};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{SessionInfo, Stats};
 pub use session::Session;
 pub use store::{SessionStore, Store};
 pub use validate::{MAX_COMPONENT_LEN, MAX_ID_LEN, MAX_KEY_LEN};
+pub use verify::Report;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -74,7 +74,7 @@ pub(crate) fn reap_once(core: &Core, should_stop: &dyn Fn() -> bool) -> Result<u
     let mut reaped = 0;
     let mut wrote = false;
     loop {
-        let chunk = core.backend.scan_range(&start, &end, CHUNK)?;
+        let chunk = core.backend.scan_range(&start, Some(&end), CHUNK)?;
         for (key, _) in &chunk {
             match keys::parse(key) {
                 Parsed::Index { deadline, sid } => {

@@ -59,14 +59,12 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
+    fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
         self.check(&self.fail_scans)?;
-        if start >= end {
-            return Ok(Vec::new());
-        }
         let map = self.map.lock();
         Ok(map
-            .range(start.to_vec()..end.to_vec())
+            .range(start.to_vec()..)
+            .take_while(|(k, _)| end.is_none_or(|e| k.as_slice() < e))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())

@@ -8,7 +8,25 @@ pub(crate) mod memory;
 #[cfg(feature = "sled")]
 pub(crate) mod sled;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Engine;
 use crate::error::Result;
+
+/// Opens `engine`'s database in directory `dir`.
+pub(crate) fn open(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<Arc<dyn Backend>> {
+    match engine {
+        Engine::Sled => Ok(Arc::new(sled::SledBackend::open(dir, cache_capacity)?)),
+    }
+}
+
+/// The files whose presence in a directory marks a database of `engine`.
+pub(crate) fn marker_files(engine: Engine) -> &'static [&'static str] {
+    match engine {
+        Engine::Sled => sled::MARKER_FILES,
+    }
+}
 
 /// One stored key and its value.
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
@@ -49,8 +67,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>>;
-    /// Up to `limit` entries with `start <= key < end`, in key order.
-    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>>;
+    /// Up to `limit` entries with `start <= key < end` (no upper bound if
+    /// `end` is `None`), in key order.
+    fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>>;
     /// Applies every operation of `batch`, all or nothing.
     fn apply(&self, batch: &Batch) -> Result<()>;
     /// Makes every applied batch durable.

@@ -6,7 +6,7 @@ use super::{Backend, Batch, Entry};
 use crate::error::{Error, Result};
 
 /// The files sled keeps in its directory; their presence marks a sled store.
-pub(crate) const MARKER_FILES: [&str; 2] = ["conf", "db"];
+pub(crate) const MARKER_FILES: &[&str] = &["conf", "db"];
 
 /// A sled database with its background flusher off: the commit thread flushes.
 pub(crate) struct SledBackend {
@@ -58,11 +58,13 @@ impl Backend for SledBackend {
         collect(self.db.scan_prefix(prefix), usize::MAX, "scanning a prefix")
     }
 
-    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        collect(self.db.range(start..end), limit, "scanning a range")
+    fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
+        let iter = match end {
+            Some(end) if start >= end => return Ok(Vec::new()),
+            Some(end) => self.db.range(start..end),
+            None => self.db.range(start..),
+        };
+        collect(iter, limit, "scanning a range")
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {

@@ -1,0 +1,287 @@
+//! Operator support: listing session ids, exporting and importing whole
+//! sessions as raw stored bytes, and writing raw bytes for corruption tests.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use crate::backend::Batch;
+use crate::clock;
+use crate::codec;
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::keys::{self, Parsed};
+use crate::meta::Meta;
+use crate::store::Store;
+use crate::validate;
+
+/// Index entries read per step of a [`SessionIds`] iterator.
+const CHUNK: usize = 256;
+
+/// An iterator over session ids, in deadline order, read from the expiry
+/// index a chunk at a time. Made by [`Store::session_ids`] and [`Store::expired_session_ids`].
+pub struct SessionIds<'a> {
+    store: &'a Store,
+    next: Vec<u8>,
+    end: Vec<u8>,
+    buf: VecDeque<String>,
+    done: bool,
+}
+
+impl Iterator for SessionIds<'_> {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Result<String>> {
+        if self.buf.is_empty() && !self.done {
+            let chunk =
+                match self
+                    .store
+                    .core()
+                    .backend
+                    .scan_range(&self.next, Some(&self.end), CHUNK)
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                };
+            self.done = chunk.len() < CHUNK;
+            if let Some((last, _)) = chunk.last() {
+                self.next = last.clone();
+                self.next.push(0);
+            }
+            self.buf
+                .extend(chunk.iter().filter_map(|(k, _)| match keys::parse(k) {
+                    Parsed::Index { sid, .. } => Some(sid.to_owned()),
+                    _ => None,
+                }));
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
+
+/// One session as stored: its timestamps and every scope's raw value bytes.
+/// [`Store::export_session`] makes one and [`Store::import_session`] writes
+/// one back, exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedSession {
+    /// The session id.
+    pub id: String,
+    /// When it was created.
+    pub created: SystemTime,
+    /// Its last access.
+    pub last_access: SystemTime,
+    /// Its idle timeout; `None` for none.
+    pub idle_timeout: Option<Duration>,
+    /// Its absolute deadline; `None` for none.
+    pub absolute_deadline: Option<SystemTime>,
+    /// Its scopes that hold keys: the global one (`None`) first, then components in order.
+    pub scopes: Vec<ExportedScope>,
+}
+
+/// One scope of an [`ExportedSession`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedScope {
+    /// The component; `None` for the global scope.
+    pub component: Option<String>,
+    /// Each key's stored (encoded) bytes.
+    pub values: BTreeMap<String, Vec<u8>>,
+}
+
+impl ExportedSession {
+    /// When the session expires; `None` if never.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.meta(0).deadline().map(clock::from_micros)
+    }
+
+    fn meta(&self, incarnation: u64) -> Meta {
+        Meta {
+            created: clock::micros(self.created),
+            last_access: clock::micros(self.last_access),
+            idle: self.idle_timeout.map(clock::duration_micros),
+            absolute_deadline: self.absolute_deadline.map(clock::micros),
+            incarnation,
+        }
+    }
+}
+
+impl Store {
+    /// The ids of live sessions, earliest deadline first.
+    pub fn session_ids(&self) -> SessionIds<'_> {
+        let now = self.core().now();
+        self.ids_between(keys::index_bound(now.saturating_add(1)), keys::index_end())
+    }
+
+    /// The ids of sessions that expired but are not reaped yet, earliest deadline first.
+    pub fn expired_session_ids(&self) -> SessionIds<'_> {
+        let now = self.core().now();
+        self.ids_between(
+            keys::index_start(),
+            keys::index_bound(now.saturating_add(1)),
+        )
+    }
+
+    fn ids_between(&self, next: Vec<u8>, end: Vec<u8>) -> SessionIds<'_> {
+        SessionIds {
+            store: self,
+            next,
+            end,
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Every stored byte of session `sid`, live or expired but not yet
+    /// reaped; `None` if there is no such session. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
+    pub fn export_session(&self, sid: &str) -> Result<Option<ExportedSession>> {
+        validate::sid(sid)?;
+        let core = self.core();
+        let _guard = core.locks.read(sid);
+        let Some(meta) = core.read_meta(sid)? else {
+            return Ok(None);
+        };
+        let mut scopes: Vec<ExportedScope> = Vec::new();
+        for (key, value) in core.backend.scan_prefix(&keys::session_prefix(sid))? {
+            let Parsed::Data { component, key, .. } = keys::parse(&key) else {
+                continue;
+            };
+            let component = component.map(str::to_owned);
+            match scopes.last_mut() {
+                Some(scope) if scope.component == component => {
+                    scope.values.insert(key.to_owned(), value);
+                }
+                _ => scopes.push(ExportedScope {
+                    component,
+                    values: BTreeMap::from([(key.to_owned(), value)]),
+                }),
+            }
+        }
+        Ok(Some(ExportedSession {
+            id: sid.to_owned(),
+            created: clock::from_micros(meta.created),
+            last_access: clock::from_micros(meta.last_access),
+            idle_timeout: meta.idle.map(Duration::from_micros),
+            absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
+            scopes,
+        }))
+    }
+
+    /// Writes an exported session back, in one atomic batch. A live session
+    /// under the same id is refused unless `replace` is true, in which case
+    /// every key of the old one is deleted in the same batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidComponent`], [`Error::InvalidKey`]
+    /// and [`Error::ValueTooLarge`] for bad contents (nothing is written),
+    /// [`Error::AlreadyExists`], and storage errors.
+    pub fn import_session(&self, session: &ExportedSession, replace: bool) -> Result<()> {
+        let sid = session.id.as_str();
+        validate::sid(sid)?;
+        let core = self.core();
+        for scope in &session.scopes {
+            validate::scope(scope.component.as_deref())?;
+            for (key, value) in &scope.values {
+                validate::key(key)?;
+                if value.len() > core.max_value_size {
+                    return Err(Error::ValueTooLarge {
+                        key: key.clone(),
+                        size: value.len(),
+                        max: core.max_value_size,
+                    });
+                }
+            }
+        }
+        let _guard = core.locks.write(sid);
+        let old = match core.read_meta(sid) {
+            Ok(old) => old,
+            Err(Error::Decode { .. }) if replace => None,
+            Err(e) => return Err(e),
+        };
+        if !replace && old.as_ref().is_some_and(|m| m.is_live(core.now())) {
+            return Err(Error::AlreadyExists { id: sid.to_owned() });
+        }
+        let mut batch = Batch::default();
+        core.delete_session(&mut batch, sid, old.as_ref())?;
+        let meta = session.meta(core.new_meta(0)?.incarnation);
+        Core::put_meta(&mut batch, sid, None, &meta);
+        for scope in &session.scopes {
+            for (key, value) in &scope.values {
+                batch.put(
+                    keys::data(sid, scope.component.as_deref(), key),
+                    value.clone(),
+                );
+            }
+        }
+        core.committer.write(batch)
+    }
+
+    /// Stores raw bytes where the store keeps `target`, bypassing every
+    /// check: for corruption tests and fuzzing only. Not part of the stable API.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors.
+    #[doc(hidden)]
+    pub fn __write_raw(&self, target: RawTarget<'_>, bytes: &[u8]) -> Result<()> {
+        let key = match target {
+            RawTarget::Meta(sid) => keys::meta(sid),
+            RawTarget::Value {
+                sid,
+                component,
+                key,
+            } => keys::data(sid, component, key),
+            RawTarget::Index {
+                deadline_micros,
+                sid,
+            } => keys::index(deadline_micros, sid),
+            RawTarget::Key(k) => k.to_vec(),
+        };
+        let mut batch = Batch::default();
+        batch.put(key, bytes.to_vec());
+        self.core().committer.write(batch)
+    }
+
+    /// The metadata record bytes a session with these fields would have: for
+    /// corruption tests. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn __meta_bytes(created_micros: u64, idle_micros: Option<u64>) -> Vec<u8> {
+        codec::encode_meta(&Meta {
+            created: created_micros,
+            last_access: created_micros,
+            idle: idle_micros,
+            absolute_deadline: None,
+            incarnation: 0,
+        })
+    }
+}
+
+/// Where [`Store::__write_raw`] writes. Not part of the stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum RawTarget<'a> {
+    /// The metadata record of a session.
+    Meta(&'a str),
+    /// A data key.
+    Value {
+        /// The session id.
+        sid: &'a str,
+        /// The component; `None` for the global scope.
+        component: Option<&'a str>,
+        /// The key.
+        key: &'a str,
+    },
+    /// An expiry index entry.
+    Index {
+        /// The deadline in microseconds since the epoch.
+        deadline_micros: u64,
+        /// The session id.
+        sid: &'a str,
+    },
+    /// Any key at all.
+    Key(&'a [u8]),
+}

@@ -1,0 +1,125 @@
+//! A consistency check of the whole key space.
+
+use std::collections::HashMap;
+
+use crate::codec;
+use crate::error::Result;
+use crate::keys::{self, Parsed};
+use crate::store::Store;
+
+/// Entries read per scan while walking the key space.
+const CHUNK: usize = 1024;
+
+/// What [`Store::verify`] found. An empty problem list means the metadata, the
+/// expiry index and the data agree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Metadata records (sessions, live or expired but not yet reaped).
+    pub sessions: u64,
+    /// Data keys.
+    pub keys: u64,
+    /// Index entries.
+    pub index_entries: u64,
+    /// Data keys whose session has no metadata record.
+    pub orphans: Vec<String>,
+    /// Index entries with no metadata record, or one with another deadline.
+    pub dangling_index: Vec<String>,
+    /// Sessions whose metadata has no index entry at its deadline.
+    pub missing_index: Vec<String>,
+    /// Metadata records that do not decode, and keys of no known shape.
+    pub undecodable: Vec<String>,
+}
+
+impl Report {
+    /// Whether nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.orphans.is_empty()
+            && self.dangling_index.is_empty()
+            && self.missing_index.is_empty()
+            && self.undecodable.is_empty()
+    }
+}
+
+impl Store {
+    /// Walks every stored key and checks that metadata, expiry index and data
+    /// agree. It takes no locks: run it on a quiet store, or expect to see
+    /// writes that were in flight.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors. Problems in the data are reported, not returned as errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = sessionstore::Store::temporary()?;
+    /// store.create()?;
+    /// let report = store.verify()?;
+    /// assert!(report.is_ok());
+    /// assert_eq!(report.sessions, 1);
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn verify(&self) -> Result<Report> {
+        let backend = &self.core().backend;
+        let mut report = Report::default();
+        // sid -> deadlines of its index entries, removed as metadata claims them.
+        let mut index: HashMap<String, Vec<u64>> = HashMap::new();
+        let mut current_meta: Option<String> = None;
+        let mut start = Vec::new();
+        loop {
+            let chunk = backend.scan_range(&start, None, CHUNK)?;
+            for (key, value) in &chunk {
+                match keys::parse(key) {
+                    Parsed::Index { deadline, sid } => {
+                        report.index_entries += 1;
+                        index.entry(sid.to_owned()).or_default().push(deadline);
+                    }
+                    Parsed::Format => {}
+                    Parsed::Meta { sid } => {
+                        report.sessions += 1;
+                        current_meta = Some(sid.to_owned());
+                        match codec::decode_meta(sid, value) {
+                            Ok(meta) => {
+                                let found = index.get_mut(sid).and_then(|ds| {
+                                    let at = ds.iter().position(|d| *d == meta.index_deadline())?;
+                                    Some(ds.swap_remove(at))
+                                });
+                                if found.is_none() {
+                                    report.missing_index.push(sid.to_owned());
+                                }
+                            }
+                            Err(e) => report.undecodable.push(e.to_string()),
+                        }
+                    }
+                    Parsed::Data { sid, .. } => {
+                        report.keys += 1;
+                        if current_meta.as_deref() != Some(sid) {
+                            report
+                                .orphans
+                                .push(String::from_utf8_lossy(key).into_owned());
+                        }
+                    }
+                    Parsed::Unknown => report.undecodable.push(format!(
+                        "a key of no known shape: {:?}",
+                        String::from_utf8_lossy(key)
+                    )),
+                }
+            }
+            match chunk.last() {
+                Some((last, _)) if chunk.len() == CHUNK => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        for (sid, deadlines) in index {
+            for d in deadlines {
+                report.dangling_index.push(format!("{sid} at {d}"));
+            }
+        }
+        report.dangling_index.sort();
+        Ok(report)
+    }
+}
