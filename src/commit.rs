@@ -37,6 +37,7 @@ pub(crate) struct Committer {
     thread: Option<JoinHandle<()>>,
     stalled: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
+    flushes: Arc<AtomicU64>,
     durability: Durability,
     timeout: Duration,
 }
@@ -50,16 +51,21 @@ impl Committer {
     ) -> Result<Self> {
         let (tx, rx) = unbounded();
         let writes = Arc::new(AtomicU64::new(0));
-        let counter = writes.clone();
+        let flushes = Arc::new(AtomicU64::new(0));
+        let counters = Counters {
+            writes: writes.clone(),
+            flushes: flushes.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("sessionstore-commit".into())
-            .spawn(move || run(&*backend, &rx, durability, &counter))
+            .spawn(move || run(&*backend, &rx, durability, &counters))
             .map_err(|e| Error::storage("starting the commit thread", e))?;
         Ok(Committer {
             tx: Some(tx),
             thread: Some(thread),
             stalled: Arc::new(AtomicBool::new(false)),
             writes,
+            flushes,
             durability,
             timeout,
         })
@@ -88,6 +94,17 @@ impl Committer {
     /// How many batches were applied since the store was opened.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// How many flushes the commit thread made since the store was opened.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting for the commit thread.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
     }
 
     /// Whether a write has timed out; if so every later write is refused.
@@ -145,7 +162,20 @@ impl Drop for Committer {
     }
 }
 
-fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, writes: &AtomicU64) {
+/// What the commit thread counts, for `Stats`.
+struct Counters {
+    writes: Arc<AtomicU64>,
+    flushes: Arc<AtomicU64>,
+}
+
+impl Counters {
+    fn flush(&self, backend: &dyn Backend) -> Result<()> {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        backend.flush()
+    }
+}
+
+fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, counters: &Counters) {
     let period = match durability {
         Durability::Periodic(d) => Some(d),
         Durability::Immediate => None,
@@ -172,13 +202,13 @@ fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, wr
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            commit_group(backend, group, &mut unflushed, writes);
+            commit_group(backend, group, &mut unflushed, counters);
         }
         if let (Some(at), Some(d)) = (next_flush, period)
             && Instant::now() >= at
         {
             if unflushed {
-                match backend.flush() {
+                match counters.flush(backend) {
                     Ok(()) => unflushed = false,
                     Err(e) => log::error!("sessionstore: periodic flush failed: {e}"),
                 }
@@ -186,7 +216,7 @@ fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, wr
             next_flush = Some(Instant::now() + d);
         }
     }
-    if let Err(e) = backend.flush() {
+    if let Err(e) = counters.flush(backend) {
         log::error!("sessionstore: final flush failed: {e}");
     }
 }
@@ -195,7 +225,7 @@ fn commit_group(
     backend: &dyn Backend,
     group: Vec<Request>,
     unflushed: &mut bool,
-    writes: &AtomicU64,
+    counters: &Counters,
 ) {
     let mut answers = Vec::with_capacity(group.len());
     let mut need_flush = false;
@@ -208,7 +238,7 @@ fn commit_group(
             } => {
                 let result = backend.apply(&batch);
                 if result.is_ok() {
-                    writes.fetch_add(1, Ordering::Relaxed);
+                    counters.writes.fetch_add(1, Ordering::Relaxed);
                     *unflushed = true;
                     need_flush |= durable;
                 }
@@ -221,7 +251,7 @@ fn commit_group(
         }
     }
     let flushed = if need_flush {
-        let r = backend.flush();
+        let r = counters.flush(backend);
         if r.is_ok() {
             *unflushed = false;
         }

@@ -22,6 +22,8 @@ pub struct Stats {
     pub live_sessions: u64,
     /// Sessions the reaper (or `reap_expired`) deleted since this store was opened.
     pub reaped_since_open: u64,
+    /// Flushes made since open: with group commit, fewer than the durable writes.
+    pub flushes_since_open: u64,
     /// Reaper thread passes that failed (and were retried at the next interval) since open.
     pub failed_reap_passes: u64,
     /// Bytes the engine's files take on disk.
@@ -220,6 +222,7 @@ impl Store {
             failed_reap_passes: core.failed_reaps.load(std::sync::atomic::Ordering::Relaxed),
             bytes_on_disk: core.backend.size_on_disk()?,
             writes_since_open: core.committer.writes(),
+            flushes_since_open: core.committer.flushes(),
             engine: core.backend.name(),
         })
     }

@@ -189,3 +189,38 @@ fn the_store_handle_is_not_held_by_its_threads() {
         .unwrap();
     assert_eq!(Arc::strong_count(&store.shared), 1);
 }
+
+#[test]
+fn concurrent_immediate_writers_share_flushes() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default()).open()?;
+    for i in 0..8 {
+        store.create_new_session(&format!("s{i}"))?;
+    }
+    let before = store.stats()?;
+    // The first writer's flush hangs; seven more writers queue up behind it.
+    backend.set_hang_flush(true);
+    std::thread::scope(|scope| -> Result<()> {
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                scope.spawn(move || -> Result<()> {
+                    let mut s = store.get(&format!("s{i}"), None)?.expect("live");
+                    s.set("k", &i)?;
+                    store.save(&mut s)
+                })
+            })
+            .collect();
+        wait_for(|| store.core().committer.queued() == 7);
+        backend.set_hang_flush(false);
+        for w in writers {
+            w.join().expect("no panic")?;
+        }
+        Ok(())
+    })?;
+    let after = store.stats()?;
+    assert_eq!(after.writes_since_open - before.writes_since_open, 8);
+    // One flush for the first writer, one for the seven that queued behind it.
+    assert_eq!(after.flushes_since_open - before.flushes_since_open, 2);
+    Ok(())
+}

@@ -17,6 +17,7 @@ pub(crate) struct MemoryBackend {
     /// While set, every scan fails.
     pub fail_scans: AtomicBool,
     hang: Mutex<bool>,
+    hang_flush: Mutex<bool>,
     unhang: Condvar,
 }
 
@@ -24,6 +25,12 @@ impl MemoryBackend {
     /// While `on`, every apply blocks, as sled's does when it deadlocks.
     pub fn set_hang(&self, on: bool) {
         *self.hang.lock() = on;
+        self.unhang.notify_all();
+    }
+
+    /// While `on`, every flush blocks.
+    pub fn set_hang_flush(&self, on: bool) {
+        *self.hang_flush.lock() = on;
         self.unhang.notify_all();
     }
 
@@ -89,6 +96,12 @@ impl Backend for MemoryBackend {
     }
 
     fn flush(&self) -> Result<()> {
+        {
+            let mut hang = self.hang_flush.lock();
+            while *hang {
+                self.unhang.wait(&mut hang);
+            }
+        }
         self.check(&self.fail_writes)
     }
 
