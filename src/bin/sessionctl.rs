@@ -1,1 +1,100 @@
-fn main() {}
+//! `sessionctl`: inspect and maintain a sessionstore database from the shell.
+//!
+//! ```text
+//! sessionctl --db PATH [--engine sled|redb] [--json] <command>
+//!   stats | list [--limit N] [--expired] | show SID [--component C | --global]
+//!   destroy SID | reap | export [FILE] | import FILE [--replace]
+//! ```
+//!
+//! Tables for people by default, `--json` for machines. Any error is one line
+//! on standard error and a non-zero exit status: 2 for a bad command line, 1
+//! for everything else. The store is opened without a reaper thread.
+
+// The root of a binary in `src/bin/` looks for modules beside it; these live in `sessionctl/`.
+#[path = "sessionctl/args.rs"]
+mod args;
+#[path = "sessionctl/commands.rs"]
+mod commands;
+#[path = "sessionctl/render.rs"]
+mod render;
+#[path = "sessionctl/transfer.rs"]
+mod transfer;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use clap::error::ErrorKind;
+
+use args::{Cli, Command};
+use commands::{Create, ScopeFilter};
+
+/// A failed command: the one line to print.
+#[derive(Debug)]
+pub struct Fail(pub String);
+
+impl From<sessionstore::Error> for Fail {
+    fn from(e: sessionstore::Error) -> Self {
+        Fail(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's own message spans several lines; keep its first and point to --help.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: bad command line");
+            eprintln!("{}; see 'sessionctl --help'", one_line(first));
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(message)) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {}", one_line(&message));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Fail> {
+    use sessionstore::Durability::Immediate;
+    let store = match &cli.command {
+        Command::Import { .. } => {
+            commands::open(cli, Create::Allowed, commands::durability_for_import())?
+        }
+        _ => commands::open(cli, Create::Refused, Immediate)?,
+    };
+    match &cli.command {
+        Command::Stats => commands::stats(cli, &store),
+        Command::List { limit, expired } => commands::list(cli, &store, *limit, *expired),
+        Command::Show {
+            sid,
+            component,
+            global,
+        } => {
+            let filter = match (component, global) {
+                (Some(c), _) => ScopeFilter::Component(c),
+                (None, true) => ScopeFilter::Global,
+                (None, false) => ScopeFilter::All,
+            };
+            commands::show(cli, &store, sid, filter)
+        }
+        Command::Destroy { sid } => commands::destroy(cli, &store, sid),
+        Command::Reap => commands::reap(cli, &store),
+        Command::Export { file } => transfer::export(cli, &store, file.as_deref()),
+        Command::Import { file, replace } => transfer::import(cli, &store, file, *replace),
+    }
+}
+
+/// Folds a message onto one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

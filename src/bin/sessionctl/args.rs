@@ -1,0 +1,81 @@
+//! The command line, declared with clap's derive API.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sessionstore::Engine;
+
+/// Inspect and maintain a sessionstore database.
+///
+/// The store must not be open in another process: sessionctl takes the same
+/// exclusive lock as the application, and says so if it cannot.
+#[derive(Debug, Parser)]
+#[command(name = "sessionctl", version)]
+pub struct Cli {
+    /// The store's directory.
+    #[arg(long, value_name = "PATH")]
+    pub db: PathBuf,
+
+    /// The storage engine the store was created with [default: the build's default engine].
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    pub engine: Option<Engine>,
+
+    /// Print JSON instead of tables (JSON Lines for `export`, which always does).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Counts of live and expired sessions, the engine, and the size on disk.
+    Stats,
+    /// One line per session, earliest deadline first.
+    List {
+        /// Show at most this many sessions.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// List the sessions that expired but are not reaped yet, instead of the live ones.
+        #[arg(long)]
+        expired: bool,
+    },
+    /// A session's timestamps, and every key with its size and a preview of its value.
+    Show {
+        /// The session id.
+        sid: String,
+        /// Show only this component's scope.
+        #[arg(long, value_name = "C", conflicts_with = "global")]
+        component: Option<String>,
+        /// Show only the global scope.
+        #[arg(long)]
+        global: bool,
+    },
+    /// Deletes a session and all of its scopes.
+    Destroy {
+        /// The session id.
+        sid: String,
+    },
+    /// Deletes every expired session now.
+    Reap,
+    /// Writes every live session as JSON Lines, values as base64 of the stored bytes.
+    Export {
+        /// Where to write; standard output if absent. The file is replaced only once complete.
+        file: Option<PathBuf>,
+    },
+    /// Reads sessions written by `export`, each in one atomic write. Creates the store if needed.
+    Import {
+        /// The JSON Lines file to read.
+        file: PathBuf,
+        /// Overwrite live sessions with the same id instead of refusing the import.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+fn parse_engine(s: &str) -> Result<Engine, String> {
+    s.parse::<Engine>().map_err(|e| e.to_string())
+}

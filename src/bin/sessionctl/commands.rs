@@ -1,0 +1,290 @@
+//! Opening the store and running each command except export and import.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use sessionstore::{Config, Durability, Engine, Error, ExportedSession, Store};
+
+use crate::Fail;
+use crate::args::Cli;
+use crate::render::{self, Table, micros, preview};
+
+/// Whether the command may create a store that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// Only `import` creates a store.
+    Allowed,
+    /// Every other command needs one.
+    Refused,
+}
+
+/// Opens the store with no reaper thread. Without `--engine`, an existing
+/// store is opened with whichever engine it was made with, and a new one gets
+/// the build's default engine.
+pub fn open(cli: &Cli, create: Create, durability: Durability) -> Result<Store, Fail> {
+    if create == Create::Refused && !holds_anything(&cli.db) {
+        return Err(Fail(format!(
+            "no store at {}: the directory does not exist or is empty",
+            cli.db.display()
+        )));
+    }
+    let open = |engine: Engine| {
+        Config::new(&cli.db)
+            .engine(engine)
+            .durability(durability)
+            .reap_interval(None)
+            .open()
+    };
+    if let Some(engine) = cli.engine {
+        return Ok(open(engine)?);
+    }
+    let mut first_error = None;
+    for engine in Engine::ALL {
+        match open(*engine) {
+            Ok(store) => return Ok(store),
+            // Another engine's files: try the next engine. Nothing was created.
+            Err(e @ Error::NotAStore { .. }) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(first_error.map_or_else(
+        || Fail("this build has no storage engine".into()),
+        Fail::from,
+    ))
+}
+
+fn holds_anything(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// Prints JSON or text.
+pub fn emit(cli: &Cli, json: Value, text: impl FnOnce() -> String) {
+    if cli.json {
+        println!("{json}");
+    } else {
+        print!("{}", text());
+    }
+}
+
+/// `stats`.
+pub fn stats(cli: &Cli, store: &Store) -> Result<(), Fail> {
+    let stats = store.stats()?;
+    let mut expired = 0u64;
+    for id in store.expired_session_ids() {
+        id?;
+        expired += 1;
+    }
+    let json = json!({
+        "path": store.path(),
+        "engine": stats.engine,
+        "live_sessions": stats.live_sessions,
+        "expired_sessions": expired,
+        "bytes_on_disk": stats.bytes_on_disk,
+    });
+    emit(cli, json, || {
+        render::pairs(&[
+            ("path", store.path().display().to_string()),
+            ("engine", stats.engine.to_owned()),
+            ("live sessions", stats.live_sessions.to_string()),
+            ("expired, not reaped", expired.to_string()),
+            ("bytes on disk", stats.bytes_on_disk.to_string()),
+        ])
+    });
+    Ok(())
+}
+
+/// `list`.
+pub fn list(cli: &Cli, store: &Store, limit: Option<usize>, expired: bool) -> Result<(), Fail> {
+    let ids = if expired {
+        store.expired_session_ids()
+    } else {
+        store.session_ids()
+    };
+    let mut sessions = Vec::new();
+    for id in ids.take(limit.unwrap_or(usize::MAX)) {
+        // Nothing else can write while the CLI holds the store, so a listed id
+        // has a record; a missing one is skipped rather than reported.
+        if let Some(s) = store.export_session(&id?)? {
+            sessions.push(s);
+        }
+    }
+    let json = Value::Array(
+        sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "created_us": micros(s.created),
+                    "last_access_us": micros(s.last_access),
+                    "deadline_us": s.deadline().map(micros),
+                    "components": components(s),
+                    "keys": key_count(s),
+                })
+            })
+            .collect(),
+    );
+    emit(cli, json, || {
+        if sessions.is_empty() {
+            let what = if expired { "expired" } else { "live" };
+            return format!("no {what} sessions\n");
+        }
+        let mut table = Table::new(&[
+            "ID",
+            "CREATED",
+            "LAST ACCESS",
+            "DEADLINE",
+            "KEYS",
+            "COMPONENTS",
+        ]);
+        for s in &sessions {
+            table.row(vec![
+                s.id.clone(),
+                render::time(s.created),
+                render::time(s.last_access),
+                render::time_or_never(s.deadline()),
+                key_count(s).to_string(),
+                components(s).join(","),
+            ]);
+        }
+        table.render()
+    });
+    Ok(())
+}
+
+fn components(s: &ExportedSession) -> Vec<&str> {
+    s.scopes
+        .iter()
+        .filter_map(|scope| scope.component.as_deref())
+        .collect()
+}
+
+fn key_count(s: &ExportedSession) -> usize {
+    s.scopes.iter().map(|scope| scope.values.len()).sum()
+}
+
+/// Which scopes `show` prints.
+#[derive(Debug, Clone, Copy)]
+pub enum ScopeFilter<'a> {
+    /// Every scope.
+    All,
+    /// The global scope.
+    Global,
+    /// One component's scope.
+    Component(&'a str),
+}
+
+impl ScopeFilter<'_> {
+    fn admits(self, component: Option<&str>) -> bool {
+        match self {
+            ScopeFilter::All => true,
+            ScopeFilter::Global => component.is_none(),
+            ScopeFilter::Component(c) => component == Some(c),
+        }
+    }
+}
+
+/// `show`: also shows a session that expired but is not reaped yet, marked so.
+pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Result<(), Fail> {
+    let Some(s) = store.export_session(sid)? else {
+        return Err(Fail(format!("no session {sid:?} in the store")));
+    };
+    let live = s.deadline().is_none_or(|d| SystemTime::now() < d);
+    let scopes: Vec<_> = s
+        .scopes
+        .iter()
+        .filter(|scope| filter.admits(scope.component.as_deref()))
+        .collect();
+    let json = json!({
+        "id": s.id,
+        "live": live,
+        "created_us": micros(s.created),
+        "last_access_us": micros(s.last_access),
+        "idle_timeout_us": s.idle_timeout.map(|d| d.as_micros() as u64),
+        "absolute_deadline_us": s.absolute_deadline.map(micros),
+        "deadline_us": s.deadline().map(micros),
+        "scopes": scopes.iter().map(|scope| json!({
+            "component": scope.component,
+            "keys": scope.values.iter().map(|(key, bytes)| {
+                let p = preview(bytes);
+                json!({
+                    "key": key,
+                    "size": bytes.len(),
+                    "kind": p.kind(),
+                    "preview": p.body(),
+                    "value_base64": base64_of(bytes),
+                })
+            }).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    emit(cli, json, || {
+        let mut out = render::pairs(&[
+            ("session", s.id.clone()),
+            ("state", if live { "live" } else { "expired" }.to_owned()),
+            ("created", render::time(s.created)),
+            ("last access", render::time(s.last_access)),
+            (
+                "idle timeout",
+                s.idle_timeout
+                    .map_or_else(|| "none".into(), render::duration),
+            ),
+            (
+                "absolute deadline",
+                render::time_or_never(s.absolute_deadline),
+            ),
+            ("deadline", render::time_or_never(s.deadline())),
+        ]);
+        out.push('\n');
+        let rows: usize = scopes.iter().map(|scope| scope.values.len()).sum();
+        if rows == 0 {
+            out.push_str("no keys\n");
+            return out;
+        }
+        let mut table = Table::new(&["SCOPE", "KEY", "SIZE", "VALUE"]);
+        for scope in &scopes {
+            for (key, bytes) in &scope.values {
+                table.row(vec![
+                    scope.component.as_deref().unwrap_or("(global)").to_owned(),
+                    key.clone(),
+                    bytes.len().to_string(),
+                    preview(bytes).shown(),
+                ]);
+            }
+        }
+        out.push_str(&table.render());
+        out
+    });
+    Ok(())
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `destroy`: fails if no live session had the id.
+pub fn destroy(cli: &Cli, store: &Store, sid: &str) -> Result<(), Fail> {
+    if !store.destroy(sid)? {
+        return Err(Fail(format!("no live session {sid:?} in the store")));
+    }
+    emit(cli, json!({ "destroyed": sid }), || {
+        format!("destroyed session {sid}\n")
+    });
+    Ok(())
+}
+
+/// `reap`.
+pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
+    let n = store.reap_expired()?;
+    emit(cli, json!({ "reaped": n }), || {
+        format!("reaped {n} expired sessions\n")
+    });
+    Ok(())
+}
+
+/// The durability of every command: import flushes once at its end instead of per session.
+pub fn durability_for_import() -> Durability {
+    Durability::Periodic(Duration::from_secs(1))
+}
