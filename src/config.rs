@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// When an acknowledged write becomes durable.
@@ -21,25 +21,95 @@ pub enum Durability {
     Periodic(Duration),
 }
 
-/// The storage engine under the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The storage engine under the store. Each is compiled in by the cargo
+/// feature of the same name; both are by default.
+///
+/// The engines keep the same keys but in different files: a store is opened
+/// with the engine that created it, and opening it with the other one fails
+/// with [`Error::NotAStore`](crate::Error::NotAStore) naming the engine found.
+/// Moving a store to the other engine is an export, then an import.
+///
+/// # Examples
+///
+/// ```
+/// use sessionstore::Engine;
+///
+/// for engine in Engine::ALL {
+///     assert_eq!(engine.name().parse::<Engine>()?, *engine);
+/// }
+/// assert!("lmdb".parse::<Engine>().is_err());
+/// # Ok::<(), sessionstore::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Engine {
-    /// sled 0.34.7, the default.
+    /// sled 0.34.7, the default. Cargo feature `sled`.
+    #[cfg(feature = "sled")]
     #[default]
     Sled,
+    /// redb 4.6: one file, `data.redb`, of copy-on-write B-trees. Cargo feature
+    /// `redb`; the default engine of a build without sled.
+    #[cfg(feature = "redb")]
+    #[cfg_attr(not(feature = "sled"), default)]
+    Redb,
 }
 
 impl Engine {
-    /// The engine's name, as errors and `Stats::engine` spell it.
+    /// The engine's name, as errors, [`FromStr`](std::str::FromStr) and `Stats::engine` spell it.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "sled")]
             Engine::Sled => "sled",
+            #[cfg(feature = "redb")]
+            Engine::Redb => "redb",
         }
     }
 
-    /// Every engine this build knows.
-    pub(crate) const ALL: &'static [Engine] = &[Engine::Sled];
+    /// Every engine compiled into this build, the default first.
+    pub const ALL: &'static [Engine] = &[
+        #[cfg(feature = "sled")]
+        Engine::Sled,
+        #[cfg(feature = "redb")]
+        Engine::Redb,
+    ];
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = Error;
+
+    /// Parses an engine's name, `"sled"` or `"redb"`, ignoring ASCII case.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the input, if it is no engine's name
+    /// or names an engine this build was compiled without.
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(e) = Engine::ALL
+            .iter()
+            .find(|e| e.name().eq_ignore_ascii_case(s))
+        {
+            return Ok(*e);
+        }
+        let known: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+        let reason = if ["sled", "redb"].iter().any(|n| n.eq_ignore_ascii_case(s)) {
+            format!(
+                "engine {s:?} is not compiled into this build (enable the cargo feature {:?})",
+                s.to_ascii_lowercase()
+            )
+        } else {
+            format!("unknown engine {s:?}")
+        };
+        Err(Error::InvalidConfig(format!(
+            "{reason}; this build has: {}",
+            known.join(", ")
+        )))
+    }
 }
 
 /// How to open a [`Store`]. Setters take and return `self`; the chain ends in [`open`](Config::open).
@@ -110,7 +180,7 @@ impl Config {
         c
     }
 
-    /// The storage engine. Default: [`Engine::Sled`].
+    /// The storage engine. Default: `Engine::Sled` (`Engine::Redb` in a build without sled).
     #[must_use]
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = engine;

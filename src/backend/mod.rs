@@ -5,8 +5,13 @@
 
 #[cfg(test)]
 pub(crate) mod memory;
+#[cfg(feature = "redb")]
+pub(crate) mod redb;
 #[cfg(feature = "sled")]
 pub(crate) mod sled;
+
+#[cfg(not(any(feature = "sled", feature = "redb")))]
+compile_error!("sessionstore needs an engine: enable the cargo feature `sled`, `redb`, or both");
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,14 +22,20 @@ use crate::error::Result;
 /// Opens `engine`'s database in directory `dir`.
 pub(crate) fn open(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<Arc<dyn Backend>> {
     match engine {
+        #[cfg(feature = "sled")]
         Engine::Sled => Ok(Arc::new(sled::SledBackend::open(dir, cache_capacity)?)),
+        #[cfg(feature = "redb")]
+        Engine::Redb => Ok(Arc::new(redb::RedbBackend::open(dir, cache_capacity)?)),
     }
 }
 
 /// The files whose presence in a directory marks a database of `engine`.
 pub(crate) fn marker_files(engine: Engine) -> &'static [&'static str] {
     match engine {
+        #[cfg(feature = "sled")]
         Engine::Sled => sled::MARKER_FILES,
+        #[cfg(feature = "redb")]
+        Engine::Redb => redb::MARKER_FILES,
     }
 }
 

@@ -8,18 +8,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessionstore::{Config, ManualClock, Result, Store};
+use sessionstore::{Config, Engine, ManualClock, Result, Store};
 
 /// A fresh directory, a manual clock, and the engine under test.
 pub struct Db {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub clock: ManualClock,
-    pub engine: &'static str,
+    pub engine: Engine,
 }
 
 impl Db {
-    pub fn new(engine: &'static str) -> Db {
+    pub fn new(engine: Engine) -> Db {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("store");
         Db {
@@ -30,10 +30,11 @@ impl Db {
         }
     }
 
-    /// The test configuration: this directory, this clock, no reaper thread,
-    /// a 10 minute idle timeout and a touch granularity of 1 minute.
+    /// The test configuration: this engine, this directory, this clock, no
+    /// reaper thread, a 10 minute idle timeout and a touch granularity of 1 minute.
     pub fn config(&self) -> Config {
         Config::new(&self.path)
+            .engine(self.engine)
             .clock(Arc::new(self.clock.clone()))
             .reap_interval(None)
             .idle_timeout(Duration::from_secs(600))
@@ -45,7 +46,8 @@ impl Db {
     }
 }
 
-/// `engine_test!(name, |db| { body })`: one test per engine; the body returns `Result<()>`.
+/// `engine_test!(name, |db| { body })`: one test per engine compiled in
+/// (`name::sled`, `name::redb`); the body returns `Result<()>`.
 #[macro_export]
 macro_rules! engine_test {
     ($name:ident, |$db:ident| $body:block) => {
@@ -57,9 +59,16 @@ macro_rules! engine_test {
                 $body
             }
 
+            #[cfg(feature = "sled")]
             #[test]
             fn sled() -> sessionstore::Result<()> {
-                run($crate::common::Db::new("sled"))
+                run($crate::common::Db::new(sessionstore::Engine::Sled))
+            }
+
+            #[cfg(feature = "redb")]
+            #[test]
+            fn redb() -> sessionstore::Result<()> {
+                run($crate::common::Db::new(sessionstore::Engine::Redb))
             }
         }
     };

@@ -1,0 +1,415 @@
+//! The redb 4.6 engine: one table in one file, `data.redb`.
+//!
+//! The store's keys go, unchanged, into a single table (`sessionstore`) of
+//! byte-string keys and values. redb keeps it as a copy-on-write B-tree, so
+//! key order is plain byte order, as the store's scans need.
+//!
+//! # Durability
+//!
+//! redb 4.6 has two durability levels for a write transaction
+//! (`redb::Durability`), and this engine uses both:
+//!
+//! - [`apply`](Backend::apply) commits one write transaction per batch with
+//!   `Durability::None`. redb promises that such a commit is atomic and
+//!   visible to every later transaction, but is "not persisted to disk unless
+//!   followed by a commit with `Durability::Immediate`": the file's header
+//!   still names the last durable commit, so a crash (of the process or of the
+//!   machine) goes back to that state, never to half a batch.
+//! - [`flush`](Backend::flush) commits an empty write transaction with
+//!   `Durability::Immediate`. redb promises that such a commit is persistent
+//!   as soon as `commit` returns; it writes every page of the earlier
+//!   non-durable commits, flips the header to the new root and calls
+//!   `fdatasync` (1-phase commit: the header's slots carry checksums, and a
+//!   reopen after a crash picks the newest valid one). So one flush makes every
+//!   batch applied before it durable, which is what group commit needs.
+//!
+//! With the store's `Durability::Immediate`, every acknowledged write was
+//! followed by such a flush; with `Durability::Periodic(d)`, a crash loses at
+//! most the batches of the last `d`. redb frees the pages that non-durable
+//! commits replace only at the next durable commit, so the file grows between
+//! flushes and is reused after them.
+//!
+//! `fdatasync` asks the kernel to write the data to the device and the device
+//! to flush its volatile cache, where the file system supports it: unlike
+//! sled's `sync_file_range`, this holds against power loss, as far as the
+//! drive honours the flush.
+//!
+//! # Opening
+//!
+//! The file is opened with redb's integrity check: every page checksum of the
+//! committed trees is verified, so a file altered outside redb fails to open
+//! with an error instead of being trusted (a plain redb open may panic on such
+//! a file). The check reads the whole file, so the open costs time in
+//! proportion to the store's size. The file is opened in redb's default
+//! exclusive mode, which locks it against every other process, on top of the
+//! store's own lock file.
+//!
+//! # Errors and panics
+//!
+//! Every redb error becomes [`Error::Storage`](crate::Error::Storage) naming
+//! what the store was doing. Every call into redb also runs under
+//! `catch_unwind`: redb is built to survive a caught panic (it poisons and
+//! rolls back the transaction), so a panic inside it becomes an error of the
+//! call rather than the end of the caller's thread or of the commit thread.
+//! After a failed commit redb refuses further writes until the store is
+//! reopened, which then repairs the file.
+
+use std::any::Any;
+use std::fs::{self, File};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, TableDefinition,
+    TableHandle,
+};
+
+use super::{Backend, Batch, Entry};
+use crate::error::{Error, Result};
+
+/// The database file in the store's directory.
+pub(crate) const FILE: &str = "data.redb";
+/// The files whose presence marks a redb store: the database file.
+pub(crate) const MARKER_FILES: &[&str] = &[FILE];
+/// The one table: every key of the store, unchanged.
+const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
+    TableDefinition::new("sessionstore");
+
+/// A redb database holding the store's one table.
+pub(crate) struct RedbBackend {
+    db: Database,
+    file: PathBuf,
+}
+
+impl RedbBackend {
+    /// Opens or creates the redb database `data.redb` in directory `dir`, with
+    /// a page cache of `cache_capacity` bytes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self> {
+        let file = dir.join(FILE);
+        let context = || format!("opening the redb database {}", file.display());
+        let created = !file.exists();
+        let cache = usize::try_from(cache_capacity).unwrap_or(usize::MAX);
+        let db = guard(context, || {
+            Ok(Database::builder()
+                .set_cache_size(cache)
+                .set_check_integrity_on_open(true)
+                .create(&file)?)
+        })?;
+        if created {
+            // The new file's directory entry must be durable too, or a crash
+            // could lose the whole database along with its first commits.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        let backend = RedbBackend { db, file };
+        backend.create_table()?;
+        Ok(backend)
+    }
+
+    /// Creates the table in a new database; refuses a database that holds
+    /// tables of its own, which some other program wrote.
+    fn create_table(&self) -> Result<()> {
+        let foreign = guard(
+            || "listing the tables of the redb database",
+            || {
+                let txn = self.db.begin_write()?;
+                let mut names: Vec<String> = txn
+                    .list_tables()?
+                    .map(|t| t.name().to_string())
+                    .chain(txn.list_multimap_tables()?.map(|t| t.name().to_string()))
+                    .filter(|n| n != TABLE.name())
+                    .collect();
+                if !names.is_empty() {
+                    names.sort();
+                    txn.abort()?;
+                    return Ok(names);
+                }
+                drop(txn.open_table(TABLE)?);
+                txn.commit()?;
+                Ok(names)
+            },
+        )?;
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        Err(Error::NotAStore {
+            path: self.file.clone(),
+            reason: format!(
+                "it is a redb database with tables of another program: {}",
+                foreign.join(", ")
+            ),
+        })
+    }
+
+    /// Runs `f` on the table in a new read transaction.
+    fn read<T>(
+        &self,
+        context: &'static str,
+        f: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T, redb::Error>,
+    ) -> Result<T> {
+        guard(
+            || context,
+            || {
+                let txn = self.db.begin_read()?;
+                let table = txn.open_table(TABLE)?;
+                f(&table)
+            },
+        )
+    }
+}
+
+/// Runs a call into redb, turning its error, or its panic, into a storage error about `context`.
+fn guard<T, C: Into<String>>(
+    context: impl FnOnce() -> C,
+    f: impl FnOnce() -> Result<T, redb::Error>,
+) -> Result<T> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::storage(context(), e)),
+        Err(payload) => Err(Error::storage(
+            context(),
+            format!("redb panicked: {}", panic_message(&*payload)),
+        )),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "a panic without a message"
+    }
+}
+
+/// Collects up to `limit` entries of a range while `keep` holds for their keys.
+fn collect(
+    range: redb::Range<'_, &'static [u8], &'static [u8]>,
+    limit: usize,
+    keep: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<Entry>, redb::Error> {
+    let mut entries = Vec::new();
+    for item in range {
+        if entries.len() >= limit {
+            break;
+        }
+        let (k, v) = item?;
+        let key = k.value();
+        if !keep(key) {
+            break;
+        }
+        entries.push((key.to_vec(), v.value().to_vec()));
+    }
+    Ok(entries)
+}
+
+impl Backend for RedbBackend {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read("reading a key", |t| {
+            Ok(t.get(key)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        self.read("scanning a prefix", |t| {
+            collect(t.range(prefix..)?, usize::MAX, |k| k.starts_with(prefix))
+        })
+    }
+
+    fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
+        if end.is_some_and(|end| start >= end) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("scanning a range", |t| {
+            collect(t.range(start..)?, limit, |k| end.is_none_or(|e| k < e))
+        })
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        guard(
+            || "applying a batch",
+            || {
+                let mut txn = self.db.begin_write()?;
+                txn.set_durability(Durability::None)?;
+                {
+                    let mut table = txn.open_table(TABLE)?;
+                    for (key, value) in batch.ops() {
+                        match value {
+                            Some(v) => drop(table.insert(key.as_slice(), v.as_slice())?),
+                            None => drop(table.remove(key.as_slice())?),
+                        }
+                    }
+                }
+                // Dropping the transaction on an error above aborts it: all or nothing.
+                txn.commit()?;
+                Ok(())
+            },
+        )
+    }
+
+    fn flush(&self) -> Result<()> {
+        guard(
+            || "flushing",
+            || {
+                let mut txn = self.db.begin_write()?;
+                txn.set_durability(Durability::Immediate)?;
+                txn.commit()?;
+                Ok(())
+            },
+        )
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        fs::metadata(&self.file)
+            .map(|m| m.len())
+            .map_err(|source| Error::Io {
+                path: self.file.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ops: &[(&str, Option<&str>)]) -> Batch {
+        let mut b = Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => b.put(k.as_bytes().to_vec(), v.as_bytes().to_vec()),
+                None => b.delete(k.as_bytes().to_vec()),
+            }
+        }
+        b
+    }
+
+    fn keys(entries: &[Entry]) -> Vec<&[u8]> {
+        entries.iter().map(|(k, _)| k.as_slice()).collect()
+    }
+
+    /// What a crash of the process would leave: the file's bytes as written so
+    /// far (the kernel keeps what the process wrote), opened as a new database.
+    fn crash_copy(b: &RedbBackend, to: &Path) -> Result<RedbBackend> {
+        fs::create_dir_all(to).map_err(|e| Error::storage("test", e))?;
+        fs::copy(&b.file, to.join(FILE)).map_err(|e| Error::storage("test", e))?;
+        RedbBackend::open(to, 1 << 20)
+    }
+
+    #[test]
+    fn scans_follow_byte_order_and_bounds() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
+        b.apply(&batch(&[
+            ("ab/", Some("1")),
+            ("ab/x", Some("2")),
+            ("abc/", Some("3")),
+            ("b", Some("4")),
+        ]))?;
+        assert_eq!(keys(&b.scan_prefix(b"ab/")?), [&b"ab/"[..], b"ab/x"]);
+        assert_eq!(
+            keys(&b.scan_range(b"ab/x", Some(b"b"), 10)?),
+            [&b"ab/x"[..], b"abc/"]
+        );
+        assert_eq!(keys(&b.scan_range(b"a", None, 2)?), [&b"ab/"[..], b"ab/x"]);
+        assert!(b.scan_range(b"b", Some(b"a"), 10)?.is_empty());
+        assert!(b.scan_range(b"a", None, 0)?.is_empty());
+        assert_eq!(b.get(b"b")?.as_deref(), Some(&b"4"[..]));
+        b.apply(&batch(&[("b", None), ("ab/x", Some("5"))]))?;
+        assert_eq!(b.get(b"b")?, None);
+        assert_eq!(b.get(b"ab/x")?.as_deref(), Some(&b"5"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn flush_makes_earlier_non_durable_batches_durable() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        let live = dir.path().join("live");
+        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
+        let b = RedbBackend::open(&live, 1 << 20)?;
+        b.apply(&batch(&[("k1", Some("v1"))]))?;
+        b.apply(&batch(&[("k2", Some("v2"))]))?;
+        // Not yet durable: a crash now goes back to the last durable commit.
+        // This also shows the copy sees only durable state, so the check
+        // after the flush below is not vacuous.
+        let before = crash_copy(&b, &dir.path().join("before"))?;
+        assert_eq!(before.get(b"k1")?, None);
+        drop(before);
+        b.flush()?;
+        let after = crash_copy(&b, &dir.path().join("after"))?;
+        assert_eq!(after.get(b"k1")?.as_deref(), Some(&b"v1"[..]));
+        assert_eq!(after.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_that_is_not_redb_is_an_error_not_a_panic() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        fs::write(dir.path().join(FILE), vec![0xA5; 64 << 10])
+            .map_err(|e| Error::storage("test", e))?;
+        let err = RedbBackend::open(dir.path(), 1 << 20).err();
+        assert!(matches!(err, Some(Error::Storage { .. })), "{err:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupted_page_is_an_error_not_a_panic() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        let file = dir.path().join(FILE);
+        {
+            let b = RedbBackend::open(dir.path(), 1 << 20)?;
+            for i in 0..200u32 {
+                let k = format!("key{i:05}");
+                b.apply(&batch(&[(&k, Some(&"x".repeat(500)))]))?;
+            }
+            b.flush()?;
+        }
+        let mut bytes = fs::read(&file).map_err(|e| Error::storage("test", e))?;
+        // Past the header, flip bytes in the middle of the file's pages.
+        let mid = bytes.len() / 2;
+        for byte in &mut bytes[mid..mid + 4096] {
+            *byte ^= 0xFF;
+        }
+        fs::write(&file, &bytes).map_err(|e| Error::storage("test", e))?;
+        match RedbBackend::open(dir.path(), 1 << 20) {
+            // The integrity check refused the file, or repaired it to a consistent state.
+            Err(Error::Storage { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(b) => {
+                b.scan_range(b"", None, usize::MAX)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_foreign_redb_database_is_not_a_store() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        {
+            let db =
+                Database::create(dir.path().join(FILE)).map_err(|e| Error::storage("test", e))?;
+            let txn = db.begin_write().map_err(|e| Error::storage("test", e))?;
+            let other: TableDefinition<&str, u64> = TableDefinition::new("accounts");
+            drop(
+                txn.open_table(other)
+                    .map_err(|e| Error::storage("test", e))?,
+            );
+            txn.commit().map_err(|e| Error::storage("test", e))?;
+        }
+        let err = RedbBackend::open(dir.path(), 1 << 20).err();
+        assert!(
+            matches!(&err, Some(Error::NotAStore { reason, .. }) if reason.contains("accounts")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+}
