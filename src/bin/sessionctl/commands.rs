@@ -23,7 +23,7 @@ pub enum Create {
 /// store is opened with whichever engine it was made with, and a new one gets
 /// the build's default engine.
 pub fn open(cli: &Cli, create: Create, durability: Durability) -> Result<Store, Fail> {
-    if create == Create::Refused && !holds_anything(&cli.db) {
+    if create == Create::Refused && missing_or_empty(&cli.db) {
         return Err(Fail(format!(
             "no store at {}: the directory does not exist or is empty",
             cli.db.display()
@@ -56,8 +56,16 @@ pub fn open(cli: &Cli, create: Create, durability: Durability) -> Result<Store, 
     ))
 }
 
-fn holds_anything(path: &Path) -> bool {
-    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some())
+/// Whether `path` does not exist or is an empty directory. Anything else,
+/// files included, is left to the store to judge.
+fn missing_or_empty(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+        }
+        Ok(_) => false,
+    }
 }
 
 /// Prints JSON or text.
@@ -202,7 +210,7 @@ pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Res
         "live": live,
         "created_us": micros(s.created),
         "last_access_us": micros(s.last_access),
-        "idle_timeout_us": s.idle_timeout.map(|d| d.as_micros() as u64),
+        "idle_timeout_us": s.idle_timeout.map(render::duration_micros),
         "absolute_deadline_us": s.absolute_deadline.map(micros),
         "deadline_us": s.deadline().map(micros),
         "scopes": scopes.iter().map(|scope| json!({

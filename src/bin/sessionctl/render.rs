@@ -17,6 +17,11 @@ pub fn micros(t: SystemTime) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A duration in microseconds, the unit of timeouts in `--json` output and export files.
+pub fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The inverse of [`micros`].
 pub fn from_micros(us: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(us)

@@ -24,7 +24,7 @@ use sessionstore::{ExportedScope, ExportedSession, Store};
 use crate::Fail;
 use crate::args::Cli;
 use crate::commands::emit;
-use crate::render::{from_micros, micros};
+use crate::render::{duration_micros, from_micros, micros};
 
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
@@ -67,9 +67,7 @@ impl Record {
             id: s.id.clone(),
             created_us: micros(s.created),
             last_access_us: micros(s.last_access),
-            idle_timeout_us: s
-                .idle_timeout
-                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            idle_timeout_us: s.idle_timeout.map(duration_micros),
             absolute_deadline_us: s.absolute_deadline.map(micros),
             scopes: s
                 .scopes
@@ -202,7 +200,9 @@ pub fn import(cli: &Cli, store: &Store, file: &Path, replace: bool) -> Result<()
                 record.id
             ));
         }
-        if !replace && store.info(&record.id).map_err(|e| e.to_string())?.is_some() {
+        // `info` also checks the id, so that a bad one stops the import here.
+        let live = store.info(&record.id).map_err(|e| e.to_string())?.is_some();
+        if live && !replace {
             return Err(format!(
                 "session {:?} already exists in the store; nothing was imported (use --replace to overwrite)",
                 record.id

@@ -1,0 +1,444 @@
+//! The `sessionctl` binary, run against stores made here. Sessions that must
+//! look expired to it are created on a manual clock set two days back, so no
+//! test sleeps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use sessionstore::{Config, Engine, ManualClock, Store};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A store in a temporary directory holding:
+/// - `alice`, live: global `user` = "alice", `visits` = 3u32; `cart` component:
+///   `items` = ["book", "pen"]; `prefs` component: `theme` = "dark";
+/// - `bob`, live, with no idle timeout: global `user` = "bob";
+/// - `old1` and `old2`, expired a day ago and not reaped.
+struct Fixture {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    created: SystemTime,
+}
+
+impl Fixture {
+    fn new() -> Result<Fixture, Box<dyn std::error::Error>> {
+        Self::with_engine(Engine::default())
+    }
+
+    fn with_engine(engine: Engine) -> Result<Fixture, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("store");
+        // Whole seconds, so that the table output can be predicted.
+        let now = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)?
+                    .as_secs(),
+            );
+        let clock = ManualClock::new(now - 2 * DAY);
+        let store = Config::new(&db)
+            .engine(engine)
+            .clock(Arc::new(clock.clone()))
+            .idle_timeout(DAY)
+            .reap_interval(None)
+            .open()?;
+        store.create_new_session("old1")?;
+        let mut old2 = store.create_new_session("old2")?;
+        old2.set("k", "v")?;
+        store.save(&mut old2)?;
+
+        clock.set(now);
+        let mut alice = store.create_new_session("alice")?;
+        alice.set("user", "alice")?;
+        alice.set("visits", &3u32)?;
+        store.save(&mut alice)?;
+        let mut cart = store.get("alice", Some("cart"))?.ok_or("alice")?;
+        cart.set("items", &vec!["book", "pen"])?;
+        store.save(&mut cart)?;
+        let mut prefs = store.get("alice", Some("prefs"))?.ok_or("alice")?;
+        prefs.set("theme", "dark")?;
+        store.save(&mut prefs)?;
+        let mut bob = store.create_new_session("bob")?;
+        bob.set("user", "bob")?;
+        store.save(&mut bob)?;
+        store.set_idle_timeout("bob", None)?;
+        drop(store);
+        Ok(Fixture {
+            dir,
+            db,
+            created: now,
+        })
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        ctl(&self.db, args)
+    }
+
+    /// Runs a command that must succeed with `--json`, and parses its output.
+    fn json(&self, args: &[&str]) -> Value {
+        json_of(&self.db, args)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn ctl(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("sessionctl runs")
+}
+
+fn json_of(db: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ctl(db, &all);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The command failed with exactly one line on standard error, and it is returned.
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "it succeeded: {}", stdout(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    err
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_micros() as u64
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("an id"))
+        .collect()
+}
+
+#[test]
+fn stats_counts_live_and_expired_sessions() -> TestResult {
+    let f = Fixture::new()?;
+    let stats = f.json(&["stats"]);
+    assert_eq!(stats["live_sessions"], 2);
+    assert_eq!(stats["expired_sessions"], 2);
+    assert_eq!(stats["engine"], Engine::default().name());
+    assert!(stats["bytes_on_disk"].as_u64() > Some(0));
+
+    let table = stdout(&f.ctl(&["stats"]));
+    let live = table.lines().find(|l| l.starts_with("live sessions"));
+    assert_eq!(
+        live.map(|l| l.split_whitespace().last()),
+        Some(Some("2")),
+        "{table}"
+    );
+    Ok(())
+}
+
+#[test]
+fn list_shows_live_sessions_in_deadline_order() -> TestResult {
+    let f = Fixture::new()?;
+    let list = f.json(&["list"]);
+    // alice's deadline is a day away; bob has none, so he comes last.
+    assert_eq!(ids(&list), ["alice", "bob"]);
+    let alice = &list[0];
+    assert_eq!(alice["created_us"], micros(f.created));
+    assert_eq!(alice["last_access_us"], micros(f.created));
+    assert_eq!(alice["deadline_us"], micros(f.created + DAY));
+    assert_eq!(alice["components"], serde_json::json!(["cart", "prefs"]));
+    assert_eq!(alice["keys"], 4);
+    assert_eq!(list[1]["deadline_us"], Value::Null);
+
+    assert_eq!(ids(&f.json(&["list", "--limit", "1"])), ["alice"]);
+    assert_eq!(ids(&f.json(&["list", "--expired"])), ["old1", "old2"]);
+
+    let table = stdout(&f.ctl(&["list"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("LAST ACCESS"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("alice") && lines[1].ends_with("cart,prefs"),
+        "{table}"
+    );
+    assert!(lines[2].contains("never"), "{table}");
+    Ok(())
+}
+
+#[test]
+fn show_previews_every_key() -> TestResult {
+    let f = Fixture::new()?;
+    let show = f.json(&["show", "alice"]);
+    assert_eq!(show["live"], true);
+    let scopes = show["scopes"].as_array().ok_or("scopes")?;
+    let names: Vec<&Value> = scopes.iter().map(|s| &s["component"]).collect();
+    assert_eq!(names, [&Value::Null, &"cart".into(), &"prefs".into()]);
+    let global = scopes[0]["keys"].as_array().ok_or("keys")?;
+    // A String is a length byte and its UTF-8; 3u32 is one varint byte.
+    assert_eq!(global[0]["key"], "user");
+    assert_eq!(global[0]["size"], 6);
+    assert_eq!(global[0]["kind"], "text");
+    assert_eq!(global[0]["preview"], "alice");
+    assert_eq!(global[0]["value_base64"], "BWFsaWNl");
+    assert_eq!(global[1]["key"], "visits");
+    assert_eq!(global[1]["kind"], "hex");
+    assert_eq!(global[1]["preview"], "03");
+
+    let cart = f.json(&["show", "alice", "--component", "cart"]);
+    let only = cart["scopes"].as_array().ok_or("scopes")?;
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["keys"][0]["key"], "items");
+    assert_eq!(only[0]["keys"][0]["kind"], "hex");
+    let global = f.json(&["show", "alice", "--global"]);
+    assert_eq!(global["scopes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(global["scopes"][0]["component"], Value::Null);
+
+    let table = stdout(&f.ctl(&["show", "alice"]));
+    assert!(table.contains("state              live"), "{table}");
+    let user = table
+        .lines()
+        .find(|l| l.contains(" user "))
+        .ok_or("a user row")?;
+    assert_eq!(
+        user.split_whitespace().collect::<Vec<_>>(),
+        ["(global)", "user", "6", "\"alice\""]
+    );
+    assert!(table.contains("0x03"), "{table}");
+
+    // An expired session that is not reaped yet can still be inspected.
+    assert_eq!(f.json(&["show", "old2"])["live"], false);
+    let missing = one_line_error(&f.ctl(&["show", "carol"]));
+    assert!(missing.contains("\"carol\""), "{missing}");
+    Ok(())
+}
+
+#[test]
+fn destroy_deletes_one_session_and_fails_on_a_missing_one() -> TestResult {
+    let f = Fixture::new()?;
+    assert_eq!(f.json(&["destroy", "bob"])["destroyed"], "bob");
+    assert_eq!(ids(&f.json(&["list"])), ["alice"]);
+    let again = one_line_error(&f.ctl(&["destroy", "bob"]));
+    assert!(again.contains("no live session \"bob\""), "{again}");
+    Ok(())
+}
+
+#[test]
+fn reap_deletes_the_expired_sessions() -> TestResult {
+    let f = Fixture::new()?;
+    assert_eq!(f.json(&["reap"])["reaped"], 2);
+    assert_eq!(f.json(&["stats"])["expired_sessions"], 0);
+    assert_eq!(f.json(&["stats"])["live_sessions"], 2);
+    assert_eq!(stdout(&f.ctl(&["reap"])), "reaped 0 expired sessions\n");
+    Ok(())
+}
+
+/// Every live session of the store at `db`, as the library exports it.
+fn exported(db: &Path, engine: Engine) -> sessionstore::Result<Vec<sessionstore::ExportedSession>> {
+    let store = Config::new(db).engine(engine).reap_interval(None).open()?;
+    let ids: Vec<String> = store.session_ids().collect::<sessionstore::Result<_>>()?;
+    ids.iter()
+        .map(|id| store.export_session(id).map(|s| s.expect("live")))
+        .collect()
+}
+
+#[test]
+fn export_then_import_round_trips_exactly() -> TestResult {
+    let f = Fixture::new()?;
+    let file = f.path("sessions.jsonl");
+    let file_arg = file.to_str().ok_or("path")?;
+    assert_eq!(f.json(&["export", file_arg])["exported"], 2);
+    let text = std::fs::read_to_string(&file)?;
+    assert_eq!(text.lines().count(), 2);
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line)?;
+        assert_eq!(record["v"], 1);
+    }
+    // Without a file, the same lines go to standard output.
+    assert_eq!(stdout(&f.ctl(&["export"])), text);
+
+    let copy = f.path("copy");
+    assert_eq!(json_of(&copy, &["import", file_arg])["imported"], 2);
+    let again = f.path("again.jsonl");
+    json_of(&copy, &["export", again.to_str().ok_or("path")?]);
+    assert_eq!(std::fs::read_to_string(&again)?, text);
+    assert_eq!(
+        exported(&copy, Engine::default())?,
+        exported(&f.db, Engine::default())?
+    );
+
+    let store = Store::open(&copy)?;
+    let cart = store.get("alice", Some("cart"))?.ok_or("alice")?;
+    assert_eq!(
+        cart.get::<Vec<String>>("items")?,
+        Some(vec!["book".into(), "pen".into()])
+    );
+    Ok(())
+}
+
+#[cfg(all(feature = "sled", feature = "redb"))]
+#[test]
+fn export_then_import_round_trips_across_engines() -> TestResult {
+    for from in Engine::ALL {
+        for to in Engine::ALL.iter().filter(|e| *e != from) {
+            let f = Fixture::with_engine(*from)?;
+            let file = f.path("sessions.jsonl");
+            let file_arg = file.to_str().ok_or("path")?;
+            json_of(&f.db, &["--engine", from.name(), "export", file_arg]);
+            let copy = f.path("copy");
+            json_of(&copy, &["--engine", to.name(), "import", file_arg]);
+            // Without --engine, sessionctl finds the engine the store was made with.
+            assert_eq!(json_of(&copy, &["stats"])["engine"], to.name());
+            let again = f.path("again.jsonl");
+            json_of(&copy, &["export", again.to_str().ok_or("path")?]);
+            assert_eq!(
+                std::fs::read_to_string(&again)?,
+                std::fs::read_to_string(&file)?,
+                "{from} to {to}"
+            );
+            assert_eq!(exported(&copy, *to)?, exported(&f.db, *from)?);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn import_refuses_existing_ids_unless_replace() -> TestResult {
+    let f = Fixture::new()?;
+    let file = f.path("sessions.jsonl");
+    let file_arg = file.to_str().ok_or("path")?;
+    f.json(&["export", file_arg]);
+    let store = Store::open(&f.db)?;
+    let mut alice = store.get("alice", None)?.ok_or("alice")?;
+    alice.set("visits", &4u32)?;
+    store.save(&mut alice)?;
+    drop(store);
+
+    let refused = one_line_error(&f.ctl(&["import", file_arg]));
+    assert!(
+        refused.contains("already exists") && refused.contains("--replace"),
+        "{refused}"
+    );
+    assert!(refused.contains("line 1"), "{refused}");
+    let store = Store::open(&f.db)?;
+    let alice = store.get("alice", None)?.ok_or("alice")?;
+    assert_eq!(alice.get::<u32>("visits")?, Some(4), "nothing was imported");
+    drop(store);
+
+    assert_eq!(f.json(&["import", "--replace", file_arg])["imported"], 2);
+    let store = Store::open(&f.db)?;
+    let alice = store.get("alice", None)?.ok_or("alice")?;
+    assert_eq!(
+        alice.get::<u32>("visits")?,
+        Some(3),
+        "the export's value is back"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_import_file_is_refused_before_anything_is_written() -> TestResult {
+    let f = Fixture::new()?;
+    let good = stdout(&f.ctl(&["export"]));
+    let first = good.lines().next().ok_or("a line")?;
+    let empty = f.path("empty");
+    let cases = [
+        (format!("{first}\n{{not json\n"), "line 2"),
+        (format!("{first}\n{first}\n"), "also on line 1"),
+        (first.replace("\"v\":1", "\"v\":9"), "format version 9"),
+        (
+            first.replace("\"id\":\"alice\"", "\"id\":\"a/b\""),
+            "invalid session id",
+        ),
+        (first.replace("\"BWFsaWNl\"", "\"!!\""), "not valid base64"),
+        (
+            first.replace("\"v\":1", "\"v\":1,\"extra\":0"),
+            "unknown field",
+        ),
+    ];
+    for (i, (content, expected)) in cases.iter().enumerate() {
+        let file = f.path(&format!("bad{i}.jsonl"));
+        std::fs::write(&file, content)?;
+        let err = one_line_error(&ctl(&empty, &["import", file.to_str().ok_or("path")?]));
+        assert!(err.contains(expected), "case {i}: {err}");
+        assert!(
+            err.contains(&format!("bad{i}.jsonl")),
+            "names the file: {err}"
+        );
+    }
+    // The store was created by the first import, and holds nothing.
+    assert_eq!(json_of(&empty, &["stats"])["live_sessions"], 0);
+    let missing = one_line_error(&f.ctl(&["import", "/no/such/file.jsonl"]));
+    assert!(missing.contains("/no/such/file.jsonl"), "{missing}");
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_non_zero_exit() -> TestResult {
+    let f = Fixture::new()?;
+    for args in [
+        &["frobnicate"][..],
+        &["list", "--limit", "many"],
+        &["--engine", "lmdb", "stats"],
+        &["show"],
+    ] {
+        let out = f.ctl(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = one_line_error(&out);
+        assert!(err.contains("sessionctl --help"), "{err}");
+    }
+    let lmdb = one_line_error(&f.ctl(&["--engine", "lmdb", "stats"]));
+    assert!(lmdb.contains("unknown engine \"lmdb\""), "{lmdb}");
+
+    let bad_id = f.ctl(&["show", "a/b"]);
+    assert_eq!(bad_id.status.code(), Some(1));
+    assert!(one_line_error(&bad_id).contains("invalid session id \"a/b\""));
+
+    let nowhere = ctl(&f.path("nothing-here"), &["stats"]);
+    assert!(one_line_error(&nowhere).contains("no store at"));
+    assert!(
+        !f.path("nothing-here").exists(),
+        "a command other than import creates nothing"
+    );
+
+    let file = f.path("a-file");
+    std::fs::write(&file, "hello")?;
+    assert!(one_line_error(&ctl(&file, &["stats"])).contains("not a sessionstore database"));
+    Ok(())
+}
+
+#[test]
+fn a_store_in_use_says_so() -> TestResult {
+    let f = Fixture::new()?;
+    let store = Store::open(&f.db)?;
+    for args in [&["stats"][..], &["list"], &["export"]] {
+        let err = one_line_error(&f.ctl(args));
+        assert!(err.contains("is in use"), "{err}");
+        assert!(err.contains(&f.db.display().to_string()), "{err}");
+    }
+    drop(store);
+    assert!(f.ctl(&["stats"]).status.success());
+    Ok(())
+}
