@@ -16,11 +16,13 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub db: PathBuf,
 
-    /// The storage engine the store was created with [default: the build's default engine].
+    /// The storage engine: sled or redb. Without it, an existing store is opened
+    /// with the engine it was made with, and `import` makes a new one with the
+    /// build's default engine (sled).
     #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
     pub engine: Option<Engine>,
 
-    /// Print JSON instead of tables (JSON Lines for `export`, which always does).
+    /// Print JSON instead of tables. (`export` always writes JSON Lines.)
     #[arg(long, global = true)]
     pub json: bool,
 
