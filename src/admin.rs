@@ -89,6 +89,32 @@ pub struct ExportedScope {
 }
 
 impl ExportedSession {
+    /// Checks the id, every component and every key against the input rules,
+    /// and every value against `max_value_size`: what
+    /// [`Store::import_session`] checks before it writes anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidComponent`], [`Error::InvalidKey`]
+    /// or [`Error::ValueTooLarge`], for the first bad item.
+    pub fn validate(&self, max_value_size: usize) -> Result<()> {
+        validate::sid(&self.id)?;
+        for scope in &self.scopes {
+            validate::scope(scope.component.as_deref())?;
+            for (key, value) in &scope.values {
+                validate::key(key)?;
+                if value.len() > max_value_size {
+                    return Err(Error::ValueTooLarge {
+                        key: key.clone(),
+                        size: value.len(),
+                        max: max_value_size,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// When the session expires; `None` if never.
     pub fn deadline(&self) -> Option<SystemTime> {
         self.meta(0).deadline().map(clock::from_micros)
@@ -181,21 +207,8 @@ impl Store {
     /// [`Error::AlreadyExists`], and storage errors.
     pub fn import_session(&self, session: &ExportedSession, replace: bool) -> Result<()> {
         let sid = session.id.as_str();
-        validate::sid(sid)?;
         let core = self.core();
-        for scope in &session.scopes {
-            validate::scope(scope.component.as_deref())?;
-            for (key, value) in &scope.values {
-                validate::key(key)?;
-                if value.len() > core.max_value_size {
-                    return Err(Error::ValueTooLarge {
-                        key: key.clone(),
-                        size: value.len(),
-                        max: core.max_value_size,
-                    });
-                }
-            }
-        }
+        session.validate(core.max_value_size)?;
         let _guard = core.locks.write(sid);
         let old = match core.read_meta(sid) {
             Ok(old) => old,

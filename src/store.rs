@@ -146,6 +146,11 @@ impl Store {
         &self.core().path
     }
 
+    /// The largest encoded value this store accepts, in bytes (`Config::max_value_size`).
+    pub fn max_value_size(&self) -> usize {
+        self.core().max_value_size
+    }
+
     /// Creates a session under a fresh id drawn from the OS CSPRNG (128 bits,
     /// URL-safe base64) and returns its global scope. A collision with a live
     /// id is retried, never overwritten.

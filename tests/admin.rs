@@ -43,7 +43,10 @@ engine_test!(export_then_import_round_trips_exactly, |db| {
     store.destroy("s")?;
     store.import_session(&exported, false)?;
     assert_eq!(store.export_session("s")?.as_ref(), Some(&exported));
-    assert_eq!(store.get("s", Some("cart"))?.unwrap().get::<u16>("n")?, Some(5));
+    assert_eq!(
+        store.get("s", Some("cart"))?.unwrap().get::<u16>("n")?,
+        Some(5)
+    );
     assert!(store.verify()?.is_ok());
 
     // --replace drops keys the import does not have.
@@ -64,7 +67,10 @@ engine_test!(import_rejects_bad_contents_and_writes_nothing, |db| {
     let mut bad = store.export_session("s")?.unwrap();
     bad.id = "t".into();
     bad.scopes[0].values.insert("bad\nkey".into(), vec![1]);
-    assert!(matches!(store.import_session(&bad, false), Err(Error::InvalidKey { .. })));
+    assert!(matches!(
+        store.import_session(&bad, false),
+        Err(Error::InvalidKey { .. })
+    ));
     assert!(store.get("t", None)?.is_none());
     Ok(())
 });
@@ -73,8 +79,21 @@ engine_test!(verify_reports_orphans_dangling_and_garbage, |db| {
     let store = db.open()?;
     store.create_new_session("ok")?;
     assert!(store.verify()?.is_ok());
-    store.__write_raw(RawTarget::Value { sid: "ghost", component: None, key: "k" }, b"x")?;
-    store.__write_raw(RawTarget::Index { deadline_micros: 5, sid: "nobody" }, b"")?;
+    store.__write_raw(
+        RawTarget::Value {
+            sid: "ghost",
+            component: None,
+            key: "k",
+        },
+        b"x",
+    )?;
+    store.__write_raw(
+        RawTarget::Index {
+            deadline_micros: 5,
+            sid: "nobody",
+        },
+        b"",
+    )?;
     store.__write_raw(RawTarget::Meta("junk"), b"\x07not a record")?;
     store.__write_raw(RawTarget::Key(b"zz"), b"?")?;
     let r = store.verify()?;

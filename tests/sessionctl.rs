@@ -377,6 +377,21 @@ fn a_bad_import_file_is_refused_before_anything_is_written() -> TestResult {
             first.replace("\"v\":1", "\"v\":1,\"extra\":0"),
             "unknown field",
         ),
+        // A good line first: a bad key further on must stop the import before
+        // the good line is written.
+        (
+            format!(
+                "{}\n{}\n",
+                good.lines()
+                    .find(|l| !l.contains("\"visits\""))
+                    .ok_or("another line")?,
+                good.lines()
+                    .find(|l| l.contains("\"visits\""))
+                    .ok_or("alice's line")?
+                    .replace("\"visits\"", "\"bad\\u0007key\""),
+            ),
+            "invalid key",
+        ),
     ];
     for (i, (content, expected)) in cases.iter().enumerate() {
         let file = f.path(&format!("bad{i}.jsonl"));

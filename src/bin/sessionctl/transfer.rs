@@ -208,7 +208,10 @@ pub fn import(cli: &Cli, store: &Store, file: &Path, replace: bool) -> Result<()
                 record.id
             ));
         }
-        record.into_session()?;
+        record
+            .into_session()?
+            .validate(store.max_value_size())
+            .map_err(|e| e.to_string())?;
         total += 1;
         Ok(())
     })?;
