@@ -352,6 +352,16 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_inside_redb_becomes_a_storage_error() {
+        let r: Result<()> = guard(|| "reading a key", || panic!("page 7 is garbage"));
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            e,
+            "storage error while reading a key: redb panicked: page 7 is garbage"
+        );
+    }
+
+    #[test]
     fn a_file_that_is_not_redb_is_an_error_not_a_panic() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         fs::write(dir.path().join(FILE), vec![0xA5; 64 << 10])
@@ -362,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupted_page_is_an_error_not_a_panic() -> Result<()> {
+    fn a_damaged_page_fails_the_open() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let file = dir.path().join(FILE);
         {
@@ -380,13 +390,12 @@ mod tests {
             *byte ^= 0xFF;
         }
         fs::write(&file, &bytes).map_err(|e| Error::storage("test", e))?;
+        // A plain redb open would trust these pages and read the damaged
+        // values back; the integrity check refuses the file instead.
         match RedbBackend::open(dir.path(), 1 << 20) {
-            // The integrity check refused the file, or repaired it to a consistent state.
-            Err(Error::Storage { .. }) => {}
-            Err(e) => panic!("unexpected error {e}"),
-            Ok(b) => {
-                b.scan_range(b"", None, usize::MAX)?;
-            }
+            Err(e @ Error::Storage { .. }) => assert!(e.to_string().contains("corrupt"), "{e}"),
+            Err(e) => panic!("expected a storage error, got {e}"),
+            Ok(_) => panic!("a file with damaged pages was opened"),
         }
         Ok(())
     }
