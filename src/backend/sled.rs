@@ -1,4 +1,15 @@
-//! The sled 0.34 engine: one tree, the default one.
+//! The sled 0.34 engine: one tree, the default one, in sled's files `conf`
+//! and `db` (plus its `blobs/` and `snap.*`) in the store's directory.
+//!
+//! # Durability
+//!
+//! [`apply`](Backend::apply) is `apply_batch`: atomic and visible at once,
+//! but may sit in sled's in-memory log buffers until [`flush`](Backend::flush) writes
+//! those buffers out and, on Linux, calls `sync_file_range`, which pushes the
+//! data to the device but neither makes the file system's metadata durable
+//! nor flushes the drive's volatile cache: it survives a crash of the
+//! process, and is weaker than `fsync` against power loss. sled's own
+//! background flusher is off; the commit thread decides when to flush.
 
 use std::path::Path;
 
