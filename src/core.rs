@@ -227,22 +227,34 @@ fn prepare_dir(path: &Path, engine: Engine) -> Result<()> {
     }
 }
 
+/// Takes the store's lock file. A lock that is busy is tried again for a
+/// short while: a process that forks a child while another of its threads
+/// closes a store lends the child the lock for the moment before `exec`.
 fn lock_dir(path: &Path) -> Result<File> {
+    const ATTEMPTS: u32 = 10;
     let lock_path = path.join(LOCK_FILE);
     let file = File::create(&lock_path).map_err(|source| Error::Io {
         path: lock_path.clone(),
         source,
     })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::InUse {
-            path: path.to_path_buf(),
-        }),
-        Err(TryLockError::Error(source)) => Err(Error::Io {
-            path: lock_path,
-            source,
-        }),
+    for attempt in 1..=ATTEMPTS {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if attempt < ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
     }
+    Err(Error::InUse {
+        path: path.to_path_buf(),
+    })
 }
 
 fn open_backend(path: &Path, config: &Config) -> Result<Arc<dyn Backend>> {

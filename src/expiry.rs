@@ -30,7 +30,7 @@ pub struct Stats {
     pub bytes_on_disk: u64,
     /// Atomic batches written since this store was opened (saves, creates, touches, deletions).
     pub writes_since_open: u64,
-    /// The storage engine: `"sled"`.
+    /// The storage engine, as [`Engine::name`](crate::Engine::name) spells it: `"sled"` or `"redb"`.
     pub engine: &'static str,
 }
 

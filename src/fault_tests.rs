@@ -200,20 +200,19 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     let before = store.stats()?;
     // The first writer's flush hangs; seven more writers queue up behind it.
     backend.set_hang_flush(true);
+    let started = backend.flushes_started.load(Ordering::SeqCst);
+    let save = |i: usize| -> Result<()> {
+        let mut s = store.get(&format!("s{i}"), None)?.expect("live");
+        s.set("k", &i)?;
+        store.save(&mut s)
+    };
     std::thread::scope(|scope| -> Result<()> {
-        let writers: Vec<_> = (0..8)
-            .map(|i| {
-                let store = store.clone();
-                scope.spawn(move || -> Result<()> {
-                    let mut s = store.get(&format!("s{i}"), None)?.expect("live");
-                    s.set("k", &i)?;
-                    store.save(&mut s)
-                })
-            })
-            .collect();
+        let first = scope.spawn(move || save(0));
+        wait_for(|| backend.flushes_started.load(Ordering::SeqCst) == started + 1);
+        let rest: Vec<_> = (1..8).map(|i| scope.spawn(move || save(i))).collect();
         wait_for(|| store.core().committer.queued() == 7);
         backend.set_hang_flush(false);
-        for w in writers {
+        for w in std::iter::once(first).chain(rest) {
             w.join().expect("no panic")?;
         }
         Ok(())

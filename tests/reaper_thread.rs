@@ -1,13 +1,19 @@
-//! The reaper thread's name and shutdown. Alone in its binary, so that no
-//! other test's reaper thread is around to confuse the thread list.
+//! The reaper thread's name and shutdown. Alone in its binary, and its runs
+//! (one per engine) take turns, so that no other test's reaper thread is
+//! around to confuse the thread list.
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The per-engine runs take turns on this.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// "sessionstore-reaper" as /proc shows it: Linux keeps 15 bytes of a thread name.
 const REAPER: &str = "sessionstore-re";
 
 engine_test!(the_reaper_thread_is_named_and_stops_fast_on_drop, |db| {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let store = db
         .config()
         .reap_interval(Some(Duration::from_secs(3600)))

@@ -50,10 +50,14 @@ engine_test!(regenerate_keeps_the_creation_time, |db| {
         .absolute_timeout(Some(Duration::from_secs(3600)))
         .open()?;
     store.create_new_session("old")?;
-    db.clock.advance(Duration::from_secs(3000));
-    store.touch("old")?;
+    // Touches every 550 s keep it within the 600 s idle timeout until 3300 s,
+    // so its idle deadline (3900 s) falls after its absolute one (3600 s).
+    for _ in 0..6 {
+        db.clock.advance(Duration::from_secs(550));
+        assert!(store.touch("old")?);
+    }
     let new = store.regenerate("old")?;
-    db.clock.advance(Duration::from_secs(599));
+    db.clock.advance(Duration::from_secs(299));
     assert!(store.get(&new, None)?.is_some());
     db.clock.advance(Duration::from_secs(1));
     assert!(

@@ -18,6 +18,8 @@ pub(crate) struct MemoryBackend {
     pub fail_scans: AtomicBool,
     hang: Mutex<bool>,
     hang_flush: Mutex<bool>,
+    /// Flushes that have started, hung ones included.
+    pub flushes_started: std::sync::atomic::AtomicUsize,
     unhang: Condvar,
 }
 
@@ -96,6 +98,7 @@ impl Backend for MemoryBackend {
     }
 
     fn flush(&self) -> Result<()> {
+        self.flushes_started.fetch_add(1, Ordering::SeqCst);
         {
             let mut hang = self.hang_flush.lock();
             while *hang {
