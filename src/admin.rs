@@ -210,15 +210,21 @@ impl Store {
         let core = self.core();
         session.validate(core.max_value_size)?;
         let _guard = core.locks.write(sid);
+        let mut batch = Batch::default();
         let old = match core.read_meta(sid) {
             Ok(old) => old,
-            Err(Error::Decode { .. }) if replace => None,
+            Err(Error::Decode { .. }) if replace => {
+                // Unreadable, so its deadline is unknown: drop its index entries the slow way.
+                for key in core.index_entries_of(sid)? {
+                    batch.delete(key);
+                }
+                None
+            }
             Err(e) => return Err(e),
         };
         if !replace && old.as_ref().is_some_and(|m| m.is_live(core.now())) {
             return Err(Error::AlreadyExists { id: sid.to_owned() });
         }
-        let mut batch = Batch::default();
         core.delete_session(&mut batch, sid, old.as_ref())?;
         let meta = session.meta(core.new_meta(0)?.incarnation);
         Core::put_meta(&mut batch, sid, None, &meta);

@@ -153,6 +153,29 @@ impl Core {
         Ok(())
     }
 
+    /// Every expiry index key of `sid`, found by walking the whole index:
+    /// for a session whose metadata is unreadable, so its deadline unknown.
+    pub fn index_entries_of(&self, sid: &str) -> Result<Vec<Vec<u8>>> {
+        const CHUNK: usize = 1024;
+        let (mut start, end) = (keys::index_start(), keys::index_end());
+        let mut found = Vec::new();
+        loop {
+            let chunk = self.backend.scan_range(&start, Some(&end), CHUNK)?;
+            for (key, _) in &chunk {
+                if matches!(keys::parse(key), keys::Parsed::Index { sid: s, .. } if s == sid) {
+                    found.push(key.clone());
+                }
+            }
+            match chunk.last() {
+                Some((last, _)) if chunk.len() == CHUNK => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => return Ok(found),
+            }
+        }
+    }
+
     /// A new metadata record for a session created at `now`.
     pub fn new_meta(&self, now: u64) -> Result<Meta> {
         let mut bytes = [0u8; 8];

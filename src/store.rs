@@ -303,14 +303,23 @@ impl Store {
         let core = self.core();
         let _guard = core.locks.write(sid);
         let now = core.now();
-        let (meta, existed) = match core.read_meta(sid) {
-            Ok(Some(m)) => (Some(m), m.is_live(now)),
-            Ok(None) => (None, false),
-            Err(Error::Decode { .. }) => (None, true),
+        let mut batch = Batch::default();
+        let existed = match core.read_meta(sid) {
+            Ok(meta) => {
+                core.delete_session(&mut batch, sid, meta.as_ref())?;
+                meta.is_some_and(|m| m.is_live(now))
+            }
+            Err(Error::Decode { .. }) => {
+                // The record is unreadable, so its deadline is unknown: find its
+                // index entries the slow way. Only corruption takes this path.
+                core.delete_session(&mut batch, sid, None)?;
+                for key in core.index_entries_of(sid)? {
+                    batch.delete(key);
+                }
+                true
+            }
             Err(e) => return Err(e),
         };
-        let mut batch = Batch::default();
-        core.delete_session(&mut batch, sid, meta.as_ref())?;
         if !batch.is_empty() {
             core.committer.write(batch)?;
         }

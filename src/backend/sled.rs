@@ -26,17 +26,50 @@ pub(crate) struct SledBackend {
 
 impl SledBackend {
     /// Opens or creates the sled database in directory `dir`.
+    ///
+    /// The caller holds the store's lock file, so no other store has this
+    /// directory; a busy sled lock can only be the file of a database this
+    /// process just closed, still held by sled's I/O threads for a moment.
+    /// Such a lock is waited for, up to about a second. A panic inside sled
+    /// (it panics on some damaged files) becomes an error.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| {
-                Error::storage(format!("opening the sled database in {}", dir.display()), e)
-            })?;
-        Ok(SledBackend { db })
+        const ATTEMPTS: u32 = 50;
+        let context = || format!("opening the sled database in {}", dir.display());
+        for attempt in 1..=ATTEMPTS {
+            let opened = std::panic::catch_unwind(|| {
+                sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(cache_capacity)
+                    .flush_every_ms(None)
+                    .open()
+            });
+            match opened {
+                Ok(Ok(db)) => return Ok(SledBackend { db }),
+                Ok(Err(e)) if is_busy_lock(&e) && attempt < ATTEMPTS => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(Err(e)) => return Err(Error::storage(context(), e)),
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("no message");
+                    return Err(Error::storage(
+                        context(),
+                        format!("sled panicked, the files are damaged: {msg}"),
+                    ));
+                }
+            }
+        }
+        Err(Error::storage(context(), "sled's lock stayed busy"))
     }
+}
+
+/// Whether sled failed to take its own file lock (it reports that as an
+/// `io::ErrorKind::Other` with this message).
+fn is_busy_lock(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 fn err(context: &'static str) -> impl FnOnce(sled::Error) -> Error {
