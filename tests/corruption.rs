@@ -300,9 +300,12 @@ fn use_everything(store: &Store) -> Result<String> {
     ))
 }
 
+/// One way to damage a file: what it does, and doing it.
+type Damage = (String, Box<dyn Fn(&Path)>);
+
 /// Every damage done to one file of the store.
-fn damages(len: u64, seed: u64) -> Vec<(String, Box<dyn Fn(&Path)>)> {
-    let mut out: Vec<(String, Box<dyn Fn(&Path)>)> = Vec::new();
+fn damages(len: u64, seed: u64) -> Vec<Damage> {
+    let mut out: Vec<Damage> = Vec::new();
     let mut keeps = vec![0, 1, 100, 4096, len / 2, len.saturating_sub(1)];
     keeps.retain(|k| *k < len);
     keeps.dedup();
