@@ -1,0 +1,620 @@
+//! The store side by side with raw sled and SQLite, in one table.
+//!
+//! `cargo run --release --example perf_report [-- --quick]`
+//!
+//! For every workload it opens a fresh store on each engine, a fresh raw sled
+//! database and a fresh SQLite database, prepares the same work on each (the
+//! code is shared with the criterion benches in `benches/common/`), and
+//! measures them in interleaved rounds, so that a burst of load from other
+//! programs hits every contender alike. A cell is the median of its rounds.
+//! It then measures how a reap pass scales with the number of live sessions,
+//! and, each in a child process of its own, the peak RSS and the bytes on
+//! disk per live session after writing a population of sessions.
+//!
+//! The last line sums it up:
+//! `perf: save_ratio=… get_ratio=… durable16_vs_1=… vs_sqlite_durable=… reap_scaling=…`
+//! - `save_ratio`, `get_ratio`: store (sled) over raw sled; the lower of the
+//!   two save workloads (1 and 8 keys) and of the two get workloads (global
+//!   and component scope);
+//! - `durable16_vs_1`: store (sled) durable saves per second from 16 threads
+//!   over those from 1 thread;
+//! - `vs_sqlite_durable`: store (sled) over SQLite, durable saves from 16 threads each;
+//! - `reap_scaling`: the time the store (sled) takes to reap 1,000 expired
+//!   sessions among 100,000 live ones, over 1,000 among 1,000.
+//!
+//! `--quick` measures shorter and writes fewer sessions for the memory rows;
+//! it is meant to finish in under 2 minutes on 2 cores.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sessionstore::{Clock, Engine, ManualClock, SystemClock};
+
+#[allow(
+    dead_code,
+    reason = "shared with benches/compare.rs, which uses the rest"
+)]
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::contender::Mode;
+use common::workload::{self, Runner, Workload};
+use common::{Contender, RawSled, Sqlite, StoreContender};
+
+/// How long to measure, and on how much data.
+struct Plan {
+    /// Rounds per cell; the cell is their median.
+    rounds: usize,
+    /// Measured time per round per contender.
+    budget: Duration,
+    /// Sessions the save, get, touch and regenerate workloads spread over.
+    population: usize,
+    /// Sessions written before the memory and disk are read.
+    memory_sessions: usize,
+    /// Repetitions of each reap-scaling measurement; the median counts.
+    reap_repeats: usize,
+    /// Whether the single-threaded workloads flush in the background instead of durably.
+    background: bool,
+}
+
+const QUICK: Plan = Plan {
+    rounds: 3,
+    budget: Duration::from_millis(120),
+    population: 1_000,
+    memory_sessions: 5_000,
+    reap_repeats: 3,
+    background: false,
+};
+
+const FULL: Plan = Plan {
+    rounds: 5,
+    budget: Duration::from_millis(600),
+    population: 10_000,
+    memory_sessions: 50_000,
+    reap_repeats: 5,
+    background: false,
+};
+
+/// Expired sessions per reap-scaling measurement.
+const REAP_EXPIRED: usize = 1_000;
+/// The small and the large number of live sessions beside them.
+const REAP_LIVE: [usize; 2] = [1_000, 100_000];
+
+const RAW: &str = "raw sled";
+const SQLITE: &str = "SQLite";
+
+fn store_label(engine: Engine) -> String {
+    format!("store ({})", engine.name())
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut quick = false;
+    let mut background = false;
+    let mut only: Option<String> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--background" => background = true,
+            "--only" => only = args.next(),
+            "--profile" => {
+                let which = args
+                    .next()
+                    .expect("--profile CONTENDER WORKLOAD N [background]");
+                let name = args.next().expect("a workload");
+                let n = args.next().and_then(|n| n.parse().ok()).expect("a count");
+                let background = args.next().is_some_and(|a| a == "background");
+                profile(&which, &name, n, background);
+                return;
+            }
+            "--child-memory" => {
+                let which = args.next().expect("--child-memory WHICH N");
+                let n = args.next().and_then(|n| n.parse().ok()).expect("a count");
+                child_memory(&which, n);
+                return;
+            }
+            other => {
+                eprintln!(
+                    "usage: perf_report [--quick] [--background] [--only WORKLOAD]; unknown argument {other:?}"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    let mut plan = if quick { QUICK } else { FULL };
+    plan.background = background;
+    let started = Instant::now();
+    eprintln!(
+        "perf_report ({}): {} rounds of {:?} per cell; {}",
+        if quick { "quick" } else { "full" },
+        plan.rounds,
+        plan.budget,
+        machine()
+    );
+
+    let mut table = Table::default();
+    for &w in Workload::ALL {
+        if only
+            .as_ref()
+            .is_some_and(|o| !w.name().contains(o.as_str()))
+        {
+            continue;
+        }
+        measure_workload(&plan, w, &mut table);
+        eprintln!("  {} done at {:.0?}", w.name(), started.elapsed());
+    }
+    if only.is_some() {
+        print_table(&table, &[], &[], 0);
+        return;
+    }
+    let scaling: Vec<(Engine, f64)> = Engine::ALL
+        .iter()
+        .map(|&e| (e, reap_scaling(&plan, e)))
+        .collect();
+    eprintln!("  reap scaling done at {:.0?}", started.elapsed());
+    let memory = memory_rows(&plan);
+    eprintln!("  memory done at {:.0?}", started.elapsed());
+
+    print_table(&table, &scaling, &memory, plan.memory_sessions);
+    let sled = store_label(Engine::Sled);
+    let ratio = |w: Workload, other: &str| table.get(w, &sled) / table.get(w, other);
+    let save_ratio = ratio(Workload::Save(1), RAW).min(ratio(Workload::Save(workload::KEYS), RAW));
+    let get_ratio = ratio(Workload::GetGlobal, RAW).min(ratio(Workload::GetComponent, RAW));
+    let durable16_vs_1 =
+        table.get(Workload::Durable(16), &sled) / table.get(Workload::Durable(1), &sled);
+    let vs_sqlite_durable = ratio(Workload::Durable(16), SQLITE);
+    let reap = scaling
+        .iter()
+        .find(|(e, _)| *e == Engine::Sled)
+        .map_or(f64::NAN, |(_, s)| *s);
+    println!(
+        "peak RSS of this whole run: {:.1} MiB; it took {:.0?}",
+        peak_rss_kib() as f64 / 1024.0,
+        started.elapsed()
+    );
+    println!(
+        "perf: save_ratio={save_ratio:.2} get_ratio={get_ratio:.2} durable16_vs_1={durable16_vs_1:.2} vs_sqlite_durable={vs_sqlite_durable:.2} reap_scaling={reap:.2}"
+    );
+}
+
+/// Ops per second, by workload and contender.
+#[derive(Default)]
+struct Table {
+    cells: HashMap<(Workload, String), f64>,
+    columns: Vec<String>,
+}
+
+impl Table {
+    fn set(&mut self, w: Workload, label: String, ops: f64) {
+        if !self.columns.contains(&label) {
+            self.columns.push(label.clone());
+        }
+        self.cells.insert((w, label), ops);
+    }
+
+    fn get(&self, w: Workload, label: &str) -> f64 {
+        self.cells
+            .get(&(w, label.to_owned()))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// Opens every contender for `w`, prepares it, and measures it in interleaved rounds.
+fn measure_workload(plan: &Plan, w: Workload, table: &mut Table) {
+    let manual = ManualClock::default();
+    let clock: Arc<dyn Clock> = if w.needs_manual_clock() {
+        Arc::new(manual.clone())
+    } else {
+        Arc::new(SystemClock)
+    };
+    let mode = w.mode(plan.background);
+    let stores: Vec<StoreContender> = Engine::ALL
+        .iter()
+        .map(|&e| StoreContender::new(e, mode, clock.clone()))
+        .collect();
+    let raw = RawSled::new(mode, clock.clone());
+    let sqlite = Sqlite::new(mode, clock.clone());
+    let mut runners: Vec<(String, Runner<'_>)> = Vec::new();
+    for s in &stores {
+        runners.push(prepared(s, w, plan.population, &manual));
+    }
+    runners.push(prepared(&raw, w, plan.population, &manual));
+    runners.push(prepared(&sqlite, w, plan.population, &manual));
+
+    // A short warm-up each, then rounds in turn.
+    for (_, run) in &mut runners {
+        rate(run, plan.budget / 4);
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
+    for _ in 0..plan.rounds {
+        for (i, (_, run)) in runners.iter_mut().enumerate() {
+            rates[i].push(rate(run, plan.budget) * w.elements_per_op() as f64);
+        }
+    }
+    for ((label, _), r) in runners.into_iter().zip(rates) {
+        table.set(w, label, median(r));
+    }
+}
+
+fn prepared<'a, C: Contender>(
+    c: &'a C,
+    w: Workload,
+    population: usize,
+    clock: &'a ManualClock,
+) -> (String, Runner<'a>) {
+    (c.label(), workload::prepare(c, w, population, clock))
+}
+
+/// Operations per second of `run` over about `budget` of measured time,
+/// in chunks that double while they are short. Gives up after four times
+/// the budget of wall time (setup included), with at least one operation.
+fn rate(run: &mut Runner<'_>, budget: Duration) -> f64 {
+    let wall = Instant::now();
+    let mut chunk = 1u64;
+    let (mut ops, mut spent) = (0u64, Duration::ZERO);
+    while spent < budget && (ops == 0 || wall.elapsed() < budget * 4) {
+        let took = run(chunk);
+        ops += chunk;
+        spent += took;
+        if took < budget / 16 {
+            chunk *= 2;
+        }
+    }
+    ops as f64 / spent.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Seconds to reap `REAP_EXPIRED` expired sessions among `live` live ones, median of repeats.
+fn reap_time(plan: &Plan, engine: Engine, live: usize) -> f64 {
+    let clock = ManualClock::default();
+    let c = StoreContender::new(engine, Mode::Durable, Arc::new(clock.clone()));
+    let store = c.store();
+    workload::create_many(&c, live);
+    let mut times = Vec::new();
+    for _ in 0..plan.reap_repeats {
+        for _ in 0..REAP_EXPIRED {
+            let s = c.create();
+            store
+                .set_idle_timeout(s.id(), Some(Duration::from_secs(1)))
+                .expect("set_idle_timeout");
+        }
+        clock.advance(Duration::from_secs(2));
+        let start = Instant::now();
+        let reaped = store.reap_expired().expect("reap_expired");
+        times.push(start.elapsed().as_secs_f64());
+        assert_eq!(reaped, REAP_EXPIRED, "the reap missed expired sessions");
+    }
+    assert_eq!(
+        store.stats().expect("stats").live_sessions,
+        live as u64,
+        "live sessions were reaped"
+    );
+    median(times)
+}
+
+/// reap time among 100,000 live over reap time among 1,000 live.
+fn reap_scaling(plan: &Plan, engine: Engine) -> f64 {
+    let small = reap_time(plan, engine, REAP_LIVE[0]);
+    let large = reap_time(plan, engine, REAP_LIVE[1]);
+    eprintln!(
+        "  {}: reap of {REAP_EXPIRED} among {} live {:.1} ms, among {} live {:.1} ms",
+        store_label(engine),
+        REAP_LIVE[0],
+        small * 1e3,
+        REAP_LIVE[1],
+        large * 1e3
+    );
+    large / small
+}
+
+/// Prepares one workload on one contender and runs it `n` times, for a
+/// profiler: the difference between two counts is the cost of the operations.
+/// `background` opens the contender with background flushing, as `--background` does.
+fn profile(which: &str, name: &str, n: u64, background: bool) {
+    let w = Workload::ALL
+        .iter()
+        .copied()
+        .find(|w| w.name() == name)
+        .expect("a workload name, as the table spells it");
+    let manual = ManualClock::default();
+    let clock: Arc<dyn Clock> = if w.needs_manual_clock() {
+        Arc::new(manual.clone())
+    } else {
+        Arc::new(SystemClock)
+    };
+    let population = 1_000;
+    let mode = w.mode(background);
+    let took = match which {
+        "raw-sled" => {
+            let c = RawSled::new(mode, clock);
+            workload::prepare(&c, w, population, &manual)(n)
+        }
+        "sqlite" => {
+            let c = Sqlite::new(mode, clock);
+            workload::prepare(&c, w, population, &manual)(n)
+        }
+        store => {
+            let engine = Engine::ALL
+                .iter()
+                .copied()
+                .find(|e| store == format!("store-{}", e.name()))
+                .expect("store-ENGINE, raw-sled or sqlite");
+            let c = StoreContender::new(engine, mode, clock);
+            let before = c.store().stats().expect("stats");
+            let took = workload::prepare(&c, w, population, &manual)(n);
+            eprintln!("before: {before:?}");
+            eprintln!("after: {:?}", c.store().stats().expect("stats"));
+            took
+        }
+    };
+    println!("{n} x {name} on {which}: {took:?}");
+}
+
+/// Peak RSS and disk bytes per live session of one contender, measured in a child process.
+struct Memory {
+    label: String,
+    peak_rss_kib: u64,
+    disk_per_session: f64,
+}
+
+/// The contenders of the memory rows: (argument for the child, label).
+fn memory_contenders() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for &e in Engine::ALL {
+        v.push((format!("store-{}", e.name()), store_label(e)));
+        v.push((
+            format!("store-{}-4mib", e.name()),
+            format!("{} cache 4 MiB", store_label(e)),
+        ));
+    }
+    v.push(("raw-sled".into(), RAW.into()));
+    v.push(("sqlite".into(), SQLITE.into()));
+    v
+}
+
+fn memory_rows(plan: &Plan) -> Vec<Memory> {
+    let exe = std::env::current_exe().expect("the path of this program");
+    memory_contenders()
+        .into_iter()
+        .map(|(arg, label)| {
+            let out = Command::new(&exe)
+                .args(["--child-memory", &arg, &plan.memory_sessions.to_string()])
+                .output()
+                .expect("running the memory child");
+            assert!(
+                out.status.success(),
+                "the memory child for {label} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |name: &str| -> f64 {
+                text.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            Memory {
+                label,
+                peak_rss_kib: field("rss_kib=") as u64,
+                disk_per_session: field("disk_per_session="),
+            }
+        })
+        .collect()
+}
+
+/// In a child process: write `n` sessions of 8 + 8 keys, then print peak RSS and disk use.
+fn child_memory(which: &str, n: usize) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mode = Mode::Durable;
+    let report = |c: &dyn Fn() -> u64| {
+        let disk = c();
+        println!(
+            "rss_kib={} disk_per_session={:.1}",
+            peak_rss_kib(),
+            disk as f64 / n as f64
+        );
+    };
+    match which {
+        "raw-sled" => {
+            let c = RawSled::new(mode, clock);
+            workload::populate(&c, n);
+            report(&|| c.disk_bytes());
+        }
+        "sqlite" => {
+            let c = Sqlite::new(mode, clock);
+            workload::populate(&c, n);
+            report(&|| c.disk_bytes());
+        }
+        store => {
+            let engine = Engine::ALL
+                .iter()
+                .copied()
+                .find(|e| {
+                    store == format!("store-{}", e.name())
+                        || store == format!("store-{}-4mib", e.name())
+                })
+                .expect("a known contender");
+            let cache = if store.ends_with("-4mib") {
+                4 << 20
+            } else {
+                64 << 20
+            };
+            let c = StoreContender::with_cache(engine, mode, clock, cache);
+            workload::populate(&c, n);
+            report(&|| c.disk_bytes());
+        }
+    }
+}
+
+/// The peak resident set size of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The CPU count and model, and the load average, for the header.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cpus} CPUs, {model}; load average {load}")
+}
+
+fn fmt_rate(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else if x >= 10_000.0 {
+        format!("{:.0}k", x / 1_000.0)
+    } else if x >= 1_000.0 {
+        format!("{:.1}k", x / 1_000.0)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn fmt_ratio(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn print_table(table: &Table, scaling: &[(Engine, f64)], memory: &[Memory], sessions: usize) {
+    let sled = store_label(Engine::Sled);
+    let mut header = vec!["workload (ops/s)".to_owned()];
+    header.extend(table.columns.iter().cloned());
+    header.push("store/raw sled".into());
+    header.push("store/SQLite".into());
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for &w in Workload::ALL {
+        if table.columns.iter().all(|c| table.get(w, c).is_nan()) {
+            continue;
+        }
+        let mut row = vec![w.name()];
+        row.extend(table.columns.iter().map(|c| fmt_rate(table.get(w, c))));
+        row.push(fmt_ratio(table.get(w, &sled) / table.get(w, RAW)));
+        row.push(fmt_ratio(table.get(w, &sled) / table.get(w, SQLITE)));
+        rows.push(row);
+    }
+    if !memory.is_empty() {
+        rows.extend(memory_table_rows(table, scaling, memory, sessions));
+    }
+
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        println!("| {} |", parts.join(" | "));
+    };
+    line(&header);
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                "-".repeat(*w)
+            } else {
+                format!("{}:", "-".repeat(w - 1))
+            }
+        })
+        .collect();
+    line(&rule);
+    for r in &rows {
+        line(r);
+    }
+}
+
+/// The rows below the workloads: peak RSS, the same with a small cache,
+/// disk bytes per live session, and reap scaling.
+fn memory_table_rows(
+    table: &Table,
+    scaling: &[(Engine, f64)],
+    memory: &[Memory],
+    sessions: usize,
+) -> Vec<Vec<String>> {
+    let sled = store_label(Engine::Sled);
+    let mem = |label: &str| memory.iter().find(|m| m.label == label);
+    let mut rss_row = vec![format!("peak RSS MiB, {sessions} sessions written")];
+    let mut disk_row = vec!["disk bytes per live session".to_owned()];
+    let mut cache_row = vec!["  same, cache_capacity 4 MiB: RSS MiB".to_owned()];
+    for c in &table.columns {
+        let m = mem(c);
+        rss_row.push(m.map_or("-".into(), |m| {
+            format!("{:.1}", m.peak_rss_kib as f64 / 1024.0)
+        }));
+        disk_row.push(m.map_or("-".into(), |m| format!("{:.0}", m.disk_per_session)));
+        cache_row.push(mem(&format!("{c} cache 4 MiB")).map_or("-".into(), |m| {
+            format!("{:.1}", m.peak_rss_kib as f64 / 1024.0)
+        }));
+    }
+    let ratio_of = |f: &dyn Fn(&Memory) -> f64, other: &str| match (mem(&sled), mem(other)) {
+        (Some(a), Some(b)) => fmt_ratio(f(a) / f(b)),
+        _ => "-".into(),
+    };
+    let rss = |m: &Memory| m.peak_rss_kib as f64;
+    let disk = |m: &Memory| m.disk_per_session;
+    rss_row.push(ratio_of(&rss, RAW));
+    rss_row.push(ratio_of(&rss, SQLITE));
+    disk_row.push(ratio_of(&disk, RAW));
+    disk_row.push(ratio_of(&disk, SQLITE));
+    cache_row.extend(["-".to_owned(), "-".to_owned()]);
+    let mut scaling_row = vec![format!(
+        "reap {REAP_EXPIRED} among {}k / among {}k live (x)",
+        REAP_LIVE[1] / 1000,
+        REAP_LIVE[0] / 1000
+    )];
+    for c in &table.columns {
+        let s = scaling.iter().find(|(e, _)| store_label(*e) == *c);
+        scaling_row.push(s.map_or("-".into(), |(_, s)| fmt_ratio(*s)));
+    }
+    scaling_row.extend(["-".to_owned(), "-".to_owned()]);
+    vec![rss_row, cache_row, disk_row, scaling_row]
+}
