@@ -202,6 +202,16 @@ engine_test!(
         assert_eq!(store.stats()?.live_sessions, 1);
         let report = store.verify()?;
         assert!(report.is_ok(), "{report:?}");
+
+        // The same holds for an import that replaces a corrupt session.
+        let mut exported = store.export_session("good")?.expect("good is stored");
+        exported.last_access += MIN;
+        store.__write_raw(RawTarget::Meta("good"), &[1, 0xFF])?;
+        store.import_session(&exported, true)?;
+        let ids: Vec<String> = store.session_ids().collect::<Result<_>>()?;
+        assert_eq!(ids, vec!["good".to_string()], "one index entry");
+        let report = store.verify()?;
+        assert!(report.is_ok(), "{report:?}");
         Ok(())
     }
 );
