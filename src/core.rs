@@ -75,9 +75,9 @@ impl Core {
         let path = temp
             .as_ref()
             .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
-        prepare_dir(&path, config.engine)?;
+        let engine = prepare_dir(&path, config.engine)?;
         let lock = lock_dir(&path)?;
-        let backend = open_backend(&path, config)?;
+        let backend = open_backend(&path, engine, config)?;
         check_format(&*backend, &path)?;
         let committer = Committer::start(backend.clone(), config.durability, config.write_timeout)?;
         let micros = |d: Duration| clock::duration_micros(d);
@@ -199,8 +199,10 @@ impl Core {
     }
 }
 
-/// Creates the directory, or checks that it holds nothing or a store of `engine`.
-fn prepare_dir(path: &Path, engine: Engine) -> Result<()> {
+/// Creates the directory, or checks that it holds nothing or one store.
+/// Returns the engine to open: the one asked for, else the one whose store is
+/// there, else the default.
+fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -209,12 +211,13 @@ fn prepare_dir(path: &Path, engine: Engine) -> Result<()> {
         path: path.to_path_buf(),
         reason,
     };
+    let fresh = wanted.unwrap_or_default();
     match fs::metadata(path) {
         Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory".into())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(path).map_err(io)?;
-            return Ok(());
+            return Ok(fresh);
         }
         Err(e) => return Err(io(e)),
     }
@@ -227,23 +230,21 @@ fn prepare_dir(path: &Path, engine: Engine) -> Result<()> {
         let markers = backend::marker_files(e);
         !markers.is_empty() && markers.iter().all(|m| names.iter().any(|n| n == m))
     };
-    if holds(engine) {
-        return Ok(());
-    }
-    if let Some(other) = Engine::ALL
-        .iter()
-        .copied()
-        .find(|e| *e != engine && holds(*e))
-    {
-        return Err(not_a_store(format!(
-            "it holds a {} store, and this one was configured for {}; open it with Config::engine(Engine::{:?})",
-            other.name(),
-            engine.name(),
-            other
-        )));
+    match (wanted, Engine::ALL.iter().copied().find(|e| holds(*e))) {
+        (None, Some(found)) => return Ok(found),
+        (Some(w), Some(found)) if w == found => return Ok(found),
+        (Some(w), Some(found)) => {
+            return Err(not_a_store(format!(
+                "it holds a {} store, and this one was configured for {}; open it with Config::engine(Engine::{:?})",
+                found.name(),
+                w.name(),
+                found
+            )));
+        }
+        (_, None) => {}
     }
     match names.iter().find(|n| n.as_str() != LOCK_FILE) {
-        None => Ok(()),
+        None => Ok(fresh),
         Some(other) => Err(not_a_store(format!(
             "the directory holds other files, such as {other:?}, and no store"
         ))),
@@ -280,12 +281,12 @@ fn lock_dir(path: &Path) -> Result<File> {
     })
 }
 
-fn open_backend(path: &Path, config: &Config) -> Result<Arc<dyn Backend>> {
+fn open_backend(path: &Path, engine: Engine, config: &Config) -> Result<Arc<dyn Backend>> {
     #[cfg(test)]
     if let Some(b) = &config.test_backend {
         return Ok(b.clone());
     }
-    backend::open(config.engine, path, config.cache_capacity)
+    backend::open(engine, path, config.cache_capacity)
 }
 
 /// Reads the format marker; writes it into a new, empty database.

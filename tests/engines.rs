@@ -47,8 +47,39 @@ fn an_unknown_engine_name_is_an_error_naming_it() {
 #[test]
 fn the_default_engine_is_compiled_in() {
     assert!(Engine::ALL.contains(&Engine::default()));
-    #[cfg(feature = "sled")]
-    assert_eq!(Engine::default(), Engine::Sled);
+    assert_eq!(Engine::ALL[0], Engine::default());
+    #[cfg(feature = "redb")]
+    assert_eq!(Engine::default(), Engine::Redb);
+}
+
+/// Without `Config::engine`, a new store gets the default engine and an
+/// existing one is opened with the engine that made it.
+#[cfg(all(feature = "sled", feature = "redb"))]
+#[test]
+fn without_an_engine_the_store_in_the_directory_decides() -> sessionstore::Result<()> {
+    use sessionstore::Config;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fresh = dir.path().join("fresh");
+    assert_eq!(
+        Config::new(&fresh)
+            .reap_interval(None)
+            .open()?
+            .stats()?
+            .engine,
+        "redb"
+    );
+    let old = dir.path().join("old");
+    {
+        let store = Config::new(&old)
+            .engine(Engine::Sled)
+            .reap_interval(None)
+            .open()?;
+        store.create_new_session("s")?;
+    }
+    let store = Config::new(&old).reap_interval(None).open()?;
+    assert_eq!(store.stats()?.engine, "sled");
+    assert!(store.get("s", None)?.is_some());
+    Ok(())
 }
 
 /// Both engines built in: each refuses the other's directory.
