@@ -10,7 +10,7 @@
 //! - `--cycles N` [2000000]: destroy-and-create cycles in all.
 //! - `--durability immediate|periodic[:MS]` [immediate]: `periodic` flushes every MS ms [200].
 //! - `--threads N` [1]: writer threads; each churns its own share of the live set.
-//! - `--engine sled|redb` [sled].
+//! - `--engine sled|redb` [the default engine, `Engine::default()`].
 //! - `--live N` [10000]: sessions alive at any time.
 //! - `--report-every N` [100000]: cycles between progress lines.
 //! - `--stall-secs N` [15]: no completed cycle for this long is a stall.
