@@ -22,8 +22,22 @@
 //! - `reap_scaling`: the time the store (sled) takes to reap 1,000 expired
 //!   sessions among 100,000 live ones, over 1,000 among 1,000.
 //!
+//! The line before it gives the same figures for the store on every other
+//! engine (redb).
+//!
+//! Every contender writes durably (the store's default `Durability::Immediate`,
+//! raw sled with a flush after every batch, SQLite with `synchronous=FULL`),
+//! unless `--background` asks the single-threaded workloads to flush in the
+//! background instead (`Durability::Periodic(1 s)`, sled's flusher every
+//! second, `synchronous=NORMAL`). With sled the store then risks sled's log
+//! deadlock; see the README.
+//!
 //! `--quick` measures shorter and writes fewer sessions for the memory rows;
-//! it is meant to finish in under 2 minutes on 2 cores.
+//! it is meant to finish in under 2 minutes on 2 cores. `--only NAME` runs
+//! the workloads whose name contains NAME and prints only their rows;
+//! `--profile CONTENDER WORKLOAD N [background]` runs one workload N times on
+//! one contender (`store-sled`, `store-redb`, `raw-sled`, `sqlite`) for a
+//! profiler such as `valgrind --tool=callgrind`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -61,8 +75,8 @@ struct Plan {
 
 const QUICK: Plan = Plan {
     rounds: 3,
-    budget: Duration::from_millis(120),
-    population: 1_000,
+    budget: Duration::from_millis(100),
+    population: 500,
     memory_sessions: 5_000,
     reap_repeats: 3,
     background: false,
@@ -84,6 +98,13 @@ const REAP_LIVE: [usize; 2] = [1_000, 100_000];
 
 const RAW: &str = "raw sled";
 const SQLITE: &str = "SQLite";
+
+/// Every engine of this build, sled first: raw sled is its floor.
+fn engines() -> Vec<Engine> {
+    let mut v = Engine::ALL.to_vec();
+    v.sort_by_key(|e| *e != Engine::Sled);
+    v
+}
 
 fn store_label(engine: Engine) -> String {
     format!("store ({})", engine.name())
@@ -149,9 +170,9 @@ fn main() {
         print_table(&table, &[], &[], 0);
         return;
     }
-    let scaling: Vec<(Engine, f64)> = Engine::ALL
-        .iter()
-        .map(|&e| (e, reap_scaling(&plan, e)))
+    let scaling: Vec<(Engine, f64)> = engines()
+        .into_iter()
+        .map(|e| (e, reap_scaling(&plan, e)))
         .collect();
     eprintln!("  reap scaling done at {:.0?}", started.elapsed());
     let memory = memory_rows(&plan);
@@ -169,6 +190,19 @@ fn main() {
         .iter()
         .find(|(e, _)| *e == Engine::Sled)
         .map_or(f64::NAN, |(_, s)| *s);
+    for e in engines().into_iter().filter(|e| *e != Engine::Sled) {
+        let label = store_label(e);
+        let at = |w: Workload, who: &str| table.get(w, who);
+        println!(
+            "{label}: durable16_vs_1={:.2} vs_sqlite_durable={:.2} reap_scaling={:.2}",
+            at(Workload::Durable(16), &label) / at(Workload::Durable(1), &label),
+            at(Workload::Durable(16), &label) / at(Workload::Durable(16), SQLITE),
+            scaling
+                .iter()
+                .find(|(x, _)| *x == e)
+                .map_or(f64::NAN, |(_, s)| *s)
+        );
+    }
     println!(
         "peak RSS of this whole run: {:.1} MiB; it took {:.0?}",
         peak_rss_kib() as f64 / 1024.0,
@@ -211,9 +245,9 @@ fn measure_workload(plan: &Plan, w: Workload, table: &mut Table) {
         Arc::new(SystemClock)
     };
     let mode = w.mode(plan.background);
-    let stores: Vec<StoreContender> = Engine::ALL
-        .iter()
-        .map(|&e| StoreContender::new(e, mode, clock.clone()))
+    let stores: Vec<StoreContender> = engines()
+        .into_iter()
+        .map(|e| StoreContender::new(e, mode, clock.clone()))
         .collect();
     let raw = RawSled::new(mode, clock.clone());
     let sqlite = Sqlite::new(mode, clock.clone());
@@ -371,7 +405,7 @@ struct Memory {
 /// The contenders of the memory rows: (argument for the child, label).
 fn memory_contenders() -> Vec<(String, String)> {
     let mut v = Vec::new();
-    for &e in Engine::ALL {
+    for e in engines() {
         v.push((format!("store-{}", e.name()), store_label(e)));
         v.push((
             format!("store-{}-4mib", e.name()),
@@ -513,8 +547,15 @@ fn print_table(table: &Table, scaling: &[(Engine, f64)], memory: &[Memory], sess
     let sled = store_label(Engine::Sled);
     let mut header = vec!["workload (ops/s)".to_owned()];
     header.extend(table.columns.iter().cloned());
-    header.push("store/raw sled".into());
-    header.push("store/SQLite".into());
+    header.push("sled store/raw sled".into());
+    header.push("sled store/SQLite".into());
+    let others: Vec<Engine> = engines()
+        .into_iter()
+        .filter(|e| *e != Engine::Sled)
+        .collect();
+    for e in &others {
+        header.push(format!("{} store/SQLite", e.name()));
+    }
     let mut rows: Vec<Vec<String>> = Vec::new();
     for &w in Workload::ALL {
         if table.columns.iter().all(|c| table.get(w, c).is_nan()) {
@@ -524,10 +565,18 @@ fn print_table(table: &Table, scaling: &[(Engine, f64)], memory: &[Memory], sess
         row.extend(table.columns.iter().map(|c| fmt_rate(table.get(w, c))));
         row.push(fmt_ratio(table.get(w, &sled) / table.get(w, RAW)));
         row.push(fmt_ratio(table.get(w, &sled) / table.get(w, SQLITE)));
+        for e in &others {
+            row.push(fmt_ratio(
+                table.get(w, &store_label(*e)) / table.get(w, SQLITE),
+            ));
+        }
         rows.push(row);
     }
     if !memory.is_empty() {
-        rows.extend(memory_table_rows(table, scaling, memory, sessions));
+        for mut row in memory_table_rows(table, scaling, memory, sessions) {
+            row.resize(header.len(), "-".into());
+            rows.push(row);
+        }
     }
 
     let widths: Vec<usize> = (0..header.len())
