@@ -19,7 +19,15 @@ engine_test!(the_reaper_thread_is_named_and_stops_fast_on_drop, |db| {
         .reap_interval(Some(Duration::from_secs(3600)))
         .open()?;
     store.create_new_session("s")?;
-    let names = thread_names();
+    // A new thread sets its own name as it starts: give it a moment to.
+    let mut names = thread_names();
+    for _ in 0..5_000 {
+        if names.iter().any(|n| n == REAPER) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        names = thread_names();
+    }
     assert!(names.iter().any(|n| n == REAPER), "{names:?}");
     let clone = store.clone();
     drop(store);

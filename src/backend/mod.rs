@@ -64,6 +64,11 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Appends every operation of `other`, after those already here.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+
     /// The operations in order: a value to put, or `None` to delete.
     pub fn ops(&self) -> &[(Vec<u8>, Option<Vec<u8>>)] {
         &self.ops
