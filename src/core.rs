@@ -153,27 +153,48 @@ impl Core {
         Ok(())
     }
 
-    /// Every expiry index key of `sid`, found by walking the whole index:
-    /// for a session whose metadata is unreadable, so its deadline unknown.
-    pub fn index_entries_of(&self, sid: &str) -> Result<Vec<Vec<u8>>> {
-        const CHUNK: usize = 1024;
-        let (mut start, end) = (keys::index_start(), keys::index_end());
-        let mut found = Vec::new();
+    /// Calls `visit` with every entry with `start <= key < end` (no upper
+    /// bound if `end` is `None`), in key order, reading `chunk` entries at a
+    /// time. `more` is asked between chunks; the walk ends when it says no.
+    pub fn walk(
+        &self,
+        mut start: Vec<u8>,
+        end: Option<&[u8]>,
+        chunk: usize,
+        more: &dyn Fn() -> bool,
+        mut visit: impl FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
         loop {
-            let chunk = self.backend.scan_range(&start, Some(&end), CHUNK)?;
-            for (key, _) in &chunk {
-                if matches!(keys::parse(key), keys::Parsed::Index { sid: s, .. } if s == sid) {
-                    found.push(key.clone());
-                }
+            let entries = self.backend.scan_range(&start, end, chunk)?;
+            for (key, value) in &entries {
+                visit(key, value);
             }
-            match chunk.last() {
-                Some((last, _)) if chunk.len() == CHUNK => {
+            match entries.last() {
+                Some((last, _)) if entries.len() == chunk && more() => {
                     start = last.clone();
                     start.push(0);
                 }
-                _ => return Ok(found),
+                _ => return Ok(()),
             }
         }
+    }
+
+    /// Every expiry index key of `sid`, found by walking the whole index:
+    /// for a session whose metadata is unreadable, so its deadline unknown.
+    pub fn index_entries_of(&self, sid: &str) -> Result<Vec<Vec<u8>>> {
+        let mut found = Vec::new();
+        self.walk(
+            keys::index_start(),
+            Some(&keys::index_end()),
+            1024,
+            &|| true,
+            |key, _| {
+                if matches!(keys::parse(key), keys::Parsed::Index { sid: s, .. } if s == sid) {
+                    found.push(key.to_vec());
+                }
+            },
+        )?;
+        Ok(found)
     }
 
     /// A new metadata record for a session created at `now`.

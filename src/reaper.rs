@@ -70,33 +70,26 @@ fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
 pub(crate) fn reap_once(core: &Core, should_stop: &dyn Fn() -> bool) -> Result<usize> {
     let now = core.now();
     let end = keys::index_bound(now.saturating_add(1));
-    let mut start = keys::index_start();
     let mut reaped = 0;
     let mut wrote = false;
-    loop {
-        let chunk = core.backend.scan_range(&start, Some(&end), CHUNK)?;
-        for (key, _) in &chunk {
-            match keys::parse(key) {
-                Parsed::Index { deadline, sid } => {
-                    match reap_candidate(core, key, deadline, sid, now) {
-                        Ok(outcome) => {
-                            wrote |= outcome != Outcome::Skipped;
-                            reaped += usize::from(outcome == Outcome::Reaped);
-                        }
-                        Err(e) => log::warn!("sessionstore: reaper skipped session {sid:?}: {e}"),
+    core.walk(
+        keys::index_start(),
+        Some(&end),
+        CHUNK,
+        &|| !should_stop(),
+        |key, _| match keys::parse(key) {
+            Parsed::Index { deadline, sid } => {
+                match reap_candidate(core, key, deadline, sid, now) {
+                    Ok(outcome) => {
+                        wrote |= outcome != Outcome::Skipped;
+                        reaped += usize::from(outcome == Outcome::Reaped);
                     }
+                    Err(e) => log::warn!("sessionstore: reaper skipped session {sid:?}: {e}"),
                 }
-                _ => log::warn!("sessionstore: reaper skipped an undecodable index key {key:?}"),
             }
-        }
-        match chunk.last() {
-            Some((last, _)) if chunk.len() == CHUNK && !should_stop() => {
-                start = last.clone();
-                start.push(0);
-            }
-            _ => break,
-        }
-    }
+            _ => log::warn!("sessionstore: reaper skipped an undecodable index key {key:?}"),
+        },
+    )?;
     if wrote {
         core.committer.flush()?;
     }

@@ -61,59 +61,51 @@ impl Store {
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
     pub fn verify(&self) -> Result<Report> {
-        let backend = &self.core().backend;
         let mut report = Report::default();
         // sid -> deadlines of its index entries, removed as metadata claims them.
         let mut index: HashMap<String, Vec<u64>> = HashMap::new();
         let mut current_meta: Option<String> = None;
-        let mut start = Vec::new();
-        loop {
-            let chunk = backend.scan_range(&start, None, CHUNK)?;
-            for (key, value) in &chunk {
-                match keys::parse(key) {
-                    Parsed::Index { deadline, sid } => {
-                        report.index_entries += 1;
-                        index.entry(sid.to_owned()).or_default().push(deadline);
-                    }
-                    Parsed::Format => {}
-                    Parsed::Meta { sid } => {
-                        report.sessions += 1;
-                        current_meta = Some(sid.to_owned());
-                        match codec::decode_meta(sid, value) {
-                            Ok(meta) => {
-                                let found = index.get_mut(sid).and_then(|ds| {
-                                    let at = ds.iter().position(|d| *d == meta.index_deadline())?;
-                                    Some(ds.swap_remove(at))
-                                });
-                                if found.is_none() {
-                                    report.missing_index.push(sid.to_owned());
-                                }
+        self.core().walk(
+            Vec::new(),
+            None,
+            CHUNK,
+            &|| true,
+            |key, value| match keys::parse(key) {
+                Parsed::Index { deadline, sid } => {
+                    report.index_entries += 1;
+                    index.entry(sid.to_owned()).or_default().push(deadline);
+                }
+                Parsed::Format => {}
+                Parsed::Meta { sid } => {
+                    report.sessions += 1;
+                    current_meta = Some(sid.to_owned());
+                    match codec::decode_meta(sid, value) {
+                        Ok(meta) => {
+                            let found = index.get_mut(sid).and_then(|ds| {
+                                let at = ds.iter().position(|d| *d == meta.index_deadline())?;
+                                Some(ds.swap_remove(at))
+                            });
+                            if found.is_none() {
+                                report.missing_index.push(sid.to_owned());
                             }
-                            Err(e) => report.undecodable.push(e.to_string()),
                         }
+                        Err(e) => report.undecodable.push(e.to_string()),
                     }
-                    Parsed::Data { sid, .. } => {
-                        report.keys += 1;
-                        if current_meta.as_deref() != Some(sid) {
-                            report
-                                .orphans
-                                .push(String::from_utf8_lossy(key).into_owned());
-                        }
+                }
+                Parsed::Data { sid, .. } => {
+                    report.keys += 1;
+                    if current_meta.as_deref() != Some(sid) {
+                        report
+                            .orphans
+                            .push(String::from_utf8_lossy(key).into_owned());
                     }
-                    Parsed::Unknown => report.undecodable.push(format!(
-                        "a key of no known shape: {:?}",
-                        String::from_utf8_lossy(key)
-                    )),
                 }
-            }
-            match chunk.last() {
-                Some((last, _)) if chunk.len() == CHUNK => {
-                    start = last.clone();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
+                Parsed::Unknown => report.undecodable.push(format!(
+                    "a key of no known shape: {:?}",
+                    String::from_utf8_lossy(key)
+                )),
+            },
+        )?;
         for (sid, deadlines) in index {
             for d in deadlines {
                 report.dangling_index.push(format!("{sid} at {d}"));
