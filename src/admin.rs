@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::Batch;
 use crate::clock;
-use crate::codec;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::keys::{self, Parsed};
@@ -226,7 +225,7 @@ impl Store {
             return Err(Error::AlreadyExists { id: sid.to_owned() });
         }
         core.delete_session(&mut batch, sid, old.as_ref())?;
-        let meta = session.meta(core.new_meta(0)?.incarnation);
+        let meta = session.meta(Core::fresh_incarnation()?);
         Core::put_meta(&mut batch, sid, None, &meta);
         for scope in &session.scopes {
             for (key, value) in &scope.values {
@@ -263,19 +262,6 @@ impl Store {
         let mut batch = Batch::default();
         batch.put(key, bytes.to_vec());
         self.core().committer.write(batch)
-    }
-
-    /// The metadata record bytes a session with these fields would have: for
-    /// corruption tests. Not part of the stable API.
-    #[doc(hidden)]
-    pub fn __meta_bytes(created_micros: u64, idle_micros: Option<u64>) -> Vec<u8> {
-        codec::encode_meta(&Meta {
-            created: created_micros,
-            last_access: created_micros,
-            idle: idle_micros,
-            absolute_deadline: None,
-            incarnation: 0,
-        })
     }
 }
 

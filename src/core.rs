@@ -197,17 +197,22 @@ impl Core {
         Ok(found)
     }
 
-    /// A new metadata record for a session created at `now`.
-    pub fn new_meta(&self, now: u64) -> Result<Meta> {
+    /// A random incarnation number for a new session record.
+    pub fn fresh_incarnation() -> Result<u64> {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes)
             .map_err(|e| Error::storage("drawing a random incarnation number", e.to_string()))?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// A new metadata record for a session created at `now`.
+    pub fn new_meta(&self, now: u64) -> Result<Meta> {
         Ok(Meta {
             created: now,
             last_access: now,
             idle: self.timeouts.idle,
             absolute_deadline: self.timeouts.absolute.map(|a| now.saturating_add(a)),
-            incarnation: u64::from_le_bytes(bytes),
+            incarnation: Self::fresh_incarnation()?,
         })
     }
 
