@@ -235,7 +235,7 @@ impl Store {
                 );
             }
         }
-        core.committer.write(batch)
+        core.write(batch)
     }
 
     /// Stores raw bytes where the store keeps `target`, bypassing every
@@ -261,7 +261,7 @@ impl Store {
         };
         let mut batch = Batch::default();
         batch.put(key, bytes.to_vec());
-        self.core().committer.write(batch)
+        self.core().write(batch)
     }
 }
 

@@ -75,9 +75,14 @@ impl Committer {
     }
 
     /// Applies `batch` atomically; with `Durability::Immediate`, returns once it is flushed.
+    #[cfg(test)]
     pub fn write(&self, batch: Batch) -> Result<()> {
-        let durable = matches!(self.durability, Durability::Immediate);
-        self.write_with(batch, durable)
+        self.write_with(batch, self.is_durable())
+    }
+
+    /// Whether every write is flushed before it is acknowledged (`Durability::Immediate`).
+    pub fn is_durable(&self) -> bool {
+        matches!(self.durability, Durability::Immediate)
     }
 
     /// Applies `batch` atomically, flushed before returning if `durable`.

@@ -138,6 +138,7 @@ pub struct Config {
     pub(crate) durability: Durability,
     pub(crate) max_value_size: usize,
     pub(crate) cache_capacity: u64,
+    pub(crate) meta_cache_entries: usize,
     pub(crate) write_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) absolute_timeout: Option<Duration>,
@@ -161,6 +162,7 @@ impl Config {
             durability: Durability::Immediate,
             max_value_size: 1 << 20,
             cache_capacity: 64 << 20,
+            meta_cache_entries: 65_536,
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: None,
@@ -210,6 +212,16 @@ impl Config {
     #[must_use]
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
+        self
+    }
+
+    /// How many sessions' metadata records the store keeps in memory, so that
+    /// checking whether a session is live does not read the engine. Default:
+    /// 65,536 (about 10 MiB when full); 0 turns the cache off. The cache is
+    /// exact: the store is the only writer of its directory. See the README on memory.
+    #[must_use]
+    pub fn meta_cache_entries(mut self, entries: usize) -> Self {
+        self.meta_cache_entries = entries;
         self
     }
 
@@ -283,6 +295,7 @@ impl fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("max_value_size", &self.max_value_size)
             .field("cache_capacity", &self.cache_capacity)
+            .field("meta_cache_entries", &self.meta_cache_entries)
             .field("write_timeout", &self.write_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("absolute_timeout", &self.absolute_timeout)

@@ -17,6 +17,7 @@ use crate::id::{IdSource, OsRandom};
 use crate::keys;
 use crate::locks::Locks;
 use crate::meta::Meta;
+use crate::metacache::MetaCache;
 
 /// The name of the lock file in the store's directory.
 const LOCK_FILE: &str = "sessionstore.lock";
@@ -38,6 +39,7 @@ pub(crate) struct Core {
     pub committer: Committer,
     pub backend: Arc<dyn Backend>,
     pub locks: Locks,
+    pub metas: MetaCache,
     pub clock: Arc<dyn Clock>,
     pub timeouts: Timeouts,
     pub max_value_size: usize,
@@ -85,6 +87,7 @@ impl Core {
             committer,
             backend,
             locks: Locks::new(),
+            metas: MetaCache::new(config.meta_cache_entries),
             clock: config.clock.clone(),
             timeouts: Timeouts {
                 idle: Some(micros(config.idle_timeout)),
@@ -116,11 +119,54 @@ impl Core {
     }
 
     /// The metadata record of `sid`, whether or not it has expired.
+    /// The caller holds the session's lock (read or write), which makes it
+    /// safe to fill the cache from the engine.
     pub fn read_meta(&self, sid: &str) -> Result<Option<Meta>> {
+        if let Some(meta) = self.metas.get(sid) {
+            return Ok(Some(meta));
+        }
         match self.backend.get(&keys::meta(sid))? {
-            Some(bytes) => codec::decode_meta(sid, &bytes).map(Some),
+            Some(bytes) => {
+                let meta = codec::decode_meta(sid, &bytes)?;
+                self.metas.insert(sid, meta);
+                Ok(Some(meta))
+            }
             None => Ok(None),
         }
+    }
+
+    /// Applies `batch` atomically; with `Durability::Immediate`, returns once
+    /// it is flushed. The caller holds the lock of every session it touches.
+    pub fn write(&self, batch: Batch) -> Result<()> {
+        let durable = self.committer.is_durable();
+        self.write_with(batch, durable)
+    }
+
+    /// Applies `batch` atomically, flushed before returning if `durable`,
+    /// and brings the metadata cache in step with it (see `metacache`).
+    pub fn write_with(&self, batch: Batch, durable: bool) -> Result<()> {
+        // The batch moves to the commit thread: note first which records it
+        // puts (decoded) or deletes. A put that does not decode (only
+        // `__write_raw` writes such) is treated as a deletion: not cached.
+        let touched: Vec<(String, Option<Meta>)> = batch
+            .ops()
+            .iter()
+            .filter_map(|(key, value)| {
+                let sid = keys::meta_sid(key)?;
+                let meta = value
+                    .as_deref()
+                    .and_then(|bytes| codec::decode_meta(sid, bytes).ok());
+                Some((sid.to_owned(), meta))
+            })
+            .collect();
+        let result = self.committer.write_with(batch, durable);
+        for (sid, meta) in touched {
+            match (&result, meta) {
+                (Ok(()), Some(meta)) => self.metas.insert(&sid, meta),
+                _ => self.metas.remove(&sid),
+            }
+        }
+        result
     }
 
     /// The metadata record of `sid` if the session is live at `now`.

@@ -69,6 +69,7 @@ impl Store {
     pub fn info(&self, sid: &str) -> Result<Option<SessionInfo>> {
         validate::sid(sid)?;
         let core = self.core();
+        let _guard = core.locks.read(sid);
         Ok(core
             .live_meta(sid, core.now())?
             .as_ref()
@@ -97,7 +98,7 @@ impl Store {
         if core.moves_enough(&meta, &new) {
             let mut batch = Batch::default();
             Core::put_meta(&mut batch, sid, Some(&meta), &new);
-            core.committer.write(batch)?;
+            core.write(batch)?;
         }
         Ok(true)
     }
@@ -159,7 +160,7 @@ impl Store {
                 ..meta
             };
             Core::put_meta(&mut batch, &new_sid, None, &new);
-            core.committer.write(batch)?;
+            core.write(batch)?;
             return Ok(new_sid);
         }
         Err(Error::storage(
@@ -190,7 +191,7 @@ impl Store {
         };
         let mut batch = Batch::default();
         Core::put_meta(&mut batch, sid, Some(&meta), &new);
-        core.committer.write(batch)
+        core.write(batch)
     }
 
     /// Runs one reaper pass now and returns how many expired sessions it deleted.

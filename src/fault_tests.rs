@@ -90,6 +90,50 @@ fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
 }
 
 #[test]
+fn live_checks_of_cached_sessions_do_not_read_the_engine() -> Result<()> {
+    for (entries, reads_per_check) in [(16, 0), (0, 1)] {
+        let backend = Arc::new(MemoryBackend::default());
+        let store = config(&backend, &ManualClock::default())
+            .meta_cache_entries(entries)
+            .open()?;
+        let mut s = store.create_new_session("s")?;
+        s.set("k", &1u8)?;
+        store.save(&mut s)?;
+        let before = backend.gets.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            assert!(store.get("s", None)?.is_some());
+            assert!(store.info("s")?.is_some());
+        }
+        assert_eq!(
+            backend.gets.load(Ordering::SeqCst) - before,
+            6 * reads_per_check,
+            "with a cache of {entries} entries"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_stalled_write_that_lands_later_is_not_hidden_by_the_cache() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default())
+        .write_timeout(Duration::from_millis(50))
+        .open()?;
+    store.create_new_session("s")?;
+    assert!(store.get("s", None)?.is_some(), "cached now");
+    backend.set_hang(true);
+    assert!(matches!(store.destroy("s"), Err(Error::Stalled { .. })));
+    backend.set_hang(false);
+    // The timed-out batch is still applied once the engine moves again.
+    wait_for(|| backend.get_raw(&keys::meta("s")).is_none());
+    assert!(
+        store.get("s", None)?.is_none(),
+        "the destroyed session must not live on in the cache"
+    );
+    Ok(())
+}
+
+#[test]
 fn the_reaper_thread_survives_failed_passes() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let clock = ManualClock::default();
@@ -152,7 +196,7 @@ fn corrupt_metadata_errors_for_that_session_only_and_the_reaper_skips_it() -> Re
     let store = config(&backend, &clock).open()?;
     store.create_new_session("bad")?;
     store.create_new_session("good")?;
-    backend.poke(&keys::meta("bad"), b"\x01garbage");
+    store.__write_raw(crate::RawTarget::Meta("bad"), b"\x01garbage")?;
     assert!(matches!(store.get("bad", None), Err(Error::Decode { .. })));
     assert!(store.get("good", None)?.is_some());
     clock.advance(Duration::from_secs(601));

@@ -48,6 +48,7 @@ mod id;
 mod keys;
 mod locks;
 mod meta;
+mod metacache;
 mod reaper;
 mod session;
 mod store;

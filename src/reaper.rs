@@ -130,7 +130,7 @@ fn reap_candidate(
             Outcome::Tidied
         }
     };
-    core.committer.write_with(batch, false)?;
+    core.write_with(batch, false)?;
     Ok(outcome)
 }
 

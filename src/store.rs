@@ -204,7 +204,7 @@ impl Store {
         }
         let meta = core.new_meta(now)?;
         Core::put_meta(&mut batch, sid, None, &meta);
-        core.committer.write(batch)?;
+        core.write(batch)?;
         Ok(Session::new(
             sid.to_owned(),
             None,
@@ -229,16 +229,17 @@ impl Store {
         };
         let prefix = keys::scope_prefix(sid, component);
         let mut values = BTreeMap::new();
-        for (key, value) in core.backend.scan_prefix(&prefix)? {
-            match keys::key_in_scope(&key, &prefix) {
+        core.backend.visit_prefix(
+            &prefix,
+            &mut |key, value| match keys::key_in_scope(key, &prefix) {
                 Some(name) => {
-                    values.insert(name.to_owned(), value);
+                    values.insert(name.to_owned(), value.to_vec());
                 }
                 None => {
                     log::warn!("sessionstore: skipping an undecodable key under {sid:?}: {key:?}")
                 }
-            }
-        }
+            },
+        )?;
         Ok(Some(Session::new(
             sid.to_owned(),
             component.map(str::to_owned),
@@ -288,7 +289,7 @@ impl Store {
             return Ok(());
         }
         Core::put_meta(&mut batch, sid, Some(&meta), &new);
-        core.committer.write(batch)?;
+        core.write(batch)?;
         session.mark_clean();
         Ok(())
     }
@@ -321,7 +322,7 @@ impl Store {
             Err(e) => return Err(e),
         };
         if !batch.is_empty() {
-            core.committer.write(batch)?;
+            core.write(batch)?;
         }
         Ok(existed)
     }

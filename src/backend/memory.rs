@@ -18,6 +18,8 @@ pub(crate) struct MemoryBackend {
     pub fail_scans: AtomicBool,
     hang: Mutex<bool>,
     hang_flush: Mutex<bool>,
+    /// Point reads (`get`) so far.
+    pub gets: std::sync::atomic::AtomicUsize,
     /// Flushes that have started, hung ones included.
     pub flushes_started: std::sync::atomic::AtomicUsize,
     unhang: Condvar,
@@ -36,11 +38,6 @@ impl MemoryBackend {
         self.unhang.notify_all();
     }
 
-    /// Stores raw bytes, bypassing the store: for corruption tests.
-    pub fn poke(&self, key: &[u8], value: &[u8]) {
-        self.map.lock().insert(key.to_vec(), value.to_vec());
-    }
-
     fn check(&self, flag: &AtomicBool) -> Result<()> {
         if flag.load(Ordering::SeqCst) {
             return Err(Error::storage("a test", "injected failure"));
@@ -55,17 +52,20 @@ impl Backend for MemoryBackend {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         Ok(self.map.lock().get(key).cloned())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+    fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
         self.check(&self.fail_scans)?;
         let map = self.map.lock();
-        Ok(map
+        for (k, v) in map
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        {
+            visit(k, v);
+        }
+        Ok(())
     }
 
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {

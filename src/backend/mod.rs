@@ -81,8 +81,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Calls `visit` with every entry whose key starts with `prefix`, in key
+    /// order, as the engine holds it: nothing is copied unless `visit` copies
+    /// it. `visit` must not call back into the engine.
+    fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()>;
     /// Every entry whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        self.visit_prefix(prefix, &mut |k, v| entries.push((k.to_vec(), v.to_vec())))?;
+        Ok(entries)
+    }
     /// Up to `limit` entries with `start <= key < end` (no upper bound if
     /// `end` is `None`), in key order.
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>>;

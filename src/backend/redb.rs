@@ -219,9 +219,16 @@ impl Backend for RedbBackend {
         })
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+    fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
         self.read("scanning a prefix", |t| {
-            collect(t.range(prefix..)?, usize::MAX, |k| k.starts_with(prefix))
+            for item in t.range(prefix..)? {
+                let (k, v) = item?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                visit(k.value(), v.value());
+            }
+            Ok(())
         })
     }
 

@@ -98,8 +98,12 @@ impl Backend for SledBackend {
             .map(|v| v.to_vec()))
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        collect(self.db.scan_prefix(prefix), usize::MAX, "scanning a prefix")
+    fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
+        for entry in self.db.scan_prefix(prefix) {
+            let (k, v) = entry.map_err(err("scanning a prefix"))?;
+            visit(&k, &v);
+        }
+        Ok(())
     }
 
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {

@@ -237,6 +237,8 @@ struct Harness {
     sessions: BTreeMap<String, MSession>,
     next_incarnation: u64,
     step: usize,
+    /// How many times the store was opened; picks the metadata cache size.
+    opens: usize,
 }
 
 fn micros(t: SystemTime) -> u64 {
@@ -274,6 +276,7 @@ impl Harness {
             sessions: BTreeMap::new(),
             next_incarnation: 0,
             step: 0,
+            opens: 0,
         };
         h.open();
         h
@@ -288,6 +291,9 @@ impl Harness {
             .idle_timeout(Duration::from_micros(IDLE))
             .absolute_timeout(Some(Duration::from_micros(ABSOLUTE)))
             .touch_granularity(Duration::from_micros(GRANULARITY))
+            // Each reopen changes the metadata cache: roomy, tiny (evicting
+            // all the time), or off.
+            .meta_cache_entries([65_536, 2, 0][self.opens % 3])
     }
 
     fn open(&mut self) {
@@ -296,6 +302,7 @@ impl Harness {
             .open()
             .unwrap_or_else(|e| panic!("{}: opening the store: {e}", self.engine));
         self.stores = (0..HANDLES).map(|_| store.clone()).collect();
+        self.opens += 1;
     }
 
     fn store(&self, handle: u8) -> &Store {
