@@ -74,12 +74,6 @@ impl Committer {
         })
     }
 
-    /// Applies `batch` atomically; with `Durability::Immediate`, returns once it is flushed.
-    #[cfg(test)]
-    pub fn write(&self, batch: Batch) -> Result<()> {
-        self.write_with(batch, self.is_durable())
-    }
-
     /// Whether every write is flushed before it is acknowledged (`Durability::Immediate`).
     pub fn is_durable(&self) -> bool {
         matches!(self.durability, Durability::Immediate)
