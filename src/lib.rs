@@ -51,6 +51,7 @@ mod meta;
 mod metacache;
 mod reaper;
 mod session;
+mod snapshot;
 mod store;
 mod validate;
 mod verify;

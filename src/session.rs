@@ -7,13 +7,16 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
 use crate::validate;
 
-/// What happened to a key since the session was read or last saved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Change {
-    Set,
-    Removed,
+/// A key set or removed since the session was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Change {
+    /// The new bytes, or `None` if the key was removed.
+    value: Option<Vec<u8>>,
+    /// Whether the change is not saved yet.
+    dirty: bool,
 }
 
 /// One scope (the global one, or one component's) of one session, copied out
@@ -46,8 +49,12 @@ pub struct Session {
     component: Option<String>,
     incarnation: u64,
     max_value_size: usize,
-    values: BTreeMap<String, Vec<u8>>,
+    /// The scope as it was read; emptied by `clear`.
+    read: Snapshot,
+    /// Every key set or removed since the read. It hides `read`'s entry.
     changes: BTreeMap<String, Change>,
+    /// How many keys are set.
+    len: usize,
     cleared: bool,
 }
 
@@ -57,14 +64,15 @@ impl Session {
         component: Option<String>,
         incarnation: u64,
         max_value_size: usize,
-        values: BTreeMap<String, Vec<u8>>,
+        read: Snapshot,
     ) -> Self {
         Session {
             sid,
             component,
             incarnation,
             max_value_size,
-            values,
+            len: read.len(),
+            read,
             changes: BTreeMap::new(),
             cleared: false,
         }
@@ -88,7 +96,7 @@ impl Session {
     /// [`Error::Decode`] if the stored bytes are not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         validate::key(key)?;
-        match self.values.get(key) {
+        match self.get_raw(key) {
             Some(bytes) => codec::decode_value(|| self.describe(key), bytes).map(Some),
             None => Ok(None),
         }
@@ -96,7 +104,10 @@ impl Session {
 
     /// The stored bytes under `key`, undecoded.
     pub fn get_raw(&self, key: &str) -> Option<&[u8]> {
-        self.values.get(key).map(Vec::as_slice)
+        match self.changes.get(key) {
+            Some(change) => change.value.as_deref(),
+            None => self.read.get(key),
+        }
     }
 
     /// Sets `key` to `value` and marks it dirty.
@@ -126,8 +137,7 @@ impl Session {
                 max: self.max_value_size,
             });
         }
-        self.values.insert(key.to_owned(), bytes);
-        self.changes.insert(key.to_owned(), Change::Set);
+        self.change(key, Some(bytes));
         Ok(())
     }
 
@@ -137,35 +147,75 @@ impl Session {
         if validate::key(key).is_err() {
             return false;
         }
-        self.changes.insert(key.to_owned(), Change::Removed);
-        self.values.remove(key).is_some()
+        self.change(key, None)
+    }
+
+    /// Records a dirty change of `key`, keeping `len` right. Returns whether
+    /// the key was set before.
+    fn change(&mut self, key: &str, value: Option<Vec<u8>>) -> bool {
+        let was_set = self.get_raw(key).is_some();
+        match (was_set, value.is_some()) {
+            (false, true) => self.len += 1,
+            (true, false) => self.len -= 1,
+            _ => {}
+        }
+        let dirty = true;
+        self.changes.insert(key.to_owned(), Change { value, dirty });
+        was_set
     }
 
     /// Removes every key. After a save the scope holds exactly the keys set after this call.
     pub fn clear(&mut self) {
-        self.values.clear();
+        self.read = Snapshot::default();
         self.changes.clear();
+        self.len = 0;
         self.cleared = true;
     }
 
     /// The keys that are set, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.values.keys().map(String::as_str)
+        let mut read = self.read.iter().map(|(k, _)| k).peekable();
+        let mut changed = self.changes.iter().peekable();
+        // A merge of two sorted lists; a changed key hides the read one.
+        std::iter::from_fn(move || {
+            loop {
+                let next_read = read.peek().copied();
+                let from_read = match (next_read, changed.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (Some(r), Some((c, _))) => {
+                        if r == c.as_str() {
+                            read.next();
+                        }
+                        r < c.as_str()
+                    }
+                };
+                if from_read {
+                    return read.next();
+                }
+                match changed.next() {
+                    Some((key, change)) if change.value.is_some() => return Some(key.as_str()),
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        })
     }
 
     /// How many keys are set.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.len
     }
 
     /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len == 0
     }
 
     /// Whether anything changed since the session was read or last saved.
     pub fn is_dirty(&self) -> bool {
-        self.cleared || !self.changes.is_empty()
+        self.cleared || self.changes.values().any(|c| c.dirty)
     }
 
     pub(crate) fn incarnation(&self) -> u64 {
@@ -178,23 +228,24 @@ impl Session {
 
     /// The changed keys, each with its new bytes or `None` if it was removed.
     pub(crate) fn changes(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.changes.iter().map(|(k, c)| {
-            let v = match c {
-                Change::Set => self.values.get(k).map(Vec::as_slice),
-                Change::Removed => None,
-            };
-            (k.as_str(), v)
-        })
+        self.changes
+            .iter()
+            .filter(|(_, c)| c.dirty)
+            .map(|(k, c)| (k.as_str(), c.value.as_deref()))
     }
 
     /// Whether `key` was set since the last save.
     pub(crate) fn was_set(&self, key: &str) -> bool {
-        self.changes.get(key) == Some(&Change::Set)
+        self.changes
+            .get(key)
+            .is_some_and(|c| c.dirty && c.value.is_some())
     }
 
     /// Called after a successful save: nothing is dirty any more.
     pub(crate) fn mark_clean(&mut self) {
-        self.changes.clear();
+        for change in self.changes.values_mut() {
+            change.dirty = false;
+        }
         self.cleared = false;
     }
 
@@ -211,9 +262,9 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        let mut values = BTreeMap::new();
-        values.insert("old".to_string(), codec::encode_value("old", &1u8).unwrap());
-        Session::new("s".into(), None, 0, 100, values)
+        let mut read = Snapshot::default();
+        read.push("old", &codec::encode_value("old", &1u8).unwrap());
+        Session::new("s".into(), None, 0, 100, read)
     }
 
     #[test]
@@ -260,6 +311,81 @@ mod tests {
         assert_eq!(s.keys().collect::<Vec<_>>(), vec!["n"]);
         s.mark_clean();
         assert!(!s.is_dirty() && !s.cleared());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, u8),
+        Remove(u8),
+        Clear,
+        Saved,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u8..8, any::<u8>()).prop_map(|(k, v)| Op::Set(k, v)),
+            3 => (0u8..8).prop_map(Op::Remove),
+            1 => Just(Op::Clear),
+            1 => Just(Op::Saved),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever was read and whatever happened since, the session shows
+        /// what a plain map would.
+        #[test]
+        fn reads_like_a_map(
+            read in proptest::collection::btree_map(0u8..8, proptest::prelude::any::<u8>(), 0..8),
+            ops in proptest::collection::vec(op(), 0..24),
+        ) {
+            let name = |k: u8| format!("k{k}");
+            let mut model: BTreeMap<String, Vec<u8>> =
+                read.iter().map(|(k, v)| (name(*k), vec![*v])).collect();
+            let mut snapshot = Snapshot::default();
+            for (k, v) in &model {
+                snapshot.push(k, v);
+            }
+            let mut s = Session::new("s".into(), None, 0, 100, snapshot);
+            for op in ops {
+                match op {
+                    Op::Set(k, v) => {
+                        s.set_raw(&name(k), vec![v]).unwrap();
+                        model.insert(name(k), vec![v]);
+                    }
+                    Op::Remove(k) => {
+                        let was = model.remove(&name(k)).is_some();
+                        proptest::prop_assert_eq!(s.remove(&name(k)), was);
+                    }
+                    Op::Clear => {
+                        s.clear();
+                        model.clear();
+                    }
+                    Op::Saved => s.mark_clean(),
+                }
+                let keys: Vec<&str> = s.keys().collect();
+                let expected: Vec<&str> = model.keys().map(String::as_str).collect();
+                proptest::prop_assert_eq!(keys, expected);
+                proptest::prop_assert_eq!(s.len(), model.len());
+                for k in 0..8 {
+                    proptest::prop_assert_eq!(s.get_raw(&name(k)), model.get(&name(k)).map(Vec::as_slice));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn saved_changes_are_clean_but_still_read() {
+        let mut s = session();
+        s.set("new", &2u8).unwrap();
+        assert!(s.remove("old"));
+        s.mark_clean();
+        assert!(!s.is_dirty());
+        assert_eq!(s.changes().count(), 0);
+        assert!(!s.was_set("new"));
+        assert_eq!(s.get::<u8>("new").unwrap(), Some(2));
+        assert_eq!(s.get_raw("old"), None);
+        assert_eq!(s.keys().collect::<Vec<_>>(), vec!["new"]);
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The store handle and RAIN's `BaseSessionStore` contract.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,6 +9,7 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 use crate::session::Session;
+use crate::snapshot::Snapshot;
 use crate::{keys, validate};
 
 /// How many fresh ids `create` draws before it gives up.
@@ -210,7 +210,7 @@ impl Store {
             None,
             meta.incarnation,
             core.max_value_size,
-            BTreeMap::new(),
+            Snapshot::default(),
         ))
     }
 
@@ -228,13 +228,11 @@ impl Store {
             return Ok(None);
         };
         let prefix = keys::scope_prefix(sid, component);
-        let mut values = BTreeMap::new();
+        let mut values = Snapshot::default();
         core.backend.visit_prefix(
             &prefix,
             &mut |key, value| match keys::key_in_scope(key, &prefix) {
-                Some(name) => {
-                    values.insert(name.to_owned(), value.to_vec());
-                }
+                Some(name) => values.push(name, value),
                 None => {
                     log::warn!("sessionstore: skipping an undecodable key under {sid:?}: {key:?}")
                 }
