@@ -162,7 +162,7 @@ impl Config {
             durability: Durability::Immediate,
             max_value_size: 1 << 20,
             cache_capacity: 64 << 20,
-            meta_cache_entries: 65_536,
+            meta_cache_entries: 16_384,
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: None,
@@ -217,7 +217,7 @@ impl Config {
 
     /// How many sessions' metadata records the store keeps in memory, so that
     /// checking whether a session is live does not read the engine. Default:
-    /// 65,536 (about 10 MiB when full); 0 turns the cache off. The cache is
+    /// 16,384 (about 4 MiB when full: some 250 bytes per entry); 0 turns the cache off. The cache is
     /// exact: the store is the only writer of its directory. See the README on memory.
     #[must_use]
     pub fn meta_cache_entries(mut self, entries: usize) -> Self {
