@@ -1,21 +1,31 @@
-//! The commit thread: every write goes through it, and it does group commit.
+//! Every write goes through here: a writer applies its own batch when the
+//! engine is free, and otherwise hands it to the commit thread, which does
+//! group commit.
 //!
-//! Writers send a batch and wait for the answer with a timeout
-//! (`write_timeout`). The thread concatenates whatever batches have queued
-//! up, in order, applies them as one atomic engine batch, then flushes once
-//! if any of them asked for durability, then answers them all. One engine
-//! batch per group matters on sled 0.34: every `apply_batch` rolls and syncs
-//! its log buffer twice (`PageCache::pin_log`), whatever the batch holds.
-//! So one flush covers every batch applied before it started, and an engine
-//! that hangs inside a write makes callers get [`Error::Stalled`] instead of
-//! hanging with it.
+//! - **Direct path.** When nothing is queued for the commit thread and the
+//!   engine lock is free, the writer applies its batch (and flushes, if
+//!   durable) on its own thread, under the engine lock. A lone writer thus
+//!   pays no thread handoff: two wake-ups per write cost about as much as the
+//!   rest of the store's work on a save (see the README's performance section).
+//! - **Group commit.** Otherwise the writer queues its batch and waits for
+//!   the answer, at most `write_timeout`. The commit thread takes the engine
+//!   lock, concatenates whatever batches have queued up, in order, applies
+//!   them as one atomic engine batch, flushes once if any asked for
+//!   durability, and answers them all. One engine batch per group matters on
+//!   sled 0.34: every `apply_batch` rolls and syncs its log buffer twice
+//!   (`PageCache::pin_log`), whatever the batch holds.
+//! - **Stalls.** While anything is queued, every writer queues (so direct
+//!   writers cannot starve the queue). If the engine hangs, the writer inside
+//!   it hangs with it; every other writer gets [`Error::Stalled`] after
+//!   `write_timeout`, and the store refuses writes from then on.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, unbounded};
+use parking_lot::Mutex;
 
 use crate::backend::{Backend, Batch};
 use crate::config::Durability;
@@ -38,11 +48,42 @@ enum Request {
 pub(crate) struct Committer {
     tx: Option<Sender<Request>>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
     stalled: Arc<AtomicBool>,
-    writes: Arc<AtomicU64>,
-    flushes: Arc<AtomicU64>,
     durability: Durability,
     timeout: Duration,
+}
+
+/// What the writers and the commit thread share.
+struct Shared {
+    backend: Arc<dyn Backend>,
+    /// Held around every apply and flush, by a direct writer or the thread.
+    engine: Mutex<()>,
+    /// Requests sent to the commit thread and not answered yet.
+    pending: AtomicUsize,
+    /// Whether a batch was applied since the last flush.
+    unflushed: AtomicBool,
+    writes: AtomicU64,
+    flushes: AtomicU64,
+}
+
+impl Shared {
+    /// Flushes the engine; the caller holds the engine lock.
+    fn flush(&self) -> Result<()> {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.unflushed.store(false, Ordering::Relaxed);
+        let flushed = self.backend.flush();
+        if flushed.is_err() {
+            self.unflushed.store(true, Ordering::Relaxed);
+        }
+        flushed
+    }
+
+    /// Counts an applied batch; the caller holds the engine lock.
+    fn applied(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.unflushed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Committer {
@@ -53,22 +94,26 @@ impl Committer {
         timeout: Duration,
     ) -> Result<Self> {
         let (tx, rx) = unbounded();
-        let writes = Arc::new(AtomicU64::new(0));
-        let flushes = Arc::new(AtomicU64::new(0));
-        let counters = Counters {
-            writes: writes.clone(),
-            flushes: flushes.clone(),
+        let shared = Arc::new(Shared {
+            backend,
+            engine: Mutex::new(()),
+            pending: AtomicUsize::new(0),
+            unflushed: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+        });
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sessionstore-commit".into())
+                .spawn(move || run(&shared, &rx, durability))
+                .map_err(|e| Error::storage("starting the commit thread", e))?
         };
-        let thread = std::thread::Builder::new()
-            .name("sessionstore-commit".into())
-            .spawn(move || run(&*backend, &rx, durability, &counters))
-            .map_err(|e| Error::storage("starting the commit thread", e))?;
         Ok(Committer {
             tx: Some(tx),
             thread: Some(thread),
+            shared,
             stalled: Arc::new(AtomicBool::new(false)),
-            writes,
-            flushes,
             durability,
             timeout,
         })
@@ -79,13 +124,35 @@ impl Committer {
         matches!(self.durability, Durability::Immediate)
     }
 
-    /// Applies `batch` atomically, flushed before returning if `durable`.
+    /// Applies `batch` atomically, flushed before returning if `durable`:
+    /// on this thread if the engine is free and nothing is queued, else
+    /// through the commit thread.
     pub fn write_with(&self, batch: Batch, durable: bool) -> Result<()> {
+        if self.is_stalled() {
+            return Err(self.stalled_error());
+        }
+        if self.shared.pending.load(Ordering::Acquire) == 0
+            && let Some(_engine) = self.shared.engine.try_lock()
+        {
+            return self.write_direct(&batch, durable);
+        }
         self.call(|reply| Request::Write {
             batch,
             durable,
             reply,
         })
+    }
+
+    /// The direct path; the caller holds the engine lock.
+    fn write_direct(&self, batch: &Batch, durable: bool) -> Result<()> {
+        if !batch.is_empty() {
+            self.shared.backend.apply(batch)?;
+            self.shared.applied();
+        }
+        if durable {
+            self.shared.flush()?;
+        }
+        Ok(())
     }
 
     /// Makes every write so far durable.
@@ -95,18 +162,18 @@ impl Committer {
 
     /// How many batches were applied since the store was opened.
     pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
+        self.shared.writes.load(Ordering::Relaxed)
     }
 
-    /// How many flushes the commit thread made since the store was opened.
+    /// How many flushes were made since the store was opened.
     pub fn flushes(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
+        self.shared.flushes.load(Ordering::Relaxed)
     }
 
-    /// Requests waiting for the commit thread.
+    /// Requests sent to the commit thread and not answered yet.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        self.tx.as_ref().map_or(0, Sender::len)
+        self.shared.pending.load(Ordering::Acquire)
     }
 
     /// Whether a write has timed out; if so every later write is refused.
@@ -114,11 +181,15 @@ impl Committer {
         self.stalled.load(Ordering::Acquire)
     }
 
+    fn stalled_error(&self) -> Error {
+        Error::Stalled {
+            after: self.timeout,
+        }
+    }
+
     fn call(&self, make: impl FnOnce(Sender<Result<()>>) -> Request) -> Result<()> {
         if self.is_stalled() {
-            return Err(Error::Stalled {
-                after: self.timeout,
-            });
+            return Err(self.stalled_error());
         }
         let (reply, answer) = bounded(1);
         let gone = || {
@@ -127,11 +198,12 @@ impl Committer {
                 "the commit thread has stopped",
             )
         };
-        self.tx
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(make(reply))
-            .map_err(|_| gone())?;
+        let tx = self.tx.as_ref().ok_or_else(gone)?;
+        self.shared.pending.fetch_add(1, Ordering::AcqRel);
+        if tx.send(make(reply)).is_err() {
+            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(gone());
+        }
         match answer.recv_timeout(self.timeout) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => {
@@ -140,9 +212,7 @@ impl Committer {
                     "sessionstore: a write did not complete within {:?}; refusing further writes",
                     self.timeout
                 );
-                Err(Error::Stalled {
-                    after: self.timeout,
-                })
+                Err(self.stalled_error())
             }
             Err(RecvTimeoutError::Disconnected) => Err(gone()),
         }
@@ -164,25 +234,11 @@ impl Drop for Committer {
     }
 }
 
-/// What the commit thread counts, for `Stats`.
-struct Counters {
-    writes: Arc<AtomicU64>,
-    flushes: Arc<AtomicU64>,
-}
-
-impl Counters {
-    fn flush(&self, backend: &dyn Backend) -> Result<()> {
-        self.flushes.fetch_add(1, Ordering::Relaxed);
-        backend.flush()
-    }
-}
-
-fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, counters: &Counters) {
+fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
     let period = match durability {
         Durability::Periodic(d) => Some(d),
         Durability::Immediate => None,
     };
-    let mut unflushed = false;
     let mut next_flush = period.map(|d| Instant::now() + d);
     loop {
         let first = match next_flush {
@@ -197,6 +253,9 @@ fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, co
             },
         };
         if let Some(first) = first {
+            // Take the engine first, then the group: whatever queued up while
+            // a direct writer held the engine joins this group.
+            let _engine = shared.engine.lock();
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -204,31 +263,31 @@ fn run(backend: &dyn Backend, rx: &Receiver<Request>, durability: Durability, co
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            commit_group(backend, group, &mut unflushed, counters);
+            let answered = group.len();
+            commit_group(shared, group);
+            shared.pending.fetch_sub(answered, Ordering::AcqRel);
         }
         if let (Some(at), Some(d)) = (next_flush, period)
             && Instant::now() >= at
         {
-            if unflushed {
-                match counters.flush(backend) {
-                    Ok(()) => unflushed = false,
-                    Err(e) => log::error!("sessionstore: periodic flush failed: {e}"),
+            if shared.unflushed.load(Ordering::Relaxed) {
+                let _engine = shared.engine.lock();
+                if let Err(e) = shared.flush() {
+                    log::error!("sessionstore: periodic flush failed: {e}");
                 }
             }
             next_flush = Some(Instant::now() + d);
         }
     }
-    if let Err(e) = counters.flush(backend) {
+    let _engine = shared.engine.lock();
+    if let Err(e) = shared.flush() {
         log::error!("sessionstore: final flush failed: {e}");
     }
 }
 
-fn commit_group(
-    backend: &dyn Backend,
-    group: Vec<Request>,
-    unflushed: &mut bool,
-    counters: &Counters,
-) {
+/// Applies a group as one engine batch, flushes if any member needs it, and
+/// answers every member. The caller holds the engine lock.
+fn commit_group(shared: &Shared, group: Vec<Request>) {
     // Applying the batches one after the other or concatenated gives the same
     // state (a later operation on a key wins either way), so the group goes to
     // the engine as one batch. If it fails, nothing of it was applied.
@@ -251,15 +310,14 @@ fn commit_group(
     let applied = if merged.is_empty() {
         Ok(())
     } else {
-        backend.apply(&merged).map_err(|e| e.to_string())
+        shared.backend.apply(&merged).map_err(|e| e.to_string())
     };
     let mut need_flush = !flushers.is_empty();
     let mut answers = Vec::with_capacity(writers.len() + flushers.len());
     for (reply, durable) in writers {
         let result = match &applied {
             Ok(()) => {
-                counters.writes.fetch_add(1, Ordering::Relaxed);
-                *unflushed = true;
+                shared.applied();
                 need_flush |= durable;
                 Ok(())
             }
@@ -271,11 +329,7 @@ fn commit_group(
         answers.push((reply, Ok(()), true));
     }
     let flushed = if need_flush {
-        let r = counters.flush(backend);
-        if r.is_ok() {
-            *unflushed = false;
-        }
-        r.map_err(|e| e.to_string())
+        shared.flush().map_err(|e| e.to_string())
     } else {
         Ok(())
     };

@@ -121,14 +121,20 @@ impl Core {
     /// The metadata record of `sid`, whether or not it has expired.
     /// The caller holds the session's lock (read or write), which makes it
     /// safe to fill the cache from the engine.
+    ///
+    /// Once a write has timed out the cache is bypassed: the timed-out batch
+    /// may still land, and only the engine knows when.
     pub fn read_meta(&self, sid: &str) -> Result<Option<Meta>> {
-        if let Some(meta) = self.metas.get(sid) {
+        let use_cache = !self.committer.is_stalled();
+        if let Some(meta) = self.metas.get(sid).filter(|_| use_cache) {
             return Ok(Some(meta));
         }
         match self.backend.get(&keys::meta(sid))? {
             Some(bytes) => {
                 let meta = codec::decode_meta(sid, &bytes)?;
-                self.metas.insert(sid, meta);
+                if use_cache {
+                    self.metas.insert(sid, meta);
+                }
                 Ok(Some(meta))
             }
             None => Ok(None),

@@ -66,18 +66,44 @@ fn a_failed_save_stays_dirty_and_can_be_retried() -> Result<()> {
     Ok(())
 }
 
+/// Starts a save of `sid` on another thread and returns once its batch is
+/// inside the engine, where it hangs until `backend.set_hang(false)`.
+fn hang_a_writer<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    store: &'s Store,
+    backend: &'s MemoryBackend,
+    sid: &'s str,
+) -> std::thread::ScopedJoinHandle<'s, Result<()>> {
+    let started = backend.applies_started.load(Ordering::SeqCst);
+    backend.set_hang(true);
+    let writer = scope.spawn(move || {
+        let mut s = store.get(sid, None)?.expect("live");
+        s.set("k", &1u8)?;
+        store.save(&mut s)
+    });
+    wait_for(|| backend.applies_started.load(Ordering::SeqCst) > started);
+    writer
+}
+
 #[test]
 fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
         .write_timeout(Duration::from_millis(50))
         .open()?;
+    store.create_new_session("inside")?;
     let mut s = store.create_new_session("s")?;
-    backend.set_hang(true);
-    s.set("k", &1u8)?;
-    assert!(matches!(store.save(&mut s), Err(Error::Stalled { .. })));
-    assert!(s.is_dirty());
-    backend.set_hang(false);
+    std::thread::scope(|scope| -> Result<()> {
+        // One writer's batch is inside the engine, which hangs; the next
+        // writer waits for the engine at most `write_timeout`.
+        let inside = hang_a_writer(scope, &store, &backend, "inside");
+        s.set("k", &1u8)?;
+        assert!(matches!(store.save(&mut s), Err(Error::Stalled { .. })));
+        assert!(s.is_dirty());
+        backend.set_hang(false);
+        // The writer that was inside the engine finishes when it moves again.
+        inside.join().expect("no panic")
+    })?;
     // Even once the engine moves again, the store stays refused: restart it.
     assert!(matches!(
         store.create_new_session("t"),
@@ -86,6 +112,41 @@ fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
     assert!(matches!(store.destroy("s"), Err(Error::Stalled { .. })));
     // Reads still work.
     assert!(store.get("s", None)?.is_some());
+    Ok(())
+}
+
+#[test]
+fn a_lone_writer_applies_its_own_batch_and_a_busy_engine_sends_the_next_to_the_thread() -> Result<()>
+{
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default()).open()?;
+    let mut s = store.create_new_session("s")?;
+    s.set("k", &1u8)?;
+    store.save(&mut s)?;
+    assert_eq!(
+        backend.last_apply_thread(),
+        std::thread::current().name().map(str::to_owned),
+        "a lone writer applies on its own thread"
+    );
+    store.create_new_session("inside")?;
+    std::thread::scope(|scope| -> Result<()> {
+        let inside = hang_a_writer(scope, &store, &backend, "inside");
+        let queued = scope.spawn(|| {
+            s.set("k", &2u8)?;
+            store.save(&mut s)
+        });
+        wait_for(|| store.core().committer.queued() == 1);
+        backend.set_hang(false);
+        inside.join().expect("no panic")?;
+        queued.join().expect("no panic")
+    })?;
+    assert_eq!(
+        backend.last_apply_thread().as_deref(),
+        Some("sessionstore-commit"),
+        "a writer that found the engine busy went through the commit thread"
+    );
+    assert_eq!(store.core().committer.queued(), 0);
+    assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(2));
     Ok(())
 }
 
@@ -120,10 +181,16 @@ fn a_stalled_write_that_lands_later_is_not_hidden_by_the_cache() -> Result<()> {
         .write_timeout(Duration::from_millis(50))
         .open()?;
     store.create_new_session("s")?;
+    store.create_new_session("inside")?;
     assert!(store.get("s", None)?.is_some(), "cached now");
-    backend.set_hang(true);
-    assert!(matches!(store.destroy("s"), Err(Error::Stalled { .. })));
-    backend.set_hang(false);
+    std::thread::scope(|scope| -> Result<()> {
+        let inside = hang_a_writer(scope, &store, &backend, "inside");
+        assert!(matches!(store.destroy("s"), Err(Error::Stalled { .. })));
+        // Read before the batch lands: this must not pin the old record in the cache.
+        assert!(store.get("s", None)?.is_some());
+        backend.set_hang(false);
+        inside.join().expect("no panic")
+    })?;
     // The timed-out batch is still applied once the engine moves again.
     wait_for(|| backend.get_raw(&keys::meta("s")).is_none());
     assert!(

@@ -13,7 +13,10 @@
 //!   deletes, after the engine acknowledged the batch and before the
 //!   writer's session lock is released;
 //! - a write that fails removes those entries, because a batch that timed out
-//!   may still be applied later: the next read goes to the engine.
+//!   may still be applied later: the next read goes to the engine;
+//! - once a write has timed out, reads bypass the cache for good
+//!   ([`Core::read_meta`](crate::core::Core::read_meta)): only the engine
+//!   knows when the timed-out batch lands.
 //!
 //! Only records that exist are cached: ids nobody holds (a stale or forged
 //! cookie) never push live sessions out. Eviction is quick_cache's CLOCK-Pro.

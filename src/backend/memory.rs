@@ -18,6 +18,10 @@ pub(crate) struct MemoryBackend {
     pub fail_scans: AtomicBool,
     hang: Mutex<bool>,
     hang_flush: Mutex<bool>,
+    /// The name of the thread of the latest apply that started.
+    last_apply_thread: Mutex<Option<String>>,
+    /// Applies that have started, hung ones included.
+    pub applies_started: std::sync::atomic::AtomicUsize,
     /// Point reads (`get`) so far.
     pub gets: std::sync::atomic::AtomicUsize,
     /// Flushes that have started, hung ones included.
@@ -36,6 +40,11 @@ impl MemoryBackend {
     pub fn set_hang_flush(&self, on: bool) {
         *self.hang_flush.lock() = on;
         self.unhang.notify_all();
+    }
+
+    /// The name of the thread of the latest apply that started.
+    pub fn last_apply_thread(&self) -> Option<String> {
+        self.last_apply_thread.lock().clone()
     }
 
     fn check(&self, flag: &AtomicBool) -> Result<()> {
@@ -80,6 +89,8 @@ impl Backend for MemoryBackend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
+        *self.last_apply_thread.lock() = std::thread::current().name().map(str::to_owned);
+        self.applies_started.fetch_add(1, Ordering::SeqCst);
         {
             let mut hang = self.hang.lock();
             while *hang {
