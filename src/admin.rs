@@ -259,6 +259,10 @@ impl Store {
             } => keys::index(deadline_micros, sid),
             RawTarget::Key(k) => k.to_vec(),
         };
+        // A metadata record is written under its session's lock, as every
+        // other write of one is, so the metadata cache stays exact.
+        let meta_sid = keys::meta_sid(&key).map(str::to_owned);
+        let _guard = meta_sid.as_deref().map(|sid| self.core().locks.write(sid));
         let mut batch = Batch::default();
         batch.put(key, bytes.to_vec());
         self.core().write(batch)

@@ -31,6 +31,17 @@ use crate::backend::{Backend, Batch};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 
+/// Which thread may apply a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applier {
+    /// The caller's own thread if the engine is free and nothing is queued,
+    /// else the commit thread.
+    CallerIfFree,
+    /// Always the commit thread, so that a hung engine cannot hold the
+    /// caller: for the reaper thread, which dropping the last handle joins.
+    CommitThread,
+}
+
 /// The most requests answered by one flush.
 const MAX_GROUP: usize = 512;
 
@@ -124,14 +135,14 @@ impl Committer {
         matches!(self.durability, Durability::Immediate)
     }
 
-    /// Applies `batch` atomically, flushed before returning if `durable`:
-    /// on this thread if the engine is free and nothing is queued, else
-    /// through the commit thread.
-    pub fn write_with(&self, batch: Batch, durable: bool) -> Result<()> {
+    /// Applies `batch` atomically, flushed before returning if `durable`,
+    /// on the thread `applier` allows.
+    pub fn write_with(&self, batch: Batch, durable: bool, applier: Applier) -> Result<()> {
         if self.is_stalled() {
             return Err(self.stalled_error());
         }
-        if self.shared.pending.load(Ordering::Acquire) == 0
+        if applier == Applier::CallerIfFree
+            && self.shared.pending.load(Ordering::Acquire) == 0
             && let Some(_engine) = self.shared.engine.try_lock()
         {
             return self.write_direct(&batch, durable);
@@ -265,16 +276,20 @@ fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
             }
             let answered = group.len();
             commit_group(shared, group);
+            // Should this thread die instead (a panic in the engine),
+            // `pending` stays above zero: every later write then queues and
+            // fails with "the commit thread has stopped", rather than
+            // writing on with nobody to flush.
             shared.pending.fetch_sub(answered, Ordering::AcqRel);
         }
         if let (Some(at), Some(d)) = (next_flush, period)
             && Instant::now() >= at
         {
-            if shared.unflushed.load(Ordering::Relaxed) {
-                let _engine = shared.engine.lock();
-                if let Err(e) = shared.flush() {
-                    log::error!("sessionstore: periodic flush failed: {e}");
-                }
+            let _engine = shared.engine.lock();
+            if shared.unflushed.load(Ordering::Relaxed)
+                && let Err(e) = shared.flush()
+            {
+                log::error!("sessionstore: periodic flush failed: {e}");
             }
             next_flush = Some(Instant::now() + d);
         }

@@ -225,7 +225,9 @@ impl Config {
         self
     }
 
-    /// How long a write may take before it fails with `Error::Stalled`. Default: 30 s.
+    /// How long a writer waits for the engine, behind another write, before it
+    /// fails with `Error::Stalled`. Default: 30 s. A write already inside a
+    /// hung engine cannot be timed out; it hangs with the engine.
     #[must_use]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;

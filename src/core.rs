@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::backend::{self, Backend, Batch};
 use crate::clock::{self, Clock};
 use crate::codec;
-use crate::commit::Committer;
+use crate::commit::{Applier, Committer};
 use crate::config::{Config, Engine};
 use crate::error::{Error, Result};
 use crate::id::{IdSource, OsRandom};
@@ -145,13 +145,14 @@ impl Core {
     /// it is flushed. The caller holds the lock of every session it touches.
     pub fn write(&self, batch: Batch) -> Result<()> {
         let durable = self.committer.is_durable();
-        self.write_with(batch, durable)
+        self.write_with(batch, durable, Applier::CallerIfFree)
     }
 
-    /// Applies `batch` atomically, flushed before returning if `durable`,
-    /// and brings the metadata cache in step with it (see `metacache`).
-    pub fn write_with(&self, batch: Batch, durable: bool) -> Result<()> {
-        // The batch moves to the commit thread: note first which records it
+    /// Applies `batch` atomically, flushed before returning if `durable`, on
+    /// the thread `applier` allows, and brings the metadata cache in step
+    /// with it (see `metacache`).
+    pub fn write_with(&self, batch: Batch, durable: bool, applier: Applier) -> Result<()> {
+        // The batch moves to the committer: note first which records it
         // puts (decoded) or deletes. A put that does not decode (only
         // `__write_raw` writes such) is treated as a deletion: not cached.
         let touched: Vec<(String, Option<Meta>)> = batch
@@ -165,7 +166,7 @@ impl Core {
                 Some((sid.to_owned(), meta))
             })
             .collect();
-        let result = self.committer.write_with(batch, durable);
+        let result = self.committer.write_with(batch, durable, applier);
         for (sid, meta) in touched {
             match (&result, meta) {
                 (Ok(()), Some(meta)) => self.metas.insert(&sid, meta),

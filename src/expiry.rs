@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::Batch;
 use crate::clock;
+use crate::commit::Applier;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::meta::Meta;
@@ -201,7 +202,7 @@ impl Store {
     ///
     /// Storage errors. A corrupt metadata record is skipped and logged, not an error.
     pub fn reap_expired(&self) -> Result<usize> {
-        reaper::reap_once(self.core(), &|| false)
+        reaper::reap_once(self.core(), &|| false, Applier::CallerIfFree)
     }
 
     /// Live sessions, sessions reaped since open, bytes on disk.

@@ -151,6 +151,31 @@ fn a_lone_writer_applies_its_own_batch_and_a_busy_engine_sends_the_next_to_the_t
 }
 
 #[test]
+fn dropping_the_store_returns_while_the_engine_hangs_under_the_reaper() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let store = config(&backend, &clock)
+        .write_timeout(Duration::from_millis(50))
+        .reap_interval(Some(Duration::from_millis(1)))
+        .open()?;
+    store.create_new_session("old")?;
+    let started = backend.applies_started.load(Ordering::SeqCst);
+    backend.set_hang(true);
+    clock.advance(Duration::from_secs(601));
+    // The reaper's deletion is inside the engine, which hangs.
+    wait_for(|| backend.applies_started.load(Ordering::SeqCst) > started);
+    let (dropped_tx, dropped_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        drop(store);
+        let _ = dropped_tx.send(());
+    });
+    let dropped = dropped_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+    backend.set_hang(false);
+    assert!(dropped, "dropping the last handle hung behind the reaper");
+    Ok(())
+}
+
+#[test]
 fn live_checks_of_cached_sessions_do_not_read_the_engine() -> Result<()> {
     for (entries, reads_per_check) in [(16, 0), (0, 1)] {
         let backend = Arc::new(MemoryBackend::default());

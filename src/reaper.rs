@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 
 use crate::backend::Batch;
+use crate::commit::Applier;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::keys::{self, Parsed};
@@ -54,7 +55,7 @@ fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
     loop {
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = reap_once(core, &should_stop) {
+                if let Err(e) = reap_once(core, &should_stop, Applier::CommitThread) {
                     core.failed_reaps.fetch_add(1, Ordering::Relaxed);
                     log::warn!("sessionstore: reaper pass failed, retrying in {interval:?}: {e}");
                 }
@@ -67,7 +68,14 @@ fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
 /// One pass: every index entry with a deadline at or before now is re-checked
 /// under its session's lock, and the session deleted if it really expired.
 /// `should_stop` is asked between chunks.
-pub(crate) fn reap_once(core: &Core, should_stop: &dyn Fn() -> bool) -> Result<usize> {
+/// One pass. `applier` says where its deletions are applied: the reaper
+/// thread passes `Applier::CommitThread`, so that a hung engine makes its
+/// writes time out instead of holding the thread that `Store`'s drop joins.
+pub(crate) fn reap_once(
+    core: &Core,
+    should_stop: &dyn Fn() -> bool,
+    applier: Applier,
+) -> Result<usize> {
     let now = core.now();
     let end = keys::index_bound(now.saturating_add(1));
     let mut reaped = 0;
@@ -79,7 +87,7 @@ pub(crate) fn reap_once(core: &Core, should_stop: &dyn Fn() -> bool) -> Result<u
         &|| !should_stop(),
         |key, _| match keys::parse(key) {
             Parsed::Index { deadline, sid } => {
-                match reap_candidate(core, key, deadline, sid, now) {
+                match reap_candidate(core, key, deadline, sid, now, applier) {
                     Ok(outcome) => {
                         wrote |= outcome != Outcome::Skipped;
                         reaped += usize::from(outcome == Outcome::Reaped);
@@ -111,6 +119,7 @@ fn reap_candidate(
     deadline: u64,
     sid: &str,
     now: u64,
+    applier: Applier,
 ) -> Result<Outcome> {
     #[cfg(test)]
     hook::before_lock(sid);
@@ -130,7 +139,7 @@ fn reap_candidate(
             Outcome::Tidied
         }
     };
-    core.write_with(batch, false)?;
+    core.write_with(batch, false, applier)?;
     Ok(outcome)
 }
 

@@ -50,14 +50,12 @@ impl SledBackend {
                 }
                 Ok(Err(e)) => return Err(Error::storage(context(), e)),
                 Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("no message");
                     return Err(Error::storage(
                         context(),
-                        format!("sled panicked, the files are damaged: {msg}"),
+                        format!(
+                            "sled panicked, the files are damaged: {}",
+                            panic_message(&*panic)
+                        ),
                     ));
                 }
             }
@@ -76,6 +74,26 @@ fn err(context: &'static str) -> impl FnOnce(sled::Error) -> Error {
     move |e| Error::storage(context, e)
 }
 
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
+/// Runs a call into sled, turning its panic (it panics on some damaged
+/// files) into a storage error about `context`: writes run on the callers'
+/// own threads, which must not unwind from inside the store.
+fn guard<T>(context: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(Error::storage(
+            context,
+            format!("sled panicked: {}", panic_message(&*panic)),
+        ))
+    })
+}
+
 fn collect(iter: sled::Iter, limit: usize, context: &'static str) -> Result<Vec<Entry>> {
     iter.take(limit)
         .map(|r| {
@@ -91,43 +109,52 @@ impl Backend for SledBackend {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .db
-            .get(key)
-            .map_err(err("reading a key"))?
-            .map(|v| v.to_vec()))
+        const CONTEXT: &str = "reading a key";
+        guard(CONTEXT, || {
+            Ok(self.db.get(key).map_err(err(CONTEXT))?.map(|v| v.to_vec()))
+        })
     }
 
     fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
-        for entry in self.db.scan_prefix(prefix) {
-            let (k, v) = entry.map_err(err("scanning a prefix"))?;
-            visit(&k, &v);
-        }
-        Ok(())
+        const CONTEXT: &str = "scanning a prefix";
+        guard(CONTEXT, || {
+            for entry in self.db.scan_prefix(prefix) {
+                let (k, v) = entry.map_err(err(CONTEXT))?;
+                visit(&k, &v);
+            }
+            Ok(())
+        })
     }
 
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
-        let iter = match end {
-            Some(end) if start >= end => return Ok(Vec::new()),
-            Some(end) => self.db.range(start..end),
-            None => self.db.range(start..),
-        };
-        collect(iter, limit, "scanning a range")
+        const CONTEXT: &str = "scanning a range";
+        guard(CONTEXT, || {
+            let iter = match end {
+                Some(end) if start >= end => return Ok(Vec::new()),
+                Some(end) => self.db.range(start..end),
+                None => self.db.range(start..),
+            };
+            collect(iter, limit, CONTEXT)
+        })
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        let mut b = sled::Batch::default();
-        for (key, value) in batch.ops() {
-            match value {
-                Some(v) => b.insert(key.as_slice(), v.as_slice()),
-                None => b.remove(key.as_slice()),
+        const CONTEXT: &str = "applying a batch";
+        guard(CONTEXT, || {
+            let mut b = sled::Batch::default();
+            for (key, value) in batch.ops() {
+                match value {
+                    Some(v) => b.insert(key.as_slice(), v.as_slice()),
+                    None => b.remove(key.as_slice()),
+                }
             }
-        }
-        self.db.apply_batch(b).map_err(err("applying a batch"))
+            self.db.apply_batch(b).map_err(err(CONTEXT))
+        })
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map(drop).map_err(err("flushing"))
+        const CONTEXT: &str = "flushing";
+        guard(CONTEXT, || self.db.flush().map(drop).map_err(err(CONTEXT)))
     }
 
     fn size_on_disk(&self) -> Result<u64> {
