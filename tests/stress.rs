@@ -201,6 +201,9 @@ engine_test!(
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         worker(&store, &clock, seed, t, ops)
                     }));
+                    // Let go of the store before reporting, so that the main
+                    // thread can take it back once every worker has reported.
+                    drop(store);
                     let _ = done.send((t, r));
                 })
                 .expect("spawning a worker");
