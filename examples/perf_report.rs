@@ -35,9 +35,10 @@
 //! `--quick` measures shorter and writes fewer sessions for the memory rows;
 //! it is meant to finish in under 2 minutes on 2 cores. `--only NAME` runs
 //! the workloads whose name contains NAME and prints only their rows;
-//! `--profile CONTENDER WORKLOAD N [background]` runs one workload N times on
-//! one contender (`store-sled`, `store-redb`, `raw-sled`, `sqlite`) for a
-//! profiler such as `valgrind --tool=callgrind`.
+//! `--profile CONTENDER WORKLOAD N [background] [sessions=S]` runs one
+//! workload N times on one contender (`store-sled`, `store-redb`, `raw-sled`,
+//! `sqlite`), spread over S sessions (default 1,000; the full table uses
+//! 10,000), for a profiler such as `valgrind --tool=callgrind`.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -123,11 +124,16 @@ fn main() {
             "--profile" => {
                 let which = args
                     .next()
-                    .expect("--profile CONTENDER WORKLOAD N [background]");
+                    .expect("--profile CONTENDER WORKLOAD N [background] [sessions=S]");
                 let name = args.next().expect("a workload");
                 let n = args.next().and_then(|n| n.parse().ok()).expect("a count");
-                let background = args.next().is_some_and(|a| a == "background");
-                profile(&which, &name, n, background);
+                let rest: Vec<String> = args.collect();
+                let background = rest.iter().any(|a| a == "background");
+                let population = rest
+                    .iter()
+                    .find_map(|a| a.strip_prefix("sessions="))
+                    .map_or(1_000, |s| s.parse().expect("sessions=S takes a number"));
+                profile(&which, &name, n, background, population);
                 return;
             }
             "--child-memory" => {
@@ -355,7 +361,7 @@ fn reap_scaling(plan: &Plan, engine: Engine) -> f64 {
 /// Prepares one workload on one contender and runs it `n` times, for a
 /// profiler: the difference between two counts is the cost of the operations.
 /// `background` opens the contender with background flushing, as `--background` does.
-fn profile(which: &str, name: &str, n: u64, background: bool) {
+fn profile(which: &str, name: &str, n: u64, background: bool, population: usize) {
     let w = Workload::ALL
         .iter()
         .copied()
@@ -367,7 +373,6 @@ fn profile(which: &str, name: &str, n: u64, background: bool) {
     } else {
         Arc::new(SystemClock)
     };
-    let population = 1_000;
     let mode = w.mode(background);
     let took = match which {
         "raw-sled" => {
