@@ -21,7 +21,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, unbounded};
@@ -30,6 +29,7 @@ use parking_lot::Mutex;
 use crate::backend::{Backend, Batch};
 use crate::config::Durability;
 use crate::error::{Error, Result};
+use crate::join::Worker;
 
 /// Which thread may apply a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ enum Request {
 
 pub(crate) struct Committer {
     tx: Option<Sender<Request>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<Worker>,
     shared: Arc<Shared>,
     stalled: Arc<AtomicBool>,
     durability: Durability,
@@ -115,9 +115,7 @@ impl Committer {
         });
         let thread = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("sessionstore-commit".into())
-                .spawn(move || run(&shared, &rx, durability))
+            Worker::spawn("sessionstore-commit", move || run(&shared, &rx, durability))
                 .map_err(|e| Error::storage("starting the commit thread", e))?
         };
         Ok(Committer {
@@ -230,18 +228,30 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// The configured `write_timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Stops the commit thread, which flushes a last time. Returns `false` if
+    /// the thread may still be inside the engine: a write timed out, or the
+    /// thread did not end within `write_timeout` (its last flush hangs). It
+    /// is then left running, and the engine stays open under it.
+    pub fn shut_down(&mut self) -> bool {
+        drop(self.tx.take());
+        match self.thread.take() {
+            // Joining a thread stuck in the engine would hang the caller too.
+            Some(_) if self.is_stalled() => false,
+            Some(thread) => thread.join_within(self.timeout),
+            None => true,
+        }
+    }
+}
+
 impl Drop for Committer {
     fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(thread) = self.thread.take() {
-            if self.is_stalled() {
-                // The thread is stuck inside the engine; joining would hang the caller too.
-                return;
-            }
-            if thread.join().is_err() {
-                log::error!("sessionstore: the commit thread panicked");
-            }
-        }
+        self.shut_down();
     }
 }
 

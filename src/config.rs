@@ -225,9 +225,11 @@ impl Config {
         self
     }
 
-    /// How long a writer waits for the engine, behind another write, before it
-    /// fails with `Error::Stalled`. Default: 30 s. A write already inside a
-    /// hung engine cannot be timed out; it hangs with the engine.
+    /// How long a writer handed to the commit thread waits before it fails
+    /// with `Error::Stalled`; also how long dropping the last handle waits for
+    /// a background thread. Default: 30 s. A writer that applies on its own
+    /// thread (the engine was free) cannot be timed out if the engine hangs
+    /// under it; it hangs with the engine.
     #[must_use]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;

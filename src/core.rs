@@ -33,8 +33,8 @@ pub(crate) struct Timeouts {
 }
 
 /// Shared by every `Store` handle and by the reaper thread.
-/// Field order is drop order: the commit thread stops before the engine closes,
-/// and the engine closes before the lock file and the temporary directory go.
+/// `Drop` stops the commit thread first; then field order is drop order: the
+/// engine closes before the lock file and the temporary directory go.
 pub(crate) struct Core {
     pub committer: Committer,
     pub backend: Arc<dyn Backend>,
@@ -49,6 +49,27 @@ pub(crate) struct Core {
     pub path: PathBuf,
     _lock: Option<File>,
     _temp: Option<tempfile::TempDir>,
+}
+
+impl Drop for Core {
+    /// Stops the commit thread first. If it may still be inside the engine
+    /// (see `Committer::shut_down`), the engine stays open under it, so the
+    /// lock file stays held and a temporary directory is kept: no other store
+    /// may open those files while a write can still land in them.
+    fn drop(&mut self) {
+        if !self.committer.shut_down() {
+            if let Some(lock) = self._lock.take() {
+                std::mem::forget(lock);
+            }
+            if let Some(temp) = self._temp.take() {
+                let kept = temp.keep();
+                log::error!(
+                    "sessionstore: keeping {} while a write may still land in it",
+                    kept.display()
+                );
+            }
+        }
+    }
 }
 
 impl Core {

@@ -114,9 +114,9 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-    /// A write waited longer than `write_timeout` for the engine, which is
-    /// stuck in an earlier write. The store refuses all further writes; log
-    /// this and restart the process.
+    /// A write handed to the commit thread was not done within
+    /// `write_timeout`: the engine is stuck. The store refuses all further
+    /// writes; log this and restart the process.
     #[error(
         "a write did not complete within {after:?}; the storage engine is stalled and the store refuses further writes, restart the process"
     )]

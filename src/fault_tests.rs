@@ -150,6 +150,16 @@ fn a_lone_writer_applies_its_own_batch_and_a_busy_engine_sends_the_next_to_the_t
     Ok(())
 }
 
+/// Drops `store` on another thread; whether that returned within `limit`.
+fn drop_within(store: Store, limit: Duration) -> bool {
+    let (dropped_tx, dropped_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        drop(store);
+        let _ = dropped_tx.send(());
+    });
+    dropped_rx.recv_timeout(limit).is_ok()
+}
+
 #[test]
 fn dropping_the_store_returns_while_the_engine_hangs_under_the_reaper() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
@@ -164,14 +174,59 @@ fn dropping_the_store_returns_while_the_engine_hangs_under_the_reaper() -> Resul
     clock.advance(Duration::from_secs(601));
     // The reaper's deletion is inside the engine, which hangs.
     wait_for(|| backend.applies_started.load(Ordering::SeqCst) > started);
-    let (dropped_tx, dropped_rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        drop(store);
-        let _ = dropped_tx.send(());
-    });
-    let dropped = dropped_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+    let dropped = drop_within(store, Duration::from_secs(10));
     backend.set_hang(false);
     assert!(dropped, "dropping the last handle hung behind the reaper");
+    Ok(())
+}
+
+#[test]
+fn dropping_the_store_returns_while_the_reaper_is_stuck_in_a_read() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default())
+        .write_timeout(Duration::from_millis(50))
+        .reap_interval(Some(Duration::from_millis(1)))
+        .open()?;
+    let started = backend.scans_started.load(Ordering::SeqCst);
+    backend.set_hang_scans(true);
+    // The reaper's scan of the expiry index is inside the engine, which hangs.
+    wait_for(|| backend.scans_started.load(Ordering::SeqCst) > started);
+    let dropped = drop_within(store, Duration::from_secs(10));
+    backend.set_hang_scans(false);
+    assert!(
+        dropped,
+        "dropping the last handle hung behind the reaper's read"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_last_flush_that_hangs_neither_hangs_the_drop_nor_frees_the_directory() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default())
+        .write_timeout(Duration::from_millis(50))
+        .durability(crate::Durability::Periodic(Duration::from_secs(3600)))
+        .open()?;
+    store.create_new_session("s")?;
+    let path = store.path().to_owned();
+    backend.set_hang_flush(true);
+    let dropped = drop_within(store, Duration::from_secs(10));
+    let kept = path.exists();
+    let reopened = Config::new(&path).open().map(drop);
+    backend.set_hang_flush(false);
+    assert!(
+        dropped,
+        "dropping the last handle hung behind the last flush"
+    );
+    assert!(
+        kept,
+        "the directory is kept while the last flush may still write"
+    );
+    assert!(
+        matches!(reopened, Err(Error::InUse { .. })),
+        "the lock stays held: {reopened:?}"
+    );
+    let _ = std::fs::remove_dir_all(&path);
     Ok(())
 }
 

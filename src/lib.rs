@@ -45,6 +45,7 @@ mod core;
 mod error;
 mod expiry;
 mod id;
+mod join;
 mod keys;
 mod locks;
 mod meta;

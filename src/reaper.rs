@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
@@ -12,15 +11,18 @@ use crate::backend::Batch;
 use crate::commit::Applier;
 use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::join::Worker;
 use crate::keys::{self, Parsed};
 
 /// Index entries read per scan.
 const CHUNK: usize = 256;
 
-/// The reaper thread. Dropping it stops the thread and joins it.
+/// The reaper thread. Dropping it stops the thread and joins it, waiting at
+/// most `write_timeout` (see `Drop`).
 pub(crate) struct Reaper {
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<Worker>,
+    join_limit: Duration,
 }
 
 impl Reaper {
@@ -28,24 +30,29 @@ impl Reaper {
     /// `Store` handle, so the last handle's drop can stop it.
     pub fn spawn(core: Arc<Core>, interval: Duration) -> Result<Reaper> {
         let (stop, stopped) = bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("sessionstore-reaper".into())
-            .spawn(move || run(&core, &stopped, interval))
-            .map_err(|e| Error::storage("starting the reaper thread", e))?;
+        let join_limit = core.committer.timeout();
+        let thread = Worker::spawn("sessionstore-reaper", move || {
+            run(&core, &stopped, interval);
+        })
+        .map_err(|e| Error::storage("starting the reaper thread", e))?;
         Ok(Reaper {
             stop: Some(stop),
             thread: Some(thread),
+            join_limit,
         })
     }
 }
 
 impl Drop for Reaper {
+    /// Stops the thread. A pass ends at its next chunk, and a queued write of
+    /// it fails within `write_timeout`; but a read blocked inside a hung
+    /// engine (sled's reads wait for a hung write) cannot be interrupted, so
+    /// after `write_timeout` the thread is left running. It holds the core,
+    /// so the engine and the lock file then stay open until it ends.
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(t) = self.thread.take()
-            && t.join().is_err()
-        {
-            log::error!("sessionstore: the reaper thread panicked");
+        if let Some(t) = self.thread.take() {
+            t.join_within(self.join_limit);
         }
     }
 }
@@ -67,10 +74,10 @@ fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
 
 /// One pass: every index entry with a deadline at or before now is re-checked
 /// under its session's lock, and the session deleted if it really expired.
-/// `should_stop` is asked between chunks.
-/// One pass. `applier` says where its deletions are applied: the reaper
-/// thread passes `Applier::CommitThread`, so that a hung engine makes its
-/// writes time out instead of holding the thread that `Store`'s drop joins.
+/// `should_stop` is asked between chunks. `applier` says where the
+/// deletions are applied: the reaper thread passes `Applier::CommitThread`,
+/// so that a hung engine makes its writes time out rather than hold the
+/// thread that `Store`'s drop waits for.
 pub(crate) fn reap_once(
     core: &Core,
     should_stop: &dyn Fn() -> bool,

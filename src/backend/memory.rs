@@ -17,6 +17,9 @@ pub(crate) struct MemoryBackend {
     /// While set, every scan fails.
     pub fail_scans: AtomicBool,
     hang: Mutex<bool>,
+    hang_scans: Mutex<bool>,
+    /// Range scans that have started, hung ones included.
+    pub scans_started: std::sync::atomic::AtomicUsize,
     hang_flush: Mutex<bool>,
     /// The name of the thread of the latest apply that started.
     last_apply_thread: Mutex<Option<String>>,
@@ -33,6 +36,13 @@ impl MemoryBackend {
     /// While `on`, every apply blocks, as sled's does when it deadlocks.
     pub fn set_hang(&self, on: bool) {
         *self.hang.lock() = on;
+        self.unhang.notify_all();
+    }
+
+    /// While `on`, every range scan blocks, as sled's reads do while one of
+    /// its writes hangs.
+    pub fn set_hang_scans(&self, on: bool) {
+        *self.hang_scans.lock() = on;
         self.unhang.notify_all();
     }
 
@@ -78,6 +88,13 @@ impl Backend for MemoryBackend {
     }
 
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
+        self.scans_started.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut hang = self.hang_scans.lock();
+            while *hang {
+                self.unhang.wait(&mut hang);
+            }
+        }
         self.check(&self.fail_scans)?;
         let map = self.map.lock();
         Ok(map

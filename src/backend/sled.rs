@@ -9,7 +9,8 @@
 //! data to the device but neither makes the file system's metadata durable
 //! nor flushes the drive's volatile cache: it survives a crash of the
 //! process, and is weaker than `fsync` against power loss. sled's own
-//! background flusher is off; the commit thread decides when to flush.
+//! background flusher is off; the committer (a writer on the direct path,
+//! or the commit thread) decides when to flush.
 
 use std::path::Path;
 
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 /// The files sled keeps in its directory; their presence marks a sled store.
 pub(crate) const MARKER_FILES: &[&str] = &["conf", "db"];
 
-/// A sled database with its background flusher off: the commit thread flushes.
+/// A sled database with its background flusher off: the committer flushes.
 pub(crate) struct SledBackend {
     db: sled::Db,
 }
