@@ -60,7 +60,8 @@ pub(crate) struct Committer {
     tx: Option<Sender<Request>>,
     thread: Option<Worker>,
     shared: Arc<Shared>,
-    stalled: Arc<AtomicBool>,
+    /// Set when a write timed out; only the writers' side reads it.
+    stalled: AtomicBool,
     durability: Durability,
     timeout: Duration,
 }
@@ -82,12 +83,9 @@ impl Shared {
     /// Flushes the engine; the caller holds the engine lock.
     fn flush(&self) -> Result<()> {
         self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.backend.flush()?;
         self.unflushed.store(false, Ordering::Relaxed);
-        let flushed = self.backend.flush();
-        if flushed.is_err() {
-            self.unflushed.store(true, Ordering::Relaxed);
-        }
-        flushed
+        Ok(())
     }
 
     /// Counts an applied batch; the caller holds the engine lock.
@@ -122,7 +120,7 @@ impl Committer {
             tx: Some(tx),
             thread: Some(thread),
             shared,
-            stalled: Arc::new(AtomicBool::new(false)),
+            stalled: AtomicBool::new(false),
             durability,
             timeout,
         })
@@ -226,9 +224,7 @@ impl Committer {
             Err(RecvTimeoutError::Disconnected) => Err(gone()),
         }
     }
-}
 
-impl Committer {
     /// The configured `write_timeout`.
     pub fn timeout(&self) -> Duration {
         self.timeout

@@ -147,7 +147,7 @@ impl Core {
     /// may still land, and only the engine knows when.
     pub fn read_meta(&self, sid: &str) -> Result<Option<Meta>> {
         let use_cache = !self.committer.is_stalled();
-        if let Some(meta) = self.metas.get(sid).filter(|_| use_cache) {
+        if use_cache && let Some(meta) = self.metas.get(sid) {
             return Ok(Some(meta));
         }
         match self.backend.get(&keys::meta(sid))? {

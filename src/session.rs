@@ -159,8 +159,8 @@ impl Session {
             (true, false) => self.len -= 1,
             _ => {}
         }
-        let dirty = true;
-        self.changes.insert(key.to_owned(), Change { value, dirty });
+        let change = Change { value, dirty: true };
+        self.changes.insert(key.to_owned(), change);
         was_set
     }
 

@@ -35,26 +35,36 @@ pub(crate) struct MemoryBackend {
 impl MemoryBackend {
     /// While `on`, every apply blocks, as sled's does when it deadlocks.
     pub fn set_hang(&self, on: bool) {
-        *self.hang.lock() = on;
-        self.unhang.notify_all();
+        self.set_switch(&self.hang, on);
     }
 
     /// While `on`, every range scan blocks, as sled's reads do while one of
     /// its writes hangs.
     pub fn set_hang_scans(&self, on: bool) {
-        *self.hang_scans.lock() = on;
-        self.unhang.notify_all();
+        self.set_switch(&self.hang_scans, on);
     }
 
     /// While `on`, every flush blocks.
     pub fn set_hang_flush(&self, on: bool) {
-        *self.hang_flush.lock() = on;
-        self.unhang.notify_all();
+        self.set_switch(&self.hang_flush, on);
     }
 
     /// The name of the thread of the latest apply that started.
     pub fn last_apply_thread(&self) -> Option<String> {
         self.last_apply_thread.lock().clone()
+    }
+
+    fn set_switch(&self, switch: &Mutex<bool>, on: bool) {
+        *switch.lock() = on;
+        self.unhang.notify_all();
+    }
+
+    /// Blocks while `switch` is on.
+    fn wait_while(&self, switch: &Mutex<bool>) {
+        let mut on = switch.lock();
+        while *on {
+            self.unhang.wait(&mut on);
+        }
     }
 
     fn check(&self, flag: &AtomicBool) -> Result<()> {
@@ -89,12 +99,7 @@ impl Backend for MemoryBackend {
 
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
         self.scans_started.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut hang = self.hang_scans.lock();
-            while *hang {
-                self.unhang.wait(&mut hang);
-            }
-        }
+        self.wait_while(&self.hang_scans);
         self.check(&self.fail_scans)?;
         let map = self.map.lock();
         Ok(map
@@ -108,12 +113,7 @@ impl Backend for MemoryBackend {
     fn apply(&self, batch: &Batch) -> Result<()> {
         *self.last_apply_thread.lock() = std::thread::current().name().map(str::to_owned);
         self.applies_started.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut hang = self.hang.lock();
-            while *hang {
-                self.unhang.wait(&mut hang);
-            }
-        }
+        self.wait_while(&self.hang);
         self.check(&self.fail_writes)?;
         let mut map = self.map.lock();
         for (k, v) in batch.ops() {
@@ -127,12 +127,7 @@ impl Backend for MemoryBackend {
 
     fn flush(&self) -> Result<()> {
         self.flushes_started.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut hang = self.hang_flush.lock();
-            while *hang {
-                self.unhang.wait(&mut hang);
-            }
-        }
+        self.wait_while(&self.hang_flush);
         self.check(&self.fail_writes)
     }
 

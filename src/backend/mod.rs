@@ -39,6 +39,15 @@ pub(crate) fn marker_files(engine: Engine) -> &'static [&'static str] {
     }
 }
 
+/// The message of a panic payload caught by an engine's `catch_unwind`.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
 /// One stored key and its value.
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 

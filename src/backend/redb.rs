@@ -54,7 +54,6 @@
 //! After a failed commit redb refuses further writes until the store is
 //! reopened, which then repairs the file.
 
-use std::any::Any;
 use std::fs::{self, File};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -64,7 +63,7 @@ use redb::{
     TableHandle,
 };
 
-use super::{Backend, Batch, Entry};
+use super::{Backend, Batch, Entry, panic_message};
 use crate::error::{Error, Result};
 
 /// The database file in the store's directory.
@@ -174,16 +173,6 @@ fn guard<T, C: Into<String>>(
             context(),
             format!("redb panicked: {}", panic_message(&*payload)),
         )),
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "a panic without a message"
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use super::{Backend, Batch, Entry};
+use super::{Backend, Batch, Entry, panic_message};
 use crate::error::{Error, Result};
 
 /// The files sled keeps in its directory; their presence marks a sled store.
@@ -73,14 +73,6 @@ fn is_busy_lock(e: &sled::Error) -> bool {
 
 fn err(context: &'static str) -> impl FnOnce(sled::Error) -> Error {
     move |e| Error::storage(context, e)
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("no message")
 }
 
 /// Runs a call into sled, turning its panic (it panics on some damaged
