@@ -213,10 +213,7 @@ impl Store {
         let old = match core.read_meta(sid) {
             Ok(old) => old,
             Err(Error::Decode { .. }) if replace => {
-                // Unreadable, so its deadline is unknown: drop its index entries the slow way.
-                for key in core.index_entries_of(sid)? {
-                    batch.delete(key);
-                }
+                core.delete_index_entries_of(&mut batch, sid)?;
                 None
             }
             Err(e) => return Err(e),

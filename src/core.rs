@@ -253,10 +253,10 @@ impl Core {
         }
     }
 
-    /// Every expiry index key of `sid`, found by walking the whole index:
-    /// for a session whose metadata is unreadable, so its deadline unknown.
-    pub fn index_entries_of(&self, sid: &str) -> Result<Vec<Vec<u8>>> {
-        let mut found = Vec::new();
+    /// Adds to `batch` the deletion of every expiry index entry of `sid`,
+    /// found by walking the whole index: for a session whose metadata is
+    /// unreadable, so its deadline unknown. Only corruption takes this path.
+    pub fn delete_index_entries_of(&self, batch: &mut Batch, sid: &str) -> Result<()> {
         self.walk(
             keys::index_start(),
             Some(&keys::index_end()),
@@ -264,11 +264,10 @@ impl Core {
             &|| true,
             |key, _| {
                 if matches!(keys::parse(key), keys::Parsed::Index { sid: s, .. } if s == sid) {
-                    found.push(key.to_vec());
+                    batch.delete(key.to_vec());
                 }
             },
-        )?;
-        Ok(found)
+        )
     }
 
     /// A random incarnation number for a new session record.

@@ -309,12 +309,8 @@ impl Store {
                 meta.is_some_and(|m| m.is_live(now))
             }
             Err(Error::Decode { .. }) => {
-                // The record is unreadable, so its deadline is unknown: find its
-                // index entries the slow way. Only corruption takes this path.
                 core.delete_session(&mut batch, sid, None)?;
-                for key in core.index_entries_of(sid)? {
-                    batch.delete(key);
-                }
+                core.delete_index_entries_of(&mut batch, sid)?;
                 true
             }
             Err(e) => return Err(e),
