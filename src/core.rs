@@ -75,11 +75,11 @@ impl Drop for Core {
 impl Core {
     /// Opens the directory of `config`, locks it, opens the engine and starts the commit thread.
     pub fn open(config: &Config) -> Result<Core> {
-        if config.max_value_size > codec::DECODE_LIMIT {
+        if config.max_value_size > codec::MAX_VALUE_SIZE {
             return Err(Error::InvalidConfig(format!(
                 "max_value_size {} is over the ceiling of {} bytes",
                 config.max_value_size,
-                codec::DECODE_LIMIT
+                codec::MAX_VALUE_SIZE
             )));
         }
         if config.write_timeout.is_zero() {
