@@ -27,7 +27,8 @@ const POPULATION: usize = 1_000;
 
 /// `BENCH_BACKGROUND=1 cargo bench` opens the contenders of the
 /// single-threaded workloads with background flushing instead of durable
-/// writes. With sled, the store then risks sled's log deadlock (see the README).
+/// writes. With sled, the store then risks sled's log deadlock (see "Stalls"
+/// in src/contract.md).
 fn background() -> bool {
     std::env::var_os("BENCH_BACKGROUND").is_some_and(|v| v == "1")
 }

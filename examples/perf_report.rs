@@ -30,7 +30,7 @@
 //! unless `--background` asks the single-threaded workloads to flush in the
 //! background instead (`Durability::Periodic(1 s)`, sled's flusher every
 //! second, `synchronous=NORMAL`). With sled the store then risks sled's log
-//! deadlock; see the README.
+//! deadlock; see "Stalls" in src/contract.md.
 //!
 //! `--quick` measures shorter and writes fewer sessions for the memory rows;
 //! it is meant to finish in under 2 minutes on 2 cores. `--only NAME` runs

@@ -32,6 +32,7 @@
 //! ```
 //!
 //! See ARCHITECTURE.md for the storage layout and the life of a save.
+#![doc = include_str!("contract.md")]
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -1,7 +1,7 @@
 //! The `inputs` target: arbitrary session ids, component names, keys and
 //! values through every public method. Each call must return `Ok` or exactly
-//! the error the README's bad-input table documents for the first bad input,
-//! and every error must display without panicking.
+//! the error the crate docs' input rules (src/contract.md) document for the
+//! first bad input, and every error must display without panicking.
 //!
 //! Shared by the fuzz target (`fuzz/fuzz_targets/inputs.rs`) and by
 //! `tests/fuzz_regressions.rs`.
