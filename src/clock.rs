@@ -7,6 +7,21 @@ use parking_lot::Mutex;
 
 /// A source of the current time. The store asks it whenever it needs "now".
 ///
+/// # How the store sees time
+///
+/// The store never lets time go backwards. It keeps the latest time it has
+/// acted on, and reads "now" as the later of that and the clock. So when a
+/// clock steps back (NTP, a dead RTC battery, a user changing the date), time
+/// stands still for the store until the clock catches up: an expired session
+/// stays expired, a late save of it stays `NotFound`, and a touch never moves
+/// a deadline earlier. The latest time is written with every write, so it
+/// survives a reopen and a crash: after a reopen, time is never earlier than
+/// the store's last acknowledged write. A clock before 1970 reads as that
+/// same floor, and a clock after the year 9999 as 9999-12-31.
+///
+/// A clock that jumps *forward* by mistake is kept too: sessions whose
+/// deadline it passed are expired, the safe side for a session store.
+///
 /// # Examples
 ///
 /// ```
@@ -53,10 +68,13 @@ impl ManualClock {
         *self.now.lock() = t;
     }
 
-    /// Moves the time forward by `d`.
+    /// Moves the time forward by `d`, stopping at the latest time the
+    /// platform can represent instead of overflowing.
     pub fn advance(&self, d: Duration) {
         let mut now = self.now.lock();
-        *now += d;
+        *now = now
+            .checked_add(d)
+            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_micros(u64::MAX));
     }
 }
 
@@ -73,9 +91,15 @@ impl Clock for ManualClock {
     }
 }
 
-/// Microseconds since the Unix epoch; times before it count as 0.
+/// The latest time the store reads: 9999-12-31T23:59:59Z, in microseconds.
+/// Far below `u64::MAX`, so deadlines after it still have room.
+pub(crate) const MAX_MICROS: u64 = 253_402_300_799_000_000;
+
+/// Microseconds since the Unix epoch, clamped to `0..=MAX_MICROS`.
 pub(crate) fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, duration_micros)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, duration_micros)
+        .min(MAX_MICROS)
 }
 
 /// A duration in microseconds, saturating at `u64::MAX`.
@@ -107,6 +131,10 @@ mod tests {
     #[test]
     fn micros_saturate() {
         assert_eq!(micros(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(
+            micros(UNIX_EPOCH + Duration::from_secs(1 << 40)),
+            MAX_MICROS
+        );
         assert_eq!(duration_micros(Duration::MAX), u64::MAX);
         assert_eq!(
             from_micros(micros(UNIX_EPOCH + Duration::from_micros(42))),

@@ -54,6 +54,9 @@ enum Request {
     Flush {
         reply: Sender<Result<()>>,
     },
+    /// A direct writer applied the first unflushed batch: the periodic
+    /// flush, asleep while nothing was unflushed, must be armed.
+    Wake,
 }
 
 pub(crate) struct Committer {
@@ -88,10 +91,11 @@ impl Shared {
         Ok(())
     }
 
-    /// Counts an applied batch; the caller holds the engine lock.
-    fn applied(&self) {
+    /// Counts an applied batch; the caller holds the engine lock. Returns
+    /// whether it is the first one since the last flush.
+    fn applied(&self) -> bool {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.unflushed.store(true, Ordering::Relaxed);
+        !self.unflushed.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -154,12 +158,26 @@ impl Committer {
     fn write_direct(&self, batch: &Batch, durable: bool) -> Result<()> {
         if !batch.is_empty() {
             self.shared.backend.apply(batch)?;
-            self.shared.applied();
+            let first = self.shared.applied();
+            if first && !durable && !self.is_durable() {
+                self.wake();
+            }
         }
         if durable {
             self.shared.flush()?;
         }
         Ok(())
+    }
+
+    /// Tells the commit thread to arm its periodic flush. If it has stopped,
+    /// the last handle is closing and its final flush covers the write.
+    fn wake(&self) {
+        if let Some(tx) = &self.tx {
+            self.shared.pending.fetch_add(1, Ordering::AcqRel);
+            if tx.send(Request::Wake).is_err() {
+                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Makes every write so far durable.
@@ -256,7 +274,10 @@ fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
         Durability::Periodic(d) => Some(d),
         Durability::Immediate => None,
     };
-    let mut next_flush = period.map(|d| Instant::now() + d);
+    // The periodic flush is due `period` after the first write it covers; an
+    // idle store sleeps until a request comes. An interval too long to add to
+    // now (`Duration::MAX`) means no timed flush at all.
+    let mut next_flush: Option<Instant> = None;
     loop {
         let first = match next_flush {
             Some(at) => match rx.recv_deadline(at) {
@@ -288,16 +309,20 @@ fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
             // writing on with nobody to flush.
             shared.pending.fetch_sub(answered, Ordering::AcqRel);
         }
-        if let (Some(at), Some(d)) = (next_flush, period)
-            && Instant::now() >= at
-        {
+        if next_flush.is_some_and(|at| Instant::now() >= at) {
             let _engine = shared.engine.lock();
             if shared.unflushed.load(Ordering::Relaxed)
                 && let Err(e) = shared.flush()
             {
                 log::error!("sessionstore: periodic flush failed: {e}");
             }
-            next_flush = Some(Instant::now() + d);
+            next_flush = None;
+        }
+        if next_flush.is_none()
+            && let Some(d) = period
+            && shared.unflushed.load(Ordering::Relaxed)
+        {
+            next_flush = Instant::now().checked_add(d);
         }
     }
     let _engine = shared.engine.lock();
@@ -326,6 +351,7 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
                 writers.push((reply, durable));
             }
             Request::Flush { reply } => flushers.push(reply),
+            Request::Wake => {}
         }
     }
     let applied = if merged.is_empty() {

@@ -11,13 +11,17 @@ use crate::store::Store;
 
 /// When an acknowledged write becomes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Durability {
     /// Every create, save, touch, regenerate and destroy returns only after its
     /// write is flushed, so an acknowledged call survives `kill -9`.
     /// Concurrent writers share flushes (group commit). The default.
     Immediate,
-    /// Writes are flushed every given interval. Faster, but a crash may lose the
-    /// writes of the last interval. Each batch stays atomic either way.
+    /// Writes are flushed at most the given interval after they are
+    /// applied. Faster, but a crash may lose the writes of the last interval.
+    /// Each batch stays atomic either way. The interval must be more than
+    /// zero; any larger one, up to `Duration::MAX` (never, but on
+    /// [`Store::flush`] and close), is valid. An idle store does not wake up.
     Periodic(Duration),
 }
 
@@ -114,6 +118,16 @@ impl std::str::FromStr for Engine {
     }
 }
 
+/// The shortest `write_timeout`: a flush that takes longer stalls the store
+/// for good, and one disk flush can take this long on a loaded machine.
+pub(crate) const MIN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The shortest idle or absolute timeout and reap interval.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// The smallest page cache sled 0.34 opens with.
+pub(crate) const MIN_CACHE_CAPACITY: u64 = 4096;
+/// The most metadata records the cache may be asked to hold.
+pub(crate) const MAX_META_CACHE_ENTRIES: usize = 1 << 20;
+
 /// How to open a [`Store`]. Setters take and return `self`; the chain ends in [`open`](Config::open).
 ///
 /// # Examples
@@ -201,14 +215,18 @@ impl Config {
         self
     }
 
-    /// The largest encoded value `Session::set` accepts, in bytes. Default: 1 MiB; at most 64 MiB.
+    /// The largest encoded value `Session::set` accepts, in bytes, and the
+    /// largest value [`Store::save`] writes, whatever store made the session.
+    /// Default: 1 MiB. Valid: 0 to 64 MiB (0 admits only values that encode
+    /// to nothing, such as `()`).
     #[must_use]
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
         self
     }
 
-    /// The engine's page cache size in bytes. Default: 64 MiB. See the README on memory.
+    /// The engine's page cache size in bytes. Default: 64 MiB. Valid: 4,096
+    /// and up (sled 0.34 cannot open with less). See `docs/performance.md` on memory.
     #[must_use]
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
@@ -217,8 +235,9 @@ impl Config {
 
     /// How many sessions' metadata records the store keeps in memory, so that
     /// checking whether a session is live does not read the engine. Default:
-    /// 16,384 (about 4 MiB when full: some 250 bytes per entry); 0 turns the cache off. The cache is
-    /// exact: the store is the only writer of its directory. See the README on memory.
+    /// 16,384 (about 4 MiB when full: some 250 bytes per entry); 0 turns the
+    /// cache off; at most 1,048,576. The cache is exact: the store is the only
+    /// writer of its directory. See `docs/performance.md` on memory.
     #[must_use]
     pub fn meta_cache_entries(mut self, entries: usize) -> Self {
         self.meta_cache_entries = entries;
@@ -227,7 +246,8 @@ impl Config {
 
     /// How long a writer handed to the commit thread waits before it fails
     /// with `Error::Stalled`; also how long dropping the last handle waits for
-    /// a background thread. Default: 30 s. A writer that applies on its own
+    /// a background thread. Default: 30 s. Valid: 1 s (a slower flush would
+    /// stall the store for good) up to `Duration::MAX`. A writer that applies on its own
     /// thread (the engine was free) cannot be timed out if the engine hangs
     /// under it; it hangs with the engine.
     #[must_use]
@@ -237,13 +257,15 @@ impl Config {
     }
 
     /// How long a session lives without a save or touch. Default: 30 minutes.
+    /// Valid: 1 ms up to `Duration::MAX` (which never expires in practice).
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
-    /// How long a session lives after its creation, however active. Default: `None` (no limit).
+    /// How long a session lives after its creation, however active. Default:
+    /// `None` (no limit). Valid: `None`, or 1 ms up to `Duration::MAX`.
     #[must_use]
     pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.absolute_timeout = timeout;
@@ -252,6 +274,7 @@ impl Config {
 
     /// How often the reaper thread deletes expired sessions. Default: `Some(60 s)`;
     /// `None` starts no reaper thread (call `Store::reap_expired` yourself).
+    /// Valid: `None`, or 1 ms up to `Duration::MAX`.
     #[must_use]
     pub fn reap_interval(mut self, interval: Option<Duration>) -> Self {
         self.reap_interval = interval;
@@ -259,7 +282,9 @@ impl Config {
     }
 
     /// A touch, or a save with nothing dirty, that would move the deadline by
-    /// less than this writes nothing. Default: `idle_timeout / 100`.
+    /// less than this writes nothing. Default: `idle_timeout / 100`. Any
+    /// value is valid; for each session it is capped at half that session's
+    /// idle timeout, so that a session in use is always kept alive by its touches.
     #[must_use]
     pub fn touch_granularity(mut self, granularity: Duration) -> Self {
         self.touch_granularity = Some(granularity);
@@ -279,15 +304,78 @@ impl Config {
     ///
     /// - [`Error::InUse`](crate::Error::InUse) if the store is already open, here or in another process;
     /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else;
-    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an out-of-range setting;
+    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting, for an
+    ///   empty path or a setting out of the range its setter documents, before
+    ///   anything is created or written;
     /// - [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io) if the engine or the file system fails.
     pub fn open(self) -> Result<Store> {
         Store::from_config(self)
     }
 
+    /// Checks every setting before anything is created or written.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if !self.temporary && self.path.as_os_str().is_empty() {
+            return bad("the path is empty; name the store's directory (Config::new(path))".into());
+        }
+        if self.max_value_size > crate::codec::MAX_VALUE_SIZE {
+            return bad(format!(
+                "max_value_size {} is over the ceiling of {} bytes",
+                self.max_value_size,
+                crate::codec::MAX_VALUE_SIZE
+            ));
+        }
+        if self.write_timeout < MIN_WRITE_TIMEOUT {
+            return bad(format!(
+                "write_timeout {:?} is under the minimum of {MIN_WRITE_TIMEOUT:?}",
+                self.write_timeout
+            ));
+        }
+        if let Durability::Periodic(d) = self.durability
+            && d.is_zero()
+        {
+            return bad("durability Periodic(0): the interval must be more than zero".into());
+        }
+        if let Some(d) = self.reap_interval
+            && d < MIN_INTERVAL
+        {
+            return bad(format!(
+                "reap_interval {d:?} is under the minimum of {MIN_INTERVAL:?}; None turns the reaper off"
+            ));
+        }
+        check_timeout("idle_timeout", self.idle_timeout)?;
+        if let Some(d) = self.absolute_timeout {
+            check_timeout("absolute_timeout", d)?;
+        }
+        if self.cache_capacity < MIN_CACHE_CAPACITY {
+            return bad(format!(
+                "cache_capacity {} is under the minimum of {MIN_CACHE_CAPACITY} bytes",
+                self.cache_capacity
+            ));
+        }
+        if self.meta_cache_entries > MAX_META_CACHE_ENTRIES {
+            return bad(format!(
+                "meta_cache_entries {} is over the maximum of {MAX_META_CACHE_ENTRIES}",
+                self.meta_cache_entries
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn effective_touch_granularity(&self) -> Duration {
         self.touch_granularity.unwrap_or(self.idle_timeout / 100)
     }
+}
+
+/// An idle or absolute timeout: at least [`MIN_INTERVAL`], so that a new
+/// session is live when it is returned. `what` names the setting.
+pub(crate) fn check_timeout(what: &str, d: Duration) -> Result<()> {
+    if d < MIN_INTERVAL {
+        return Err(Error::InvalidConfig(format!(
+            "{what} {d:?} is under the minimum of {MIN_INTERVAL:?}"
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Config {

@@ -4,7 +4,7 @@
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::backend::{self, Backend, Batch};
@@ -45,6 +45,9 @@ pub(crate) struct Core {
     pub max_value_size: usize,
     pub ids: Arc<dyn IdSource>,
     pub reaped: AtomicU64,
+    /// The latest time the store has read, in microseconds: "now" never
+    /// goes below it (see `Clock`). Written with every batch.
+    floor: AtomicU64,
     pub failed_reaps: AtomicU64,
     pub path: PathBuf,
     _lock: Option<File>,
@@ -75,18 +78,7 @@ impl Drop for Core {
 impl Core {
     /// Opens the directory of `config`, locks it, opens the engine and starts the commit thread.
     pub fn open(config: &Config) -> Result<Core> {
-        if config.max_value_size > codec::MAX_VALUE_SIZE {
-            return Err(Error::InvalidConfig(format!(
-                "max_value_size {} is over the ceiling of {} bytes",
-                config.max_value_size,
-                codec::MAX_VALUE_SIZE
-            )));
-        }
-        if config.write_timeout.is_zero() {
-            return Err(Error::InvalidConfig(
-                "write_timeout must be more than zero".into(),
-            ));
-        }
+        config.validate()?;
         let temp = if config.temporary {
             Some(tempfile::tempdir().map_err(|e| Error::Io {
                 path: std::env::temp_dir(),
@@ -102,6 +94,7 @@ impl Core {
         let lock = lock_dir(&path)?;
         let backend = open_backend(&path, engine, config)?;
         check_format(&*backend, &path)?;
+        let floor = read_floor(&*backend)?;
         let committer = Committer::start(backend.clone(), config.durability, config.write_timeout)?;
         let micros = |d: Duration| clock::duration_micros(d);
         Ok(Core {
@@ -127,6 +120,7 @@ impl Core {
                 ids
             },
             reaped: AtomicU64::new(0),
+            floor: AtomicU64::new(floor),
             failed_reaps: AtomicU64::new(0),
             path,
             _lock: Some(lock),
@@ -134,9 +128,11 @@ impl Core {
         })
     }
 
-    /// Now, in microseconds since the epoch.
+    /// Now, in microseconds since the epoch: the clock, but never earlier
+    /// than any time this store has read before (see `Clock`).
     pub fn now(&self) -> u64 {
-        clock::micros(self.clock.now())
+        let clock = clock::micros(self.clock.now());
+        self.floor.fetch_max(clock, Ordering::AcqRel).max(clock)
     }
 
     /// The metadata record of `sid`, whether or not it has expired.
@@ -187,6 +183,9 @@ impl Core {
                 Some((sid.to_owned(), meta))
             })
             .collect();
+        let mut batch = batch;
+        let floor = self.floor.load(Ordering::Acquire);
+        batch.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
         let result = self.committer.write_with(batch, durable, applier);
         for (sid, meta) in touched {
             match (&result, meta) {
@@ -289,10 +288,14 @@ impl Core {
         })
     }
 
-    /// Whether moving the deadline from `old` to `new` is worth a write.
+    /// Whether moving the deadline from `old` to `new` is worth a write: a
+    /// move of at least the touch granularity, capped at half the session's
+    /// idle timeout so that touches always keep a session in use alive.
     pub fn moves_enough(&self, old: &Meta, new: &Meta) -> bool {
+        let half_idle = old.idle.map_or(u64::MAX, |i| i / 2);
+        let granularity = self.timeouts.touch_granularity.min(half_idle).max(1);
         match (old.deadline(), new.deadline()) {
-            (Some(a), Some(b)) => b.abs_diff(a) >= self.timeouts.touch_granularity.max(1),
+            (Some(a), Some(b)) => b.abs_diff(a) >= granularity,
             (a, b) => a != b,
         }
     }
@@ -386,6 +389,18 @@ fn open_backend(path: &Path, engine: Engine, config: &Config) -> Result<Arc<dyn 
         return Ok(b.clone());
     }
     backend::open(engine, path, config.cache_capacity)
+}
+
+/// The time floor the store last wrote; 0 for a new store. An unreadable
+/// record is logged and read as 0: the clock then decides alone.
+fn read_floor(backend: &dyn Backend) -> Result<u64> {
+    Ok(match backend.get(keys::CLOCK_KEY)? {
+        Some(bytes) => codec::decode_time(&bytes).unwrap_or_else(|| {
+            log::warn!("sessionstore: ignoring an unreadable time floor record {bytes:?}");
+            0
+        }),
+        None => 0,
+    })
 }
 
 /// Reads the format marker; writes it into a new, empty database.

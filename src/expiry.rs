@@ -92,10 +92,7 @@ impl Store {
         let Some(meta) = core.live_meta(sid, now)? else {
             return Ok(false);
         };
-        let new = Meta {
-            last_access: now,
-            ..meta
-        };
+        let new = meta.accessed(now);
         if core.moves_enough(&meta, &new) {
             let mut batch = Batch::default();
             Core::put_meta(&mut batch, sid, Some(&meta), &new);
@@ -156,10 +153,7 @@ impl Store {
                 batch.delete(key);
             }
             batch.delete(keys::index(meta.index_deadline(), sid));
-            let new = Meta {
-                last_access: now,
-                ..meta
-            };
+            let new = meta.accessed(now);
             Core::put_meta(&mut batch, &new_sid, None, &new);
             core.write(batch)?;
             return Ok(new_sid);
@@ -178,9 +172,14 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidId`], [`Error::NotFound`] if `sid` is not live, and storage errors.
+    /// [`Error::InvalidId`], [`Error::InvalidConfig`] naming `set_idle_timeout`
+    /// for a timeout under 1 ms, [`Error::NotFound`] if `sid` is not live, and
+    /// storage errors.
     pub fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()> {
         validate::sid(sid)?;
+        if let Some(d) = timeout {
+            crate::config::check_timeout("set_idle_timeout", d)?;
+        }
         let core = self.core();
         let _guard = core.locks.write(sid);
         let Some(meta) = core.live_meta(sid, core.now())? else {

@@ -9,6 +9,7 @@
 //! | metadata | `{sid}/` |
 //! | expiry index | `!` + deadline (u64 microseconds since the epoch, big-endian) + `{sid}` |
 //! | format marker | `#sessionstore` |
+//! | time floor | `#clock` |
 //!
 //! Session ids are `[A-Za-z0-9_-]`, so no id starts with `!` or `#`, and
 //! every key of one session shares the prefix `{sid}/`: a prefix scan finds
@@ -18,6 +19,8 @@
 const INDEX_TAG: u8 = b'!';
 /// The key of the format marker record.
 pub(crate) const FORMAT_KEY: &[u8] = b"#sessionstore";
+/// The key of the time floor: the latest time the store wrote at.
+pub(crate) const CLOCK_KEY: &[u8] = b"#clock";
 
 /// The metadata key of a session: `{sid}/`.
 pub(crate) fn meta(sid: &str) -> Vec<u8> {
@@ -102,6 +105,8 @@ pub(crate) enum Parsed<'a> {
     Index { deadline: u64, sid: &'a str },
     /// `#sessionstore`.
     Format,
+    /// `#clock`.
+    Clock,
     /// Anything else: not a key this crate writes.
     Unknown,
 }
@@ -110,6 +115,9 @@ pub(crate) enum Parsed<'a> {
 pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
     if key == FORMAT_KEY {
         return Parsed::Format;
+    }
+    if key == CLOCK_KEY {
+        return Parsed::Clock;
     }
     if let Some(rest) = key.strip_prefix(&[INDEX_TAG]) {
         let Some((deadline, sid)) = rest.split_first_chunk::<8>() else {

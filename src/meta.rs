@@ -34,6 +34,14 @@ impl Meta {
         self.deadline().unwrap_or(u64::MAX)
     }
 
+    /// The record of a use at `now`: the last access moves to `now`, never back.
+    pub fn accessed(&self, now: u64) -> Meta {
+        Meta {
+            last_access: self.last_access.max(now),
+            ..*self
+        }
+    }
+
     /// Whether the session is live at `now`: `now < deadline`.
     pub fn is_live(&self, now: u64) -> bool {
         self.deadline().is_none_or(|d| now < d)

@@ -45,7 +45,9 @@ pub trait SessionStore {
     /// # Errors
     ///
     /// [`Error::NotFound`] if the session was destroyed, expired or
-    /// regenerated since it was read (nothing is written), and storage errors.
+    /// regenerated since it was read, [`Error::ValueTooLarge`] if a dirty
+    /// value is over this store's `max_value_size` (a session made by a store
+    /// with a larger limit); nothing is written then. And storage errors.
     fn save(&self, session: &mut Session) -> Result<()>;
 
     /// Deletes the session: every scope's keys and its metadata. Returns
@@ -261,6 +263,19 @@ impl Store {
             Some(m) if m.incarnation == session.incarnation() => m,
             _ => return Err(Error::NotFound { id: sid.to_owned() }),
         };
+        // The store that writes enforces its own limit: the session may have
+        // been made by a store with a larger one.
+        for (key, value) in session.changes() {
+            if let Some(v) = value
+                && v.len() > core.max_value_size
+            {
+                return Err(Error::ValueTooLarge {
+                    key: key.to_owned(),
+                    size: v.len(),
+                    max: core.max_value_size,
+                });
+            }
+        }
         let component = session.component();
         let mut batch = Batch::default();
         if session.cleared() {
@@ -279,10 +294,7 @@ impl Store {
                 None => batch.delete(k),
             }
         }
-        let new = crate::meta::Meta {
-            last_access: now,
-            ..meta
-        };
+        let new = meta.accessed(now);
         if batch.is_empty() && !session.cleared() && !core.moves_enough(&meta, &new) {
             return Ok(());
         }

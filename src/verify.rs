@@ -75,7 +75,7 @@ impl Store {
                     report.index_entries += 1;
                     index.entry(sid.to_owned()).or_default().push(deadline);
                 }
-                Parsed::Format => {}
+                Parsed::Format | Parsed::Clock => {}
                 Parsed::Meta { sid } => {
                     report.sessions += 1;
                     current_meta = Some(sid.to_owned());

@@ -96,6 +96,16 @@ pub(crate) fn decode_value<T: DeserializeOwned>(
     }
 }
 
+/// Encodes the time floor: microseconds since the epoch, big-endian.
+pub(crate) fn encode_time(micros: u64) -> Vec<u8> {
+    micros.to_be_bytes().to_vec()
+}
+
+/// Decodes the time floor; `None` if it is not 8 bytes.
+pub(crate) fn decode_time(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
 /// Encodes a metadata record: the version byte, then the record.
 pub(crate) fn encode_meta(meta: &Meta) -> Vec<u8> {
     let mut out = vec![META_VERSION];
