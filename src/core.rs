@@ -48,6 +48,8 @@ pub(crate) struct Core {
     /// The latest time the store has read, in microseconds: "now" never
     /// goes below it (see `Clock`). Written with every batch.
     floor: AtomicU64,
+    /// The floor the latest acknowledged write carried.
+    written_floor: AtomicU64,
     pub failed_reaps: AtomicU64,
     pub path: PathBuf,
     _lock: Option<File>,
@@ -60,6 +62,15 @@ impl Drop for Core {
     /// lock file stays held and a temporary directory is kept: no other store
     /// may open those files while a write can still land in them.
     fn drop(&mut self) {
+        // Reads may have moved the time floor past the last write: keep it,
+        // so that a clock that is behind after the reopen cannot bring back
+        // what this store already saw expire.
+        if !self.committer.is_stalled()
+            && self.floor.load(Ordering::Acquire) > self.written_floor.load(Ordering::Acquire)
+            && let Err(e) = self.write(Batch::default())
+        {
+            log::warn!("sessionstore: could not write the time floor at close: {e}");
+        }
         if !self.committer.shut_down() {
             if let Some(lock) = self._lock.take() {
                 std::mem::forget(lock);
@@ -121,6 +132,7 @@ impl Core {
             },
             reaped: AtomicU64::new(0),
             floor: AtomicU64::new(floor),
+            written_floor: AtomicU64::new(floor),
             failed_reaps: AtomicU64::new(0),
             path,
             _lock: Some(lock),
@@ -187,6 +199,9 @@ impl Core {
         let floor = self.floor.load(Ordering::Acquire);
         batch.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
         let result = self.committer.write_with(batch, durable, applier);
+        if result.is_ok() {
+            self.written_floor.fetch_max(floor, Ordering::AcqRel);
+        }
         for (sid, meta) in touched {
             match (&result, meta) {
                 (Ok(()), Some(meta)) => self.metas.insert(&sid, meta),

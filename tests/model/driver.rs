@@ -42,6 +42,27 @@ pub const STEPS: [u64; 8] = [
     IDLE,
     ABSOLUTE,
 ];
+/// Where `Advance` with a step byte of 248 and up sets the clock, relative to
+/// the model's now (microseconds, may be negative), or absolute.
+#[derive(Debug, Clone, Copy)]
+pub enum Jump {
+    /// Now plus this many microseconds.
+    By(i64),
+    /// This many seconds from the epoch (before it if negative).
+    At(i64),
+}
+/// The clock jumps `Advance` picks from: steps back as NTP makes them, a
+/// clock before 1970, one in the year 2500, and a step forward.
+pub const JUMPS: [Jump; 8] = [
+    Jump::By(-(SEC as i64)),
+    Jump::By(-60 * SEC as i64),
+    Jump::By(-120 * SEC as i64),
+    Jump::By(-3600 * SEC as i64),
+    Jump::By(-86_400 * SEC as i64),
+    Jump::At(-86_400),
+    Jump::At(16_725_225_600),
+    Jump::By(120 * SEC as i64),
+];
 /// The idle timeouts `SetIdle` picks from.
 pub const IDLE_CHOICES: [Option<u64>; 5] = [
     None,
@@ -84,7 +105,9 @@ pub enum Op {
     Regenerate { handle: u8, sid: u8 },
     /// `set_idle_timeout` of a known id to one of [`IDLE_CHOICES`].
     SetIdle { handle: u8, sid: u8, idle: u8 },
-    /// Moves the clock forward by one of [`STEPS`].
+    /// Moves the clock forward by one of [`STEPS`]; a step byte of 248 or
+    /// more instead sets the clock to one of [`JUMPS`], which the store must
+    /// never let take its time backwards.
     Advance { step: u8 },
     /// Sets the clock to a session's deadline minus one, exactly, or plus one
     /// microsecond (`offset` 0, 1, 2), if that is in the future.
@@ -179,6 +202,7 @@ pub fn execute(engine: Engine, ops: &[Op]) {
     for (i, op) in ops.iter().enumerate() {
         h.step = i;
         h.apply(op);
+        h.sync_time();
         h.check(op);
     }
 }
@@ -233,7 +257,10 @@ struct Harness {
     stores: Vec<Store>,
     slots: Vec<Option<(Session, MCopy)>>,
     ids: Vec<String>,
+    /// The store's time: the latest clock reading it has seen (it never goes back).
     now: u64,
+    /// What the clock shows, in microseconds from the epoch; may be behind `now`.
+    clock_now: i128,
     sessions: BTreeMap<String, MSession>,
     next_incarnation: u64,
     step: usize,
@@ -273,6 +300,7 @@ impl Harness {
             slots: vec![None; SLOTS],
             ids: FIXED_IDS.iter().map(|s| s.to_string()).collect(),
             now,
+            clock_now: i128::from(now),
             sessions: BTreeMap::new(),
             next_incarnation: 0,
             step: 0,
@@ -320,15 +348,26 @@ impl Harness {
         )
     }
 
+    /// Makes the store read the clock (every operation does), so that its
+    /// time and the model's agree: the later of what it saw and the clock.
+    fn sync_time(&mut self) {
+        if let Err(e) = self.stores[0].info(FIXED_IDS[0]) {
+            self.fail(&"sync_time", format_args!("info failed: {e}"));
+        }
+        let clock = u64::try_from(self.clock_now.max(0)).expect("fits");
+        self.now = self.now.max(clock);
+    }
+
     fn live(&self, sid: &str) -> bool {
         self.sessions.get(sid).is_some_and(|s| s.live(self.now))
     }
 
     /// Whether moving `s`'s last access to now changes its deadline by at least the granularity.
     fn moves_enough(&self, s: &MSession) -> bool {
-        let new = deadline(self.now, s.idle, s.absolute);
+        let new = deadline(self.now.max(s.last_access), s.idle, s.absolute);
+        let granularity = GRANULARITY.min(s.idle.map_or(u64::MAX, |i| i / 2)).max(1);
         match (s.deadline(), new) {
-            (Some(a), Some(b)) => b.abs_diff(a) >= GRANULARITY.max(1),
+            (Some(a), Some(b)) => b.abs_diff(a) >= granularity,
             (a, b) => a != b,
         }
     }
@@ -516,10 +555,23 @@ impl Harness {
                     }
                 }
             }
+            Op::Advance { step } if step >= 248 => {
+                let target = match JUMPS[usize::from(step - 248)] {
+                    Jump::By(d) => i128::from(self.now) + i128::from(d),
+                    Jump::At(s) => i128::from(s) * i128::from(SEC),
+                };
+                let at = if target >= 0 {
+                    UNIX_EPOCH + Duration::from_micros(u64::try_from(target).expect("fits"))
+                } else {
+                    UNIX_EPOCH - Duration::from_micros(u64::try_from(-target).expect("fits"))
+                };
+                self.clock.set(at);
+                self.clock_now = target;
+            }
             Op::Advance { step } => {
                 let d = pick(&STEPS, step);
                 self.clock.advance(Duration::from_micros(d));
-                self.now += d;
+                self.clock_now += i128::from(d);
             }
             Op::ToDeadline { sid, offset } => {
                 let sid = self.sid(sid);
@@ -529,7 +581,7 @@ impl Harness {
                 let target = (d + u64::from(offset % 3)).saturating_sub(1);
                 if target > self.now {
                     self.clock.set(time(target));
-                    self.now = target;
+                    self.clock_now = i128::from(target);
                 }
             }
             Op::Reap { handle } => {
