@@ -366,12 +366,6 @@ impl MemoryBackend {
     }
 }
 
-impl ManualClock {
-    fn now_time(&self) -> std::time::SystemTime {
-        crate::Clock::now(self)
-    }
-}
-
 #[test]
 fn the_store_handle_is_not_held_by_its_threads() {
     let backend = Arc::new(MemoryBackend::default());
