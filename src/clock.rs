@@ -74,7 +74,7 @@ impl ManualClock {
         let mut now = self.now.lock();
         *now = now
             .checked_add(d)
-            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_micros(u64::MAX));
+            .unwrap_or_else(|| from_micros(u64::MAX));
     }
 }
 
@@ -107,9 +107,13 @@ pub(crate) fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The time `micros` microseconds after the Unix epoch.
+/// The time `micros` microseconds after the Unix epoch, or the latest time
+/// the store reads (9999-12-31) if the platform cannot represent it: the
+/// bytes may come from a damaged record, and adding must not panic.
 pub(crate) fn from_micros(micros: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(micros)
+    UNIX_EPOCH
+        .checked_add(Duration::from_micros(micros))
+        .unwrap_or(UNIX_EPOCH + Duration::from_micros(MAX_MICROS))
 }
 
 #[cfg(test)]
