@@ -10,14 +10,9 @@
 //! on standard error and a non-zero exit status: 2 for a bad command line, 1
 //! for everything else. The store is opened without a reaper thread.
 
-// The root of a binary in `src/bin/` looks for modules beside it; these live in `sessionctl/`.
-#[path = "sessionctl/args.rs"]
 mod args;
-#[path = "sessionctl/commands.rs"]
 mod commands;
-#[path = "sessionctl/render.rs"]
 mod render;
-#[path = "sessionctl/transfer.rs"]
 mod transfer;
 
 use std::io::Write as _;

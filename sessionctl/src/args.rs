@@ -18,7 +18,7 @@ pub struct Cli {
 
     /// The storage engine: sled or redb. Without it, an existing store is opened
     /// with the engine it was made with, and `import` makes a new one with the
-    /// build's default engine (sled).
+    /// default engine (redb).
     #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
     pub engine: Option<Engine>,
 

@@ -216,7 +216,7 @@ pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Res
         "scopes": scopes.iter().map(|scope| json!({
             "component": scope.component,
             "keys": scope.values.iter().map(|(key, bytes)| {
-                let p = preview(bytes);
+                let p = preview(scope, key);
                 json!({
                     "key": key,
                     "size": bytes.len(),
@@ -257,7 +257,7 @@ pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Res
                     scope.component.as_deref().unwrap_or("(global)").to_owned(),
                     key.clone(),
                     bytes.len().to_string(),
-                    preview(bytes).shown(),
+                    preview(scope, key).shown(),
                 ]);
             }
         }
