@@ -65,16 +65,22 @@ pub enum Command {
     Reap,
     /// Writes every live session as JSON Lines, values as base64 of the stored bytes.
     Export {
-        /// Where to write; standard output if absent. The file is replaced only once complete.
+        /// Where to write: `-` or nothing for standard output. The file is
+        /// replaced only once complete.
         file: Option<PathBuf>,
     },
-    /// Reads sessions written by `export`, each in one atomic write. Creates the store if needed.
+    /// Reads sessions written by `export`, each in one atomic write. Creates the
+    /// store only if there is a session to write.
     Import {
-        /// The JSON Lines file to read.
+        /// The JSON Lines file to read; `-` for standard input. It is read once.
         file: PathBuf,
         /// Overwrite live sessions with the same id instead of refusing the import.
         #[arg(long)]
         replace: bool,
+        /// The largest stored value accepted, in bytes. Default: 64 MiB, the
+        /// library's ceiling, so that any export can be imported.
+        #[arg(long, value_name = "BYTES")]
+        max_value_size: Option<usize>,
     },
 }
 

@@ -1,7 +1,7 @@
 //! Opening the store and running each command except export and import.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use sessionstore::{Config, Durability, Engine, Error, ExportedSession, Store};
@@ -10,61 +10,72 @@ use crate::Fail;
 use crate::args::Cli;
 use crate::render::{self, Table, micros, preview};
 
-/// Whether the command may create a store that does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Create {
-    /// Only `import` creates a store.
-    Allowed,
-    /// Every other command needs one.
-    Refused,
-}
+/// The lock file every store directory holds; a directory holding only it has no store.
+const LOCK_FILE: &str = "sessionstore.lock";
 
-/// Opens the store with no reaper thread. Without `--engine`, an existing
-/// store is opened with whichever engine it was made with, and a new one gets
-/// the build's default engine.
-pub fn open(cli: &Cli, create: Create, durability: Durability) -> Result<Store, Fail> {
-    if create == Create::Refused && missing_or_empty(&cli.db) {
+/// Opens the existing store at `db` for a command other than `import`,
+/// with no reaper thread. Never creates a store: a missing directory, an empty
+/// one, or one that holds only the lock file is refused.
+pub fn open(cli: &Cli, db: &Path) -> Result<Store, Fail> {
+    if !store_present(db) {
         return Err(Fail(format!(
-            "no store at {}: the directory does not exist or is empty",
-            cli.db.display()
+            "no store at {}: the directory does not exist, or holds no store",
+            db.display()
         )));
     }
-    let open = |engine: Engine| {
-        Config::new(&cli.db)
-            .engine(engine)
-            .durability(durability)
-            .reap_interval(None)
-            .open()
-    };
-    if let Some(engine) = cli.engine {
-        return Ok(open(engine)?);
-    }
-    let mut first_error = None;
-    for engine in Engine::ALL {
-        match open(*engine) {
-            Ok(store) => return Ok(store),
-            // Another engine's files: try the next engine. Nothing was created.
-            Err(e @ Error::NotAStore { .. }) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(first_error.map_or_else(
-        || Fail("this build has no storage engine".into()),
-        Fail::from,
-    ))
+    open_or_create(cli, db, Durability::Immediate, None)
 }
 
-/// Whether `path` does not exist or is an empty directory. Anything else,
-/// files included, is left to the store to judge.
-fn missing_or_empty(path: &Path) -> bool {
-    match std::fs::metadata(path) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(m) if m.is_dir() => {
-            std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+/// Opens the store at `db` with no reaper thread, creating it if there is
+/// none. Without `--engine`, an existing store is opened with whichever engine
+/// it was made with, and a new one gets the default engine.
+pub fn open_or_create(
+    cli: &Cli,
+    db: &Path,
+    durability: Durability,
+    max_value_size: Option<usize>,
+) -> Result<Store, Fail> {
+    let config = |engine: Option<Engine>| {
+        let mut config = Config::new(db).durability(durability).reap_interval(None);
+        if let Some(bytes) = max_value_size {
+            config = config.max_value_size(bytes);
         }
-        Ok(_) => false,
+        if let Some(engine) = engine {
+            config = config.engine(engine);
+        }
+        config
+    };
+    match (config(cli.engine).open(), cli.engine) {
+        (Ok(store), _) => Ok(store),
+        (Err(e @ Error::NotAStore { .. }), Some(wanted)) => {
+            // Perhaps a store of another engine: name the flag that opens it.
+            // Opening with another engine creates nothing where no store is.
+            for other in Engine::ALL.iter().filter(|e| **e != wanted) {
+                if config(Some(*other)).open().is_ok() {
+                    return Err(Fail(format!(
+                        "{} holds a {other} store, not a {wanted} one; use --engine {other}, or leave --engine out",
+                        db.display()
+                    )));
+                }
+            }
+            Err(e.into())
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Whether `path` may hold a store: it exists and is not an empty directory
+/// nor one holding only the lock file. Anything else, files included, is left
+/// to the store to judge.
+pub fn store_present(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        Ok(m) if m.is_dir() => std::fs::read_dir(path).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name() != LOCK_FILE)
+        }),
+        Ok(_) => true,
     }
 }
 
@@ -290,9 +301,4 @@ pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
         format!("reaped {n} expired sessions\n")
     });
     Ok(())
-}
-
-/// The durability of every command: import flushes once at its end instead of per session.
-pub fn durability_for_import() -> Durability {
-    Durability::Periodic(Duration::from_secs(1))
 }

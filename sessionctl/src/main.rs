@@ -3,12 +3,14 @@
 //! ```text
 //! sessionctl --db PATH [--engine sled|redb] [--json] <command>
 //!   stats | list [--limit N] [--expired] | show SID [--component C | --global]
-//!   destroy SID | reap | export [FILE] | import FILE [--replace]
+//!   destroy SID | reap | export [FILE|-]
+//!   import FILE|- [--replace] [--max-value-size BYTES]
 //! ```
 //!
 //! Tables for people by default, `--json` for machines. Any error is one line
 //! on standard error and a non-zero exit status: 2 for a bad command line, 1
-//! for everything else. The store is opened without a reaper thread.
+//! for everything else. The store is
+//! opened without a reaper thread. See README.md beside this crate.
 
 mod args;
 mod commands;
@@ -16,13 +18,14 @@ mod render;
 mod transfer;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
 
 use args::{Cli, Command};
-use commands::{Create, ScopeFilter};
+use commands::ScopeFilter;
 
 /// A failed command: the one line to print.
 #[derive(Debug)]
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&cli) {
+    match run(&cli, &cli.db) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(message)) => {
             let _ = std::io::stdout().flush();
@@ -59,14 +62,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), Fail> {
-    use sessionstore::Durability::Immediate;
-    let store = match &cli.command {
-        Command::Import { .. } => {
-            commands::open(cli, Create::Allowed, commands::durability_for_import())?
-        }
-        _ => commands::open(cli, Create::Refused, Immediate)?,
-    };
+fn run(cli: &Cli, db: &Path) -> Result<(), Fail> {
+    if let Command::Import {
+        file,
+        replace,
+        max_value_size,
+    } = &cli.command
+    {
+        // Import opens the store itself: it creates one only if it has a session to write.
+        return transfer::import(cli, db, file, *replace, *max_value_size);
+    }
+    let store = commands::open(cli, db)?;
     match &cli.command {
         Command::Stats => commands::stats(cli, &store),
         Command::List { limit, expired } => commands::list(cli, &store, *limit, *expired),
@@ -85,7 +91,8 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         Command::Destroy { sid } => commands::destroy(cli, &store, sid),
         Command::Reap => commands::reap(cli, &store),
         Command::Export { file } => transfer::export(cli, &store, file.as_deref()),
-        Command::Import { file, replace } => transfer::import(cli, &store, file, *replace),
+        // Returned from above, before any store was opened.
+        Command::Import { .. } => Ok(()),
     }
 }
 

@@ -5,26 +5,34 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sessionstore::{ExportedSession, Store};
+use sessionstore::{Durability, ExportedSession, Store};
 
 use crate::Fail;
 use crate::args::Cli;
-use crate::commands::emit;
+use crate::commands::{self, emit};
 
-/// Parses one line of an export file.
-fn parse(line: &str) -> Result<ExportedSession, String> {
-    serde_json::from_str(line).map_err(|e| e.to_string())
-}
+/// The default `--max-value-size` of `import`: the library's ceiling for
+/// `Config::max_value_size`, so that every export, whatever the limit of the
+/// store it came from, can be imported.
+const IMPORT_MAX_VALUE_SIZE: usize = 64 << 20;
+/// The latest time an import accepts, 9999-12-31T23:59:59Z: no store writes a
+/// later one, and `u64::MAX` would read as "never expires".
+const LATEST: Duration = Duration::from_secs(253_402_300_799);
+/// How far in the future a creation or last-access time may be: clock skew
+/// between the machine that exported and this one.
+const FUTURE_SLACK: Duration = Duration::from_secs(86_400);
 
-/// `export`: every live session, earliest deadline first. A file is written
-/// beside its destination and renamed into place once complete.
+/// `export`: every live session, earliest deadline first, to standard output
+/// for `-` or no file. A file is written beside its destination and renamed
+/// into place once complete.
 pub fn export(cli: &Cli, store: &Store, file: Option<&Path>) -> Result<(), Fail> {
-    let Some(path) = file else {
+    let Some(path) = file.filter(|p| p.as_os_str() != "-") else {
         let out = std::io::stdout().lock();
         write_sessions(store, BufWriter::new(out), &ProgressBar::hidden())
             .map_err(|e| e.context("standard output"))?;
@@ -84,70 +92,172 @@ fn write_sessions(
     Ok(n)
 }
 
-/// `import`: a first pass checks every line (JSON, base64, duplicate ids,
-/// ids already live unless `replace`) and writes nothing; a second pass
-/// imports each session in one atomic write.
-pub fn import(cli: &Cli, store: &Store, file: &Path, replace: bool) -> Result<(), Fail> {
+/// `import`. The input is read once: each line is checked (UTF-8, JSON,
+/// format, input rules, value sizes, times, duplicate ids, ids already live
+/// unless `replace`) and copied to an unnamed temporary file; sessions that
+/// already expired are counted and left out. Only if every line is good, and
+/// at least one session is left to write, is the store opened (or created)
+/// and each session written in one atomic write.
+pub fn import(
+    cli: &Cli,
+    db: &Path,
+    file: &Path,
+    replace: bool,
+    max_value_size: Option<usize>,
+) -> Result<(), Fail> {
+    let limit = max_value_size.unwrap_or(IMPORT_MAX_VALUE_SIZE);
+    let (shown, input): (String, Box<dyn Read>) = if file.as_os_str() == "-" {
+        (
+            "standard input".to_owned(),
+            Box::new(std::io::stdin().lock()),
+        )
+    } else {
+        let shown = file.display().to_string();
+        let f = File::open(file).map_err(|e| Fail(format!("cannot read {shown}: {e}")))?;
+        (shown, Box::new(f))
+    };
+    // Durability: import flushes once at its end instead of per session.
+    let durability = Durability::Periodic(Duration::from_secs(1));
+    let mut store = if commands::store_present(db) {
+        Some(commands::open_or_create(cli, db, durability, Some(limit))?)
+    } else {
+        None
+    };
+    let spool_io = |e: std::io::Error| Fail(format!("cannot spool {shown}: {e}"));
+    let mut spool = BufWriter::new(tempfile::tempfile().map_err(spool_io)?);
+    let now = SystemTime::now();
     let mut seen = HashMap::new();
     let mut total = 0u64;
-    for_each_record(file, |line, record| {
-        if let Some(first) = seen.insert(record.id.clone(), line) {
+    let mut expired = 0u64;
+    for_each_line(&shown, input, |line_no, text| {
+        let session: ExportedSession = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(first) = seen.insert(session.id.clone(), line_no) {
             return Err(format!(
                 "session {:?} is also on line {first}; an export holds each session once",
-                record.id
+                session.id
             ));
         }
-        // `info` also checks the id, so that a bad one stops the import here.
-        let live = store.info(&record.id).map_err(|e| e.to_string())?.is_some();
-        if live && !replace {
-            return Err(format!(
-                "session {:?} already exists in the store; nothing was imported (use --replace to overwrite)",
-                record.id
-            ));
+        session.validate(limit).map_err(|e| {
+            format!("{e}; if the export is right, raise --max-value-size (now {limit})")
+        })?;
+        check_times(&session, now)?;
+        if session.deadline().is_some_and(|d| d <= now) {
+            expired += 1;
+            return Ok(());
         }
-        record
-            .validate(store.max_value_size())
-            .map_err(|e| e.to_string())?;
+        if let Some(store) = &store {
+            let live = store
+                .info(&session.id)
+                .map_err(|e| e.to_string())?
+                .is_some();
+            if live && !replace {
+                return Err(format!(
+                    "session {:?} already exists in the store; nothing was imported (use --replace to overwrite)",
+                    session.id
+                ));
+            }
+        }
+        writeln!(spool, "{text}").map_err(|e| format!("cannot spool it: {e}"))?;
         total += 1;
         Ok(())
     })?;
-    let bar = progress(cli, total, "importing");
+    let mut spool = spool.into_inner().map_err(|e| spool_io(e.into_error()))?;
+    spool.seek(SeekFrom::Start(0)).map_err(spool_io)?;
     let mut done = 0u64;
-    for_each_record(file, |_, record| {
-        store.import_session(&record, replace).map_err(|e| {
-            format!("{e}; {done} of {total} sessions were imported before this one")
+    if total > 0 {
+        let store = match store.take() {
+            Some(store) => store,
+            None => commands::open_or_create(cli, db, durability, Some(limit))?,
+        };
+        let bar = progress(cli, total, "importing");
+        for_each_line(&shown, spool, |_, text| {
+            let session: ExportedSession = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            store.import_session(&session, replace).map_err(|e| {
+                format!("{e}; {done} of {total} sessions were written, each whole, before this one")
+            })?;
+            done += 1;
+            bar.inc(1);
+            Ok(())
         })?;
-        done += 1;
-        bar.inc(1);
-        Ok(())
-    })?;
-    store.flush()?;
-    bar.finish_and_clear();
-    emit(cli, json!({ "imported": done, "file": file }), || {
-        format!("imported {done} sessions from {}\n", file.display())
-    });
+        store.flush().map_err(|e| {
+            Fail(format!(
+                "{e}; {done} sessions were written but may not be on disk"
+            ))
+        })?;
+        bar.finish_and_clear();
+    }
+    emit(
+        cli,
+        json!({ "imported": done, "skipped_expired": expired, "file": shown }),
+        || format!("imported {done} sessions from {shown}, skipped {expired} already expired\n"),
+    );
     Ok(())
 }
 
-/// Calls `f` with each non-blank line's number and record. An error names
-/// the file and the line.
-fn for_each_record(
-    file: &Path,
-    mut f: impl FnMut(usize, ExportedSession) -> Result<(), String>,
-) -> Result<(), Fail> {
-    let shown = file.display();
-    let reader = File::open(file).map_err(|e| Fail(format!("cannot read {shown}: {e}")))?;
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line_no = i + 1;
-        let line = line.map_err(|e| Fail(format!("cannot read {shown}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
+/// Refuses times no export writes: past 9999-12-31, or a creation or last
+/// access more than a day in the future.
+fn check_times(s: &ExportedSession, now: SystemTime) -> Result<(), String> {
+    let latest = UNIX_EPOCH + LATEST;
+    let times = [
+        ("created_us", Some(s.created)),
+        ("last_access_us", Some(s.last_access)),
+        ("absolute_deadline_us", s.absolute_deadline),
+        ("the deadline (last access plus idle timeout)", s.deadline()),
+    ];
+    for (what, t) in times {
+        if t.is_some_and(|t| t > latest) {
+            return Err(format!(
+                "{what} is after 9999-12-31T23:59:59Z, which no store writes"
+            ));
         }
-        parse(&line)
-            .and_then(|record| f(line_no, record))
-            .map_err(|e| Fail(format!("{shown}, line {line_no}: {e}")))?;
+    }
+    for (what, t) in [("created_us", s.created), ("last_access_us", s.last_access)] {
+        if t > now + FUTURE_SLACK {
+            return Err(format!(
+                "{what} is more than a day in the future ({}); check the clock of the exporting machine",
+                crate::render::time(t)
+            ));
+        }
     }
     Ok(())
+}
+
+/// Calls `f` with each non-blank line's number and text, reading `input`
+/// once. A byte order mark before the first line is skipped. An error names
+/// the input and the line.
+fn for_each_line(
+    shown: &str,
+    input: impl Read,
+    mut f: impl FnMut(usize, &str) -> Result<(), String>,
+) -> Result<(), Fail> {
+    let mut reader = BufReader::new(input);
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Fail(format!("cannot read {shown}: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        line_no += 1;
+        let mut bytes = buf.as_slice();
+        if line_no == 1 {
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        let at = |e: String| Fail(format!("{shown}, line {line_no}: {e}"));
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            at(format!(
+                "not valid UTF-8 at byte {} of the line",
+                e.valid_up_to() + 1
+            ))
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        f(line_no, text.trim_end_matches(['\n', '\r'])).map_err(at)?;
+    }
 }
 
 /// A progress bar on standard error, shown only to a person: standard output

@@ -403,8 +403,12 @@ fn a_bad_import_file_is_refused_before_anything_is_written() -> TestResult {
             "names the file: {err}"
         );
     }
-    // The store was created by the first import, and holds nothing.
-    assert_eq!(json_of(&empty, &["stats"])["live_sessions"], 0);
+    // Nothing was about to be written, so no store was created.
+    assert!(
+        !empty.exists(),
+        "a failed import created {}",
+        empty.display()
+    );
     let missing = one_line_error(&f.ctl(&["import", "/no/such/file.jsonl"]));
     assert!(missing.contains("/no/such/file.jsonl"), "{missing}");
     Ok(())
@@ -455,5 +459,300 @@ fn a_store_in_use_says_so() -> TestResult {
     }
     drop(store);
     assert!(f.ctl(&["stats"]).status.success());
+    Ok(())
+}
+
+// Issue 19: the findings of hostile testing, one test (or a few) each.
+
+/// Runs sessionctl with `input` on its standard input, a pipe.
+fn ctl_stdin(db: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sessionctl runs");
+    let mut stdin = child.stdin.take().expect("a pipe");
+    let input = input.to_vec();
+    // Written from another thread, so that a child that stops reading cannot block the test.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("sessionctl ends");
+    writer.join().expect("the writer ends");
+    out
+}
+
+/// The names in `dir`.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Finding 1: import from a pipe, `-` or `/dev/stdin`, reads its input once
+/// and imports every session; `export -` writes to standard output.
+#[test]
+fn import_reads_a_pipe_once_and_dash_means_stdin_and_stdout() -> TestResult {
+    let f = Fixture::new()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .current_dir(f.dir.path())
+        .args(["--db", "store", "export", "-"])
+        .output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2);
+    assert!(!f.path("-").exists(), "export - wrote a file named -");
+    let text = out.stdout;
+
+    for source in ["-", "/dev/stdin"] {
+        let copy = f.path(&format!("copy{}", source.len()));
+        let out = ctl_stdin(&copy, &["--json", "import", source], &text);
+        assert!(out.status.success(), "{source}: {}", stderr(&out));
+        let summary: Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(summary["imported"], 2, "{source}");
+        assert_eq!(stdout(&ctl(&copy, &["export", "-"])).as_bytes(), text);
+    }
+
+    // Process substitution: a pipe under a /dev/fd name.
+    let file = f.path("sessions.jsonl");
+    std::fs::write(&file, &text)?;
+    let copy = f.path("copy-fd");
+    let script = format!(
+        "{:?} --db {:?} --json import <(cat {:?})",
+        env!("CARGO_BIN_EXE_sessionctl"),
+        copy,
+        file
+    );
+    let out = Command::new("bash").args(["-c", &script]).output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout)?["imported"], 2);
+    Ok(())
+}
+
+/// Finding 1, the "done when": export piped into import moves every session,
+/// and a second export is byte-identical.
+#[test]
+fn export_piped_into_import_moves_every_session_byte_identically() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = dir.path().join("a");
+    let store = Config::new(&a)
+        .durability(sessionstore::Durability::Periodic(Duration::from_secs(1)))
+        .reap_interval(None)
+        .open()?;
+    for i in 0..1000u32 {
+        let mut s = store.create()?;
+        s.set("n", &i)?;
+        s.set("name", &format!("user {i}"))?;
+        store.save(&mut s)?;
+    }
+    drop(store);
+    let first = ctl(&a, &["export", "-"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(first.stdout.iter().filter(|b| **b == b'\n').count(), 1000);
+    let b = dir.path().join("b");
+    let out = ctl_stdin(&b, &["import", "-"], &first.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "imported 1000 sessions from standard input, skipped 0 already expired\n"
+    );
+    assert!(ctl(&b, &["export", "-"]).stdout == first.stdout);
+    Ok(())
+}
+
+/// Finding 2: an import that fails before writing leaves the directory as it
+/// was, and a wrong --engine is answered with the flag that opens the store.
+#[test]
+fn a_failed_import_leaves_no_store_and_hints_name_flags() -> TestResult {
+    let f = Fixture::new()?;
+    let bad = f.path("bad.jsonl");
+    std::fs::write(&bad, "{not json\n")?;
+    let inputs = [
+        f.path("missing.jsonl"),
+        bad.clone(),
+        f.dir.path().to_path_buf(),
+    ];
+    for input in &inputs {
+        let target = f.path("new");
+        one_line_error(&ctl(&target, &["import", input.to_str().ok_or("path")?]));
+        assert!(!target.exists(), "{}: a store was left", input.display());
+        // An existing empty directory stays empty.
+        std::fs::create_dir(&target)?;
+        one_line_error(&ctl(&target, &["import", input.to_str().ok_or("path")?]));
+        assert!(names_in(&target).is_empty(), "{}", input.display());
+        std::fs::remove_dir(&target)?;
+    }
+    // An empty input writes nothing, so it creates nothing either.
+    let empty_input = f.path("empty.jsonl");
+    std::fs::write(&empty_input, "")?;
+    let target = f.path("new");
+    assert_eq!(
+        json_of(&target, &["import", empty_input.to_str().ok_or("path")?])["imported"],
+        0
+    );
+    assert!(!target.exists());
+
+    #[cfg(all(feature = "sled", feature = "redb"))]
+    {
+        let other = if Engine::default() == Engine::Redb {
+            Engine::Sled
+        } else {
+            Engine::Redb
+        };
+        let err = one_line_error(&f.ctl(&["--engine", other.name(), "stats"]));
+        assert!(
+            err.contains(&format!("--engine {}", Engine::default().name())),
+            "{err}"
+        );
+        assert!(!err.contains("Config::"), "{err}");
+    }
+    Ok(())
+}
+
+/// Finding 3: the help says which engine a new store gets.
+#[test]
+fn help_names_the_default_engine() -> TestResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .arg("--help")
+        .output()?;
+    assert!(out.status.success());
+    let help = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let default = Engine::default().name();
+    assert!(
+        help.contains(&format!("the default engine ({default})")),
+        "{help}"
+    );
+    Ok(())
+}
+
+/// Finding 6: a store whose values exceed the default 1 MiB limit exports a
+/// file that imports, and --max-value-size sets the limit.
+#[test]
+fn an_export_of_large_values_imports_and_the_limit_is_a_flag() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = dir.path().join("a");
+    let store = Config::new(&a)
+        .max_value_size(4 << 20)
+        .reap_interval(None)
+        .open()?;
+    let mut s = store.create_new_session("big")?;
+    s.set("blob", &vec![7u8; 2 << 20])?;
+    store.save(&mut s)?;
+    drop(store);
+    let file = dir.path().join("big.jsonl");
+    let file_arg = file.to_str().ok_or("path")?;
+    json_of(&a, &["export", file_arg]);
+
+    let b = dir.path().join("b");
+    assert_eq!(json_of(&b, &["import", file_arg])["imported"], 1);
+    assert_eq!(ctl(&b, &["export", "-"]).stdout, std::fs::read(&file)?);
+
+    let c = dir.path().join("c");
+    let err = one_line_error(&ctl(&c, &["import", "--max-value-size", "1000", file_arg]));
+    assert!(err.contains("--max-value-size"), "{err}");
+    assert!(!c.exists());
+    Ok(())
+}
+
+/// Finding 7: read-only commands never create a store, even in a directory
+/// that holds a stale lock file.
+#[test]
+fn read_only_commands_never_create_a_store() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("store");
+    std::fs::create_dir(&db)?;
+    std::fs::write(db.join("sessionstore.lock"), "")?;
+    for args in [
+        &["stats"][..],
+        &["list"],
+        &["show", "x"],
+        &["destroy", "x"],
+        &["reap"],
+        &["export", "-"],
+    ] {
+        let err = one_line_error(&ctl(&db, args));
+        assert!(err.contains("no store at"), "{args:?}: {err}");
+        assert_eq!(names_in(&db), ["sessionstore.lock"], "{args:?}");
+    }
+    Ok(())
+}
+
+/// Finding 8: import refuses lines that no export writes, and skips
+/// sessions that already expired, counting them.
+#[test]
+fn import_is_strict_and_skips_expired_sessions() -> TestResult {
+    let f = Fixture::new()?;
+    let good = stdout(&f.ctl(&["export", "-"]));
+    let alice = good.lines().find(|l| l.contains("alice")).ok_or("alice")?;
+    let target = f.path("new");
+    let cases = [
+        (
+            alice.replace("\"component\":\"prefs\"", "\"component\":\"cart\""),
+            "listed twice",
+        ),
+        (
+            alice.replace(
+                &format!("\"last_access_us\":{}", micros(f.created)),
+                &format!("\"last_access_us\":{}", u64::MAX),
+            ),
+            "9999-12-31",
+        ),
+        (
+            alice.replace(
+                "\"idle_timeout_us\":86400000000",
+                &format!("\"idle_timeout_us\":{}", u64::MAX),
+            ),
+            "9999-12-31",
+        ),
+        (
+            alice.replace(
+                &format!("\"created_us\":{}", micros(f.created)),
+                &format!("\"created_us\":{}", micros(f.created + 30 * DAY)),
+            ),
+            "in the future",
+        ),
+    ];
+    for (i, (line, expected)) in cases.iter().enumerate() {
+        assert_ne!(line, alice, "case {i} changed nothing");
+        let file = f.path(&format!("strict{i}.jsonl"));
+        std::fs::write(&file, format!("{line}\n"))?;
+        let err = one_line_error(&ctl(&target, &["import", file.to_str().ok_or("path")?]));
+        assert!(
+            err.contains(expected) && err.contains("line 1"),
+            "case {i}: {err}"
+        );
+        assert!(!target.exists(), "case {i}");
+    }
+
+    // An expired session: old2 as the library exports it.
+    let store = Config::new(&f.db).reap_interval(None).open()?;
+    let old2 = store.export_session("old2")?.ok_or("old2")?;
+    drop(store);
+    let file = f.path("mixed.jsonl");
+    std::fs::write(&file, format!("{}\n{good}", serde_json::to_string(&old2)?))?;
+    let out = ctl(&target, &["import", file.to_str().ok_or("path")?]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("imported 2 sessions")
+            && stdout(&out).contains("skipped 1 already expired"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(json_of(&target, &["stats"])["expired_sessions"], 0);
     Ok(())
 }
