@@ -65,9 +65,13 @@ pub enum Command {
     Reap,
     /// Writes every live session as JSON Lines, values as base64 of the stored bytes.
     Export {
-        /// Where to write: `-` or nothing for standard output. The file is
-        /// replaced only once complete.
+        /// Where to write: `-` or nothing for standard output. A FIFO or a
+        /// character device is written to; a new file is written whole, then
+        /// renamed into place (mode 0600); a symbolic link is refused.
         file: Option<PathBuf>,
+        /// Replace an existing regular file (atomically, keeping its mode).
+        #[arg(long)]
+        force: bool,
     },
     /// Reads sessions written by `export`, each in one atomic write. Creates the
     /// store only if there is a session to write.

@@ -4,9 +4,11 @@
 //! epoch, so a session exported and imported again is stored exactly as it was.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,37 +30,144 @@ const LATEST: Duration = Duration::from_secs(253_402_300_799);
 /// between the machine that exported and this one.
 const FUTURE_SLACK: Duration = Duration::from_secs(86_400);
 
-/// `export`: every live session, earliest deadline first, to standard output
-/// for `-` or no file. A file is written beside its destination and renamed
-/// into place once complete.
-pub fn export(cli: &Cli, store: &Store, file: Option<&Path>) -> Result<(), Fail> {
-    let Some(path) = file.filter(|p| p.as_os_str() != "-") else {
-        let out = std::io::stdout().lock();
-        write_sessions(store, BufWriter::new(out), &ProgressBar::hidden())
-            .map_err(|e| e.context("standard output"))?;
-        return Ok(());
+/// Where `export` writes.
+enum Output {
+    /// Standard output.
+    Stdout,
+    /// A FIFO or a character device, opened and written in place.
+    Stream(File),
+    /// A regular file, written beside its destination and renamed into place.
+    Replace {
+        /// The mode of the file being replaced, kept; `None` for a new file.
+        keep: Option<std::fs::Permissions>,
+    },
+}
+
+/// Decides what `export` does with `path`, refusing what it must not touch.
+fn output(path: &Path, force: bool) -> Result<Output, Fail> {
+    if path.as_os_str() == "-" {
+        return Ok(Output::Stdout);
+    }
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Output::Replace { keep: None });
+        }
+        Err(e) => return Err(Fail(format!("cannot write {shown}: {e}"))),
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Err(Fail(format!(
+            "{shown} is a symbolic link, which export does not follow; name the file it points to"
+        )));
+    }
+    if kind.is_file() {
+        if !force {
+            return Err(Fail(format!(
+                "{shown} already exists; use --force to replace it"
+            )));
+        }
+        return Ok(Output::Replace {
+            keep: Some(meta.permissions()),
+        });
+    }
+    if is_stream(&kind) {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Fail(format!("cannot write {shown}: {e}")))?;
+        return Ok(Output::Stream(file));
+    }
+    Err(Fail(format!(
+        "cannot write {shown}: it is not a regular file, a FIFO or a character device"
+    )))
+}
+
+#[cfg(unix)]
+fn is_stream(kind: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    kind.is_fifo() || kind.is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_stream(_: &std::fs::FileType) -> bool {
+    false
+}
+
+/// `export`: every live session, earliest deadline first.
+pub fn export(cli: &Cli, store: &Store, file: Option<&Path>, force: bool) -> Result<(), Fail> {
+    let path = file.unwrap_or(Path::new("-"));
+    let never = AtomicBool::new(false);
+    let n = match output(path, force)? {
+        Output::Stdout => {
+            let out = std::io::stdout().lock();
+            write_sessions(store, BufWriter::new(out), &ProgressBar::hidden(), &never)
+                .map_err(|e| e.context("standard output"))?;
+            return Ok(());
+        }
+        Output::Stream(file) => {
+            let bar = progress(cli, store.stats()?.live_sessions, "exporting");
+            let n = write_sessions(store, BufWriter::new(file), &bar, &never)
+                .map_err(|e| e.context(&path.display().to_string()))?;
+            bar.finish_and_clear();
+            n
+        }
+        Output::Replace { keep } => replace(cli, store, path, keep)?,
     };
-    let io = |e: std::io::Error| Fail(format!("cannot write {}: {e}", path.display()));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    let bar = progress(cli, store.stats()?.live_sessions, "exporting");
-    let n = write_sessions(store, BufWriter::new(tmp.as_file_mut()), &bar)
-        .map_err(|e| e.context(&path.display().to_string()))?;
-    bar.finish_and_clear();
-    tmp.persist(path).map_err(|e| io(e.error))?;
     emit(cli, json!({ "exported": n, "file": path }), || {
         format!("exported {n} sessions to {}\n", path.display())
     });
     Ok(())
 }
 
-/// Why writing sessions stopped: the store, or the output.
+/// Writes a regular file atomically: a temporary file beside it, written,
+/// given the mode to keep, synced, renamed over `path`, and the directory
+/// synced. SIGINT, SIGTERM and SIGHUP stop the export and remove the
+/// temporary file.
+fn replace(
+    cli: &Cli,
+    store: &Store,
+    path: &Path,
+    keep: Option<std::fs::Permissions>,
+) -> Result<u64, Fail> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| Fail(format!("cannot write {shown}: {e}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        #[cfg(unix)]
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(io)?;
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sessionctl-export-")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    let bar = progress(cli, store.stats()?.live_sessions, "exporting");
+    let n = write_sessions(store, BufWriter::new(tmp.as_file_mut()), &bar, &stop)
+        .map_err(|e| e.context(&shown))?;
+    bar.finish_and_clear();
+    if let Some(mode) = keep {
+        tmp.as_file().set_permissions(mode).map_err(io)?;
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(n)
+}
+
+/// Why writing sessions stopped: the store, the output, or a signal.
 enum WriteError {
     Store(sessionstore::Error),
     Output(std::io::Error),
+    Interrupted,
 }
 
 impl WriteError {
@@ -66,6 +175,9 @@ impl WriteError {
         match self {
             WriteError::Store(e) => Fail::from(e),
             WriteError::Output(e) => Fail(format!("cannot write {output}: {e}")),
+            WriteError::Interrupted => Fail(format!(
+                "interrupted by a signal; {output} was left as it was"
+            )),
         }
     }
 }
@@ -74,9 +186,13 @@ fn write_sessions(
     store: &Store,
     mut out: impl Write,
     bar: &ProgressBar,
+    stop: &AtomicBool,
 ) -> Result<u64, WriteError> {
     let mut n = 0;
     for id in store.session_ids() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(WriteError::Interrupted);
+        }
         let id = id.map_err(WriteError::Store)?;
         // The CLI holds the store's lock, so nothing deletes a listed session
         // in between; a missing one is skipped all the same.
@@ -89,6 +205,9 @@ fn write_sessions(
         bar.inc(1);
     }
     out.flush().map_err(WriteError::Output)?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(WriteError::Interrupted);
+    }
     Ok(n)
 }
 

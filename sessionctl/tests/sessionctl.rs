@@ -640,6 +640,70 @@ fn help_names_the_default_engine() -> TestResult {
     Ok(())
 }
 
+/// Finding 5: export refuses to replace a file without --force, keeps its
+/// mode with --force, refuses a symlink, streams into a FIFO, and leaves no
+/// temporary file.
+#[cfg(unix)]
+#[test]
+fn export_does_not_clobber_files_links_or_fifos() -> TestResult {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let f = Fixture::new()?;
+    let expected = f.ctl(&["export", "-"]).stdout;
+    let out_dir = f.path("out");
+    std::fs::create_dir(&out_dir)?;
+
+    let existing = out_dir.join("existing.jsonl");
+    std::fs::write(&existing, "precious\n")?;
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640))?;
+    let arg = existing.to_str().ok_or("path")?;
+    let refused = one_line_error(&f.ctl(&["export", arg]));
+    assert!(refused.contains("--force"), "{refused}");
+    assert_eq!(std::fs::read_to_string(&existing)?, "precious\n");
+    assert!(f.ctl(&["export", "--force", arg]).status.success());
+    assert_eq!(std::fs::read(&existing)?, expected);
+    let mode = std::fs::metadata(&existing)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the mode was not kept");
+
+    let new = out_dir.join("new.jsonl");
+    assert!(
+        f.ctl(&["export", new.to_str().ok_or("path")?])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::metadata(&new)?.permissions().mode() & 0o777, 0o600);
+
+    let target = f.path("target.jsonl");
+    std::fs::write(&target, "kept\n")?;
+    let link = out_dir.join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link)?;
+    for args in [&["export"][..], &["export", "--force"]] {
+        let mut args = args.to_vec();
+        args.push(link.to_str().ok_or("path")?);
+        let err = one_line_error(&f.ctl(&args));
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+    assert!(std::fs::symlink_metadata(&link)?.file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target)?, "kept\n");
+
+    let fifo = out_dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status()?.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo))
+    };
+    let out = f.ctl(&["export", fifo.to_str().ok_or("path")?]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(reader.join().map_err(|_| "reader")??, expected);
+    assert!(std::fs::symlink_metadata(&fifo)?.file_type().is_fifo());
+
+    assert_eq!(
+        names_in(&out_dir),
+        ["existing.jsonl", "fifo", "link.jsonl", "new.jsonl"],
+        "no temporary file is left"
+    );
+    Ok(())
+}
+
 /// Finding 6: a store whose values exceed the default 1 MiB limit exports a
 /// file that imports, and --max-value-size sets the limit.
 #[test]
