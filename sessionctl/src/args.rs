@@ -56,13 +56,15 @@ pub enum Command {
         #[arg(long)]
         global: bool,
     },
-    /// Deletes a session and all of its scopes.
+    /// Deletes a session and all of its scopes, live or expired but not reaped yet.
     Destroy {
         /// The session id.
         sid: String,
     },
     /// Deletes every expired session now.
     Reap,
+    /// Checks that metadata, expiry index and data agree; exits 1 if they do not.
+    Verify,
     /// Writes every live session as JSON Lines, values as base64 of the stored bytes.
     Export {
         /// Where to write: `-` or nothing for standard output. A FIFO or a

@@ -1,5 +1,6 @@
 //! Opening the store and running each command except export and import.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -283,13 +284,22 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// `destroy`: fails if no live session had the id.
+/// `destroy`: deletes a live session, or an expired one that is not reaped
+/// yet, and says which; fails only if there was no session to delete.
 pub fn destroy(cli: &Cli, store: &Store, sid: &str) -> Result<(), Fail> {
-    if !store.destroy(sid)? {
-        return Err(Fail(format!("no live session {sid:?} in the store")));
+    // The CLI holds the store's lock, so the session found here is the one
+    // deleted; whether it was live is the store's own answer.
+    if store.export_session(sid)?.is_none() {
+        return Err(Fail(format!("no session {sid:?} in the store")));
     }
-    emit(cli, json!({ "destroyed": sid }), || {
-        format!("destroyed session {sid}\n")
+    let was_live = store.destroy(sid)?;
+    let state = if was_live { "live" } else { "expired" };
+    emit(cli, json!({ "destroyed": sid, "state": state }), || {
+        if was_live {
+            format!("destroyed session {sid}\n")
+        } else {
+            format!("destroyed session {sid}, which had expired but was not reaped yet\n")
+        }
     });
     Ok(())
 }
@@ -301,4 +311,52 @@ pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
         format!("reaped {n} expired sessions\n")
     });
     Ok(())
+}
+
+/// `verify`: prints the library's report, and fails if the store is not clean.
+pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
+    let r = store.verify()?;
+    let problems =
+        r.orphans.len() + r.dangling_index.len() + r.missing_index.len() + r.undecodable.len();
+    let json = json!({
+        "clean": r.is_ok(),
+        "sessions": r.sessions,
+        "keys": r.keys,
+        "index_entries": r.index_entries,
+        "orphans": r.orphans,
+        "dangling_index": r.dangling_index,
+        "missing_index": r.missing_index,
+        "undecodable": r.undecodable,
+    });
+    emit(cli, json, || {
+        let mut out = render::pairs(&[
+            (
+                "state",
+                if r.is_ok() { "clean" } else { "NOT clean" }.to_owned(),
+            ),
+            ("sessions", r.sessions.to_string()),
+            ("keys", r.keys.to_string()),
+            ("index entries", r.index_entries.to_string()),
+        ]);
+        let lists = [
+            ("orphan key", &r.orphans),
+            ("dangling index entry", &r.dangling_index),
+            ("missing index entry", &r.missing_index),
+            ("undecodable", &r.undecodable),
+        ];
+        for (what, items) in lists {
+            for item in items {
+                let _ = writeln!(out, "{what}: {item}");
+            }
+        }
+        out
+    });
+    if r.is_ok() {
+        Ok(())
+    } else {
+        Err(Fail(format!(
+            "the store at {} is not clean: {problems} problems",
+            store.path().display()
+        )))
+    }
 }

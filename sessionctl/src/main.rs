@@ -3,7 +3,7 @@
 //! ```text
 //! sessionctl --db PATH [--engine sled|redb] [--json] <command>
 //!   stats | list [--limit N] [--expired] | show SID [--component C | --global]
-//!   destroy SID | reap | export [FILE|-] [--force]
+//!   destroy SID | reap | verify | export [FILE|-] [--force]
 //!   import FILE|- [--replace] [--max-value-size BYTES]
 //! ```
 //!
@@ -90,6 +90,7 @@ fn run(cli: &Cli, db: &Path) -> Result<(), Fail> {
         }
         Command::Destroy { sid } => commands::destroy(cli, &store, sid),
         Command::Reap => commands::reap(cli, &store),
+        Command::Verify => commands::verify(cli, &store),
         Command::Export { file, force } => transfer::export(cli, &store, file.as_deref(), *force),
         // Returned from above, before any store was opened.
         Command::Import { .. } => Ok(()),

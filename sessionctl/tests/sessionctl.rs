@@ -241,7 +241,7 @@ fn destroy_deletes_one_session_and_fails_on_a_missing_one() -> TestResult {
     assert_eq!(f.json(&["destroy", "bob"])["destroyed"], "bob");
     assert_eq!(ids(&f.json(&["list"])), ["alice"]);
     let again = one_line_error(&f.ctl(&["destroy", "bob"]));
-    assert!(again.contains("no live session \"bob\""), "{again}");
+    assert!(again.contains("no session \"bob\""), "{again}");
     Ok(())
 }
 
@@ -640,6 +640,23 @@ fn help_names_the_default_engine() -> TestResult {
     Ok(())
 }
 
+/// Finding 4: destroying an expired session that is not reaped yet deletes it,
+/// says so, and succeeds.
+#[test]
+fn destroy_of_an_expired_unreaped_session_succeeds_and_says_so() -> TestResult {
+    let f = Fixture::new()?;
+    let out = f.ctl(&["destroy", "old1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("expired"), "{}", stdout(&out));
+    assert_eq!(ids(&f.json(&["list", "--expired"])), ["old2"]);
+    let json = f.json(&["destroy", "old2"]);
+    assert_eq!(json["destroyed"], "old2");
+    assert_eq!(json["state"], "expired");
+    assert_eq!(f.json(&["destroy", "alice"])["state"], "live");
+    Ok(())
+}
+
 /// Finding 5: export refuses to replace a file without --force, keeps its
 /// mode with --force, refuses a symlink, streams into a FIFO, and leaves no
 /// temporary file.
@@ -747,6 +764,7 @@ fn read_only_commands_never_create_a_store() -> TestResult {
         &["show", "x"],
         &["destroy", "x"],
         &["reap"],
+        &["verify"],
         &["export", "-"],
     ] {
         let err = one_line_error(&ctl(&db, args));
@@ -818,5 +836,40 @@ fn import_is_strict_and_skips_expired_sessions() -> TestResult {
         stdout(&out)
     );
     assert_eq!(json_of(&target, &["stats"])["expired_sessions"], 0);
+    Ok(())
+}
+
+/// Finding 10: `verify` prints the library's report and exits 1 when the
+/// store is not clean.
+#[cfg(feature = "redb")]
+#[test]
+fn verify_reports_and_fails_on_an_unclean_store() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("store");
+    let store = Config::new(&db)
+        .engine(Engine::Redb)
+        .reap_interval(None)
+        .open()?;
+    store.create_new_session("alice")?;
+    drop(store);
+    let report = json_of(&db, &["verify"]);
+    assert_eq!(report["clean"], true);
+    assert_eq!(report["sessions"], 1);
+    assert!(stdout(&ctl(&db, &["verify"])).contains("clean"));
+
+    // A data key whose session has no metadata record, written behind the store's back.
+    {
+        let table: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("sessionstore");
+        let database = redb::Database::open(db.join("data.redb"))?;
+        let tx = database.begin_write()?;
+        tx.open_table(table)?.insert(&b"ghost//k"[..], &[1u8][..])?;
+        tx.commit()?;
+    }
+    let out = ctl(&db, &["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["clean"], false);
+    assert_eq!(report["orphans"], serde_json::json!(["ghost//k"]));
+    assert!(one_line_error(&out).contains("not clean"));
     Ok(())
 }
