@@ -12,17 +12,20 @@ use sessionstore::Engine;
 #[derive(Debug, Parser)]
 #[command(name = "sessionctl", version)]
 pub struct Cli {
-    /// The store's directory.
-    #[arg(long, value_name = "PATH")]
-    pub db: PathBuf,
+    /// The store's directory. Required; accepted before or after the command.
+    // Optional to clap only because clap allows no required global argument:
+    // `main` refuses a command line without it.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
 
     /// The storage engine: sled or redb. Without it, an existing store is opened
     /// with the engine it was made with, and `import` makes a new one with the
     /// default engine (redb).
-    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine, global = true)]
     pub engine: Option<Engine>,
 
-    /// Print JSON instead of tables. (`export` always writes JSON Lines.)
+    /// Print JSON instead of tables, and errors as a JSON object on standard
+    /// error. (`export` always writes JSON Lines.)
     #[arg(long, global = true)]
     pub json: bool,
 

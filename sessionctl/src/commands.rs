@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
-use sessionstore::{Config, Durability, Engine, Error, ExportedSession, Store};
+use sessionstore::{Config, Durability, Engine, Error, ExportedScope, ExportedSession, Store};
 
 use crate::Fail;
 use crate::args::Cli;
@@ -208,6 +208,14 @@ impl ScopeFilter<'_> {
 
 /// `show`: also shows a session that expired but is not reaped yet, marked so.
 pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Result<(), Fail> {
+    if let ScopeFilter::Component(c) = filter {
+        // The store's input rules for a component name, checked through a scope
+        // that holds nothing.
+        let probe = SystemTime::UNIX_EPOCH;
+        ExportedSession::new(sid, probe, probe)
+            .with_scope(ExportedScope::new(Some(c.to_owned())))
+            .validate(0)?;
+    }
     let Some(s) = store.export_session(sid)? else {
         return Err(Fail(format!("no session {sid:?} in the store")));
     };

@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Tables for people by default, `--json` for machines. Any error is one line
-//! on standard error and a non-zero exit status: 2 for a bad command line, 1
-//! for everything else. The store is
+//! on standard error (a JSON object with `--json`) and a non-zero exit
+//! status: 2 for a bad command line, 1 for everything else. The store is
 //! opened without a reaper thread. See README.md beside this crate.
 
 mod args;
@@ -37,6 +37,9 @@ impl From<sessionstore::Error> for Fail {
     }
 }
 
+/// The exit status of a bad command line.
+const USAGE: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -45,20 +48,57 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap's own message spans several lines; keep its first and point to --help.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: bad command line");
-            eprintln!("{}; see 'sessionctl --help'", one_line(first));
-            return ExitCode::from(2);
+            // The command line did not parse, so look for --json by hand.
+            let json = std::env::args_os().skip(1).any(|a| a == "--json");
+            return usage_error(json, &clap_message(&e.render().to_string()));
         }
     };
-    match run(&cli, &cli.db) {
+    let Some(db) = cli.db.as_deref() else {
+        return usage_error(cli.json, "the argument --db <PATH> is required");
+    };
+    match run(&cli, db) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(message)) => {
             let _ = std::io::stdout().flush();
-            eprintln!("error: {}", one_line(&message));
+            report(cli.json, &message, 1);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reports a bad command line, pointing to `--help`.
+fn usage_error(json: bool, message: &str) -> ExitCode {
+    report(json, &format!("{message}; see 'sessionctl --help'"), USAGE);
+    ExitCode::from(USAGE)
+}
+
+/// Prints an error: one line, or with `--json` one JSON object, on standard error.
+fn report(json: bool, message: &str, status: u8) {
+    let message = one_line(message);
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({ "error": message, "status": status })
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// clap's message without its `error:` prefix, usage and tip: the lines up to
+/// the first blank one, which together name what is wrong (the names of
+/// missing arguments are on the lines after the first).
+fn clap_message(rendered: &str) -> String {
+    let text: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    let text = text.join(" ");
+    let text = text.trim_start_matches("error:").trim();
+    if text.is_empty() {
+        "bad command line".to_owned()
+    } else {
+        text.to_owned()
     }
 }
 

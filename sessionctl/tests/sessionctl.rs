@@ -839,6 +839,71 @@ fn import_is_strict_and_skips_expired_sessions() -> TestResult {
     Ok(())
 }
 
+/// Finding 9: errors are one line naming the argument, file and line;
+/// `--json` makes them JSON; global flags go anywhere.
+#[test]
+fn errors_name_what_is_wrong_and_flags_go_anywhere() -> TestResult {
+    let f = Fixture::new()?;
+    let good = stdout(&f.ctl(&["export", "-"]));
+    let target = f.path("new");
+
+    let mut bytes = good.as_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"v\":1,\"id\":\"\xff\xfe\"}\n");
+    let file = f.path("latin1.jsonl");
+    std::fs::write(&file, &bytes)?;
+    let err = one_line_error(&ctl(&target, &["import", file.to_str().ok_or("path")?]));
+    assert!(err.contains("line 3") && err.contains("UTF-8"), "{err}");
+
+    // A byte order mark is accepted.
+    let file = f.path("bom.jsonl");
+    std::fs::write(&file, format!("\u{feff}{good}"))?;
+    assert_eq!(
+        json_of(&target, &["import", file.to_str().ok_or("path")?])["imported"],
+        2
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .arg("stats")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("--db"), "{}", stderr(&out));
+    let out = f.ctl(&["show"]);
+    assert!(one_line_error(&out).contains("<SID>"), "{}", stderr(&out));
+
+    let out = f.ctl(&["show", "alice", "--component", "bad/comp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("\"bad/comp\""));
+
+    let out = f.ctl(&["--json", "show", "carol"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stderr)?;
+    assert!(
+        err["error"].as_str().is_some_and(|e| e.contains("carol")),
+        "{err}"
+    );
+    let out = f.ctl(&["--json", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&out.stderr)?;
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("frobnicate")),
+        "{err}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sessionctl"))
+        .args(["stats", "--db"])
+        .arg(&f.db)
+        .args(["--engine", Engine::default().name(), "--json"])
+        .output()?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout)?["live_sessions"],
+        2
+    );
+    Ok(())
+}
+
 /// Finding 10: `verify` prints the library's report and exits 1 when the
 /// store is not clean.
 #[cfg(feature = "redb")]
@@ -870,6 +935,12 @@ fn verify_reports_and_fails_on_an_unclean_store() -> TestResult {
     let report: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(report["clean"], false);
     assert_eq!(report["orphans"], serde_json::json!(["ghost//k"]));
-    assert!(one_line_error(&out).contains("not clean"));
+    let err: Value = serde_json::from_slice(&out.stderr)?;
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not clean")),
+        "{err}"
+    );
     Ok(())
 }
