@@ -61,8 +61,11 @@ impl Iterator for SessionIds<'_> {
 
 /// One session as stored: its timestamps and every scope's raw value bytes.
 /// [`Store::export_session`] makes one and [`Store::import_session`] writes
-/// one back, exactly.
+/// one back, exactly. Build one with [`ExportedSession::new`]; with the cargo
+/// feature `serde` it is also `Serialize` and `Deserialize`, in the JSON Lines
+/// shape of `sessionctl export`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportedSession {
     /// The session id.
     pub id: String,
@@ -78,8 +81,9 @@ pub struct ExportedSession {
     pub scopes: Vec<ExportedScope>,
 }
 
-/// One scope of an [`ExportedSession`].
+/// One scope of an [`ExportedSession`]. Build one with [`ExportedScope::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportedScope {
     /// The component; `None` for the global scope.
     pub component: Option<String>,

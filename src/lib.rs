@@ -45,6 +45,7 @@ mod config;
 mod core;
 mod error;
 mod expiry;
+mod export;
 mod id;
 mod join;
 mod keys;

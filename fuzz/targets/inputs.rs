@@ -6,7 +6,6 @@
 //! Shared by the fuzz target (`fuzz/fuzz_targets/inputs.rs`) and by
 //! `tests/fuzz_regressions.rs`.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -237,17 +236,19 @@ pub fn run(data: &[u8]) {
             UNIX_EPOCH + d
         }
     };
-    let exported = ExportedSession {
-        id: sid.clone(),
-        created: at(input.byte()),
-        last_access: at(input.byte()),
-        idle_timeout: (flags & 8 == 8).then(|| Duration::from_secs(u64::from(input.byte()) * 60)),
-        absolute_deadline: (flags & 16 == 16).then(|| at(input.byte())),
-        scopes: vec![ExportedScope {
-            component: component.clone(),
-            values: BTreeMap::from([(key.clone(), value.as_bytes().to_vec())]),
-        }],
-    };
+    // The input's bytes are taken in this order: created, last access, idle
+    // timeout, absolute deadline.
+    let created = at(input.byte());
+    let last_access = at(input.byte());
+    let idle_timeout = (flags & 8 == 8).then(|| Duration::from_secs(u64::from(input.byte()) * 60));
+    let absolute_deadline = (flags & 16 == 16).then(|| at(input.byte()));
+    let exported = ExportedSession::new(sid.clone(), created, last_access)
+        .with_idle_timeout(idle_timeout)
+        .with_absolute_deadline(absolute_deadline)
+        .with_scope(
+            ExportedScope::new(component.clone())
+                .with_value(key.clone(), value.as_bytes().to_vec()),
+        );
     let import_want = want(Some(&sid), comp, Some(&key), value.len());
     check(
         "import_session",

@@ -12,17 +12,20 @@ use sessionstore::Engine;
 #[derive(Debug, Parser)]
 #[command(name = "sessionctl", version)]
 pub struct Cli {
-    /// The store's directory.
-    #[arg(long, value_name = "PATH")]
-    pub db: PathBuf,
+    /// The store's directory. Required; accepted before or after the command.
+    // Optional to clap only because clap allows no required global argument:
+    // `main` refuses a command line without it.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
 
     /// The storage engine: sled or redb. Without it, an existing store is opened
     /// with the engine it was made with, and `import` makes a new one with the
-    /// build's default engine (sled).
-    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    /// default engine (redb).
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine, global = true)]
     pub engine: Option<Engine>,
 
-    /// Print JSON instead of tables. (`export` always writes JSON Lines.)
+    /// Print JSON instead of tables, and errors as a JSON object on standard
+    /// error. (`export` always writes JSON Lines.)
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -56,25 +59,37 @@ pub enum Command {
         #[arg(long)]
         global: bool,
     },
-    /// Deletes a session and all of its scopes.
+    /// Deletes a session and all of its scopes, live or expired but not reaped yet.
     Destroy {
         /// The session id.
         sid: String,
     },
     /// Deletes every expired session now.
     Reap,
+    /// Checks that metadata, expiry index and data agree; exits 1 if they do not.
+    Verify,
     /// Writes every live session as JSON Lines, values as base64 of the stored bytes.
     Export {
-        /// Where to write; standard output if absent. The file is replaced only once complete.
+        /// Where to write: `-` or nothing for standard output. A FIFO or a
+        /// character device is written to; a new file is written whole, then
+        /// renamed into place (mode 0600); a symbolic link is refused.
         file: Option<PathBuf>,
+        /// Replace an existing regular file (atomically, keeping its mode).
+        #[arg(long)]
+        force: bool,
     },
-    /// Reads sessions written by `export`, each in one atomic write. Creates the store if needed.
+    /// Reads sessions written by `export`, each in one atomic write. Creates the
+    /// store only if there is a session to write.
     Import {
-        /// The JSON Lines file to read.
+        /// The JSON Lines file to read; `-` for standard input. It is read once.
         file: PathBuf,
         /// Overwrite live sessions with the same id instead of refusing the import.
         #[arg(long)]
         replace: bool,
+        /// The largest stored value accepted, in bytes. Default: 64 MiB, the
+        /// library's ceiling, so that any export can be imported.
+        #[arg(long, value_name = "BYTES")]
+        max_value_size: Option<usize>,
     },
 }
 

@@ -1,70 +1,82 @@
 //! Opening the store and running each command except export and import.
 
+use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
-use sessionstore::{Config, Durability, Engine, Error, ExportedSession, Store};
+use sessionstore::{Config, Durability, Engine, Error, ExportedScope, ExportedSession, Store};
 
 use crate::Fail;
 use crate::args::Cli;
 use crate::render::{self, Table, micros, preview};
 
-/// Whether the command may create a store that does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Create {
-    /// Only `import` creates a store.
-    Allowed,
-    /// Every other command needs one.
-    Refused,
-}
+/// The lock file every store directory holds; a directory holding only it has no store.
+const LOCK_FILE: &str = "sessionstore.lock";
 
-/// Opens the store with no reaper thread. Without `--engine`, an existing
-/// store is opened with whichever engine it was made with, and a new one gets
-/// the build's default engine.
-pub fn open(cli: &Cli, create: Create, durability: Durability) -> Result<Store, Fail> {
-    if create == Create::Refused && missing_or_empty(&cli.db) {
+/// Opens the existing store at `db` for a command other than `import`,
+/// with no reaper thread. Never creates a store: a missing directory, an empty
+/// one, or one that holds only the lock file is refused.
+pub fn open(cli: &Cli, db: &Path) -> Result<Store, Fail> {
+    if !store_present(db) {
         return Err(Fail(format!(
-            "no store at {}: the directory does not exist or is empty",
-            cli.db.display()
+            "no store at {}: the directory does not exist, or holds no store",
+            db.display()
         )));
     }
-    let open = |engine: Engine| {
-        Config::new(&cli.db)
-            .engine(engine)
-            .durability(durability)
-            .reap_interval(None)
-            .open()
-    };
-    if let Some(engine) = cli.engine {
-        return Ok(open(engine)?);
-    }
-    let mut first_error = None;
-    for engine in Engine::ALL {
-        match open(*engine) {
-            Ok(store) => return Ok(store),
-            // Another engine's files: try the next engine. Nothing was created.
-            Err(e @ Error::NotAStore { .. }) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(first_error.map_or_else(
-        || Fail("this build has no storage engine".into()),
-        Fail::from,
-    ))
+    open_or_create(cli, db, Durability::Immediate, None)
 }
 
-/// Whether `path` does not exist or is an empty directory. Anything else,
-/// files included, is left to the store to judge.
-fn missing_or_empty(path: &Path) -> bool {
-    match std::fs::metadata(path) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(m) if m.is_dir() => {
-            std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+/// Opens the store at `db` with no reaper thread, creating it if there is
+/// none. Without `--engine`, an existing store is opened with whichever engine
+/// it was made with, and a new one gets the default engine.
+pub fn open_or_create(
+    cli: &Cli,
+    db: &Path,
+    durability: Durability,
+    max_value_size: Option<usize>,
+) -> Result<Store, Fail> {
+    let config = |engine: Option<Engine>| {
+        let mut config = Config::new(db).durability(durability).reap_interval(None);
+        if let Some(bytes) = max_value_size {
+            config = config.max_value_size(bytes);
         }
-        Ok(_) => false,
+        if let Some(engine) = engine {
+            config = config.engine(engine);
+        }
+        config
+    };
+    match (config(cli.engine).open(), cli.engine) {
+        (Ok(store), _) => Ok(store),
+        (Err(e @ Error::NotAStore { .. }), Some(wanted)) => {
+            // Perhaps a store of another engine: name the flag that opens it.
+            // Opening with another engine creates nothing where no store is.
+            for other in Engine::ALL.iter().filter(|e| **e != wanted) {
+                if config(Some(*other)).open().is_ok() {
+                    return Err(Fail(format!(
+                        "{} holds a {other} store, not a {wanted} one; use --engine {other}, or leave --engine out",
+                        db.display()
+                    )));
+                }
+            }
+            Err(e.into())
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Whether `path` may hold a store: it exists and is not an empty directory
+/// nor one holding only the lock file. Anything else, files included, is left
+/// to the store to judge.
+pub fn store_present(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        Ok(m) if m.is_dir() => std::fs::read_dir(path).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name() != LOCK_FILE)
+        }),
+        Ok(_) => true,
     }
 }
 
@@ -196,6 +208,14 @@ impl ScopeFilter<'_> {
 
 /// `show`: also shows a session that expired but is not reaped yet, marked so.
 pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Result<(), Fail> {
+    if let ScopeFilter::Component(c) = filter {
+        // The store's input rules for a component name, checked through a scope
+        // that holds nothing.
+        let probe = SystemTime::UNIX_EPOCH;
+        ExportedSession::new(sid, probe, probe)
+            .with_scope(ExportedScope::new(Some(c.to_owned())))
+            .validate(0)?;
+    }
     let Some(s) = store.export_session(sid)? else {
         return Err(Fail(format!("no session {sid:?} in the store")));
     };
@@ -216,7 +236,7 @@ pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Res
         "scopes": scopes.iter().map(|scope| json!({
             "component": scope.component,
             "keys": scope.values.iter().map(|(key, bytes)| {
-                let p = preview(bytes);
+                let p = preview(scope, key);
                 json!({
                     "key": key,
                     "size": bytes.len(),
@@ -257,7 +277,7 @@ pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Res
                     scope.component.as_deref().unwrap_or("(global)").to_owned(),
                     key.clone(),
                     bytes.len().to_string(),
-                    preview(bytes).shown(),
+                    preview(scope, key).shown(),
                 ]);
             }
         }
@@ -272,13 +292,22 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// `destroy`: fails if no live session had the id.
+/// `destroy`: deletes a live session, or an expired one that is not reaped
+/// yet, and says which; fails only if there was no session to delete.
 pub fn destroy(cli: &Cli, store: &Store, sid: &str) -> Result<(), Fail> {
-    if !store.destroy(sid)? {
-        return Err(Fail(format!("no live session {sid:?} in the store")));
+    // The CLI holds the store's lock, so the session found here is the one
+    // deleted; whether it was live is the store's own answer.
+    if store.export_session(sid)?.is_none() {
+        return Err(Fail(format!("no session {sid:?} in the store")));
     }
-    emit(cli, json!({ "destroyed": sid }), || {
-        format!("destroyed session {sid}\n")
+    let was_live = store.destroy(sid)?;
+    let state = if was_live { "live" } else { "expired" };
+    emit(cli, json!({ "destroyed": sid, "state": state }), || {
+        if was_live {
+            format!("destroyed session {sid}\n")
+        } else {
+            format!("destroyed session {sid}, which had expired but was not reaped yet\n")
+        }
     });
     Ok(())
 }
@@ -292,7 +321,50 @@ pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
     Ok(())
 }
 
-/// The durability of every command: import flushes once at its end instead of per session.
-pub fn durability_for_import() -> Durability {
-    Durability::Periodic(Duration::from_secs(1))
+/// `verify`: prints the library's report, and fails if the store is not clean.
+pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
+    let r = store.verify()?;
+    let problems =
+        r.orphans.len() + r.dangling_index.len() + r.missing_index.len() + r.undecodable.len();
+    let json = json!({
+        "clean": r.is_ok(),
+        "sessions": r.sessions,
+        "keys": r.keys,
+        "index_entries": r.index_entries,
+        "orphans": r.orphans,
+        "dangling_index": r.dangling_index,
+        "missing_index": r.missing_index,
+        "undecodable": r.undecodable,
+    });
+    emit(cli, json, || {
+        let mut out = render::pairs(&[
+            (
+                "state",
+                if r.is_ok() { "clean" } else { "NOT clean" }.to_owned(),
+            ),
+            ("sessions", r.sessions.to_string()),
+            ("keys", r.keys.to_string()),
+            ("index entries", r.index_entries.to_string()),
+        ]);
+        let lists = [
+            ("orphan key", &r.orphans),
+            ("dangling index entry", &r.dangling_index),
+            ("missing index entry", &r.missing_index),
+            ("undecodable", &r.undecodable),
+        ];
+        for (what, items) in lists {
+            for item in items {
+                let _ = writeln!(out, "{what}: {item}");
+            }
+        }
+        out
+    });
+    if r.is_ok() {
+        Ok(())
+    } else {
+        Err(Fail(format!(
+            "the store at {} is not clean: {problems} problems",
+            store.path().display()
+        )))
+    }
 }

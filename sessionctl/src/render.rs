@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sessionstore::ExportedScope;
+
 /// The most characters of a text preview.
 const TEXT_PREVIEW: usize = 48;
 /// The most bytes of a hex preview.
@@ -20,11 +22,6 @@ pub fn micros(t: SystemTime) -> u64 {
 /// A duration in microseconds, the unit of timeouts in `--json` output and export files.
 pub fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// The inverse of [`micros`].
-pub fn from_micros(us: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(us)
 }
 
 /// A time as RFC 3339 in UTC, to the second: `2025-03-01T09:30:00Z`.
@@ -127,13 +124,16 @@ impl Preview {
     }
 }
 
-/// A preview of stored value bytes. Values are bincode, which is not
-/// self-describing: a string is a length prefix and its UTF-8 bytes, and that
-/// is the one shape recognised. An empty payload is not taken for a string,
-/// because the single byte `0` is also `0`, `false` and `None`.
-pub fn preview(bytes: &[u8]) -> Preview {
-    if let Some(text) = as_string(bytes) {
-        return Preview::Text(cut_chars(text, TEXT_PREVIEW));
+/// A preview of the value of `key` in `scope`. Values are bincode, which is
+/// not self-describing: a value that the library decodes as a non-empty
+/// string with no control characters is shown as text, anything else as hex.
+/// An empty string is not taken for text, because its one stored byte `0` is
+/// also `0`, `false` and `None`.
+pub fn preview(scope: &ExportedScope, key: &str) -> Preview {
+    let bytes = scope.values.get(key).map_or(&[][..], Vec::as_slice);
+    let text = scope.get::<String>(key).ok().flatten();
+    if let Some(text) = text.filter(|t| !t.is_empty() && !t.chars().any(char::is_control)) {
+        return Preview::Text(cut_chars(&text, TEXT_PREVIEW));
     }
     let mut hex = String::with_capacity(2 * HEX_PREVIEW + 3);
     for b in bytes.iter().take(HEX_PREVIEW) {
@@ -143,34 +143,6 @@ pub fn preview(bytes: &[u8]) -> Preview {
         hex.push('…');
     }
     Preview::Hex(hex)
-}
-
-/// The text of a bincode string (varint length, then UTF-8) with no control characters.
-fn as_string(bytes: &[u8]) -> Option<&str> {
-    let (len, used) = varint(bytes)?;
-    let payload = bytes.get(used..)?;
-    if payload.is_empty() || u64::try_from(payload.len()).ok()? != len {
-        return None;
-    }
-    let text = std::str::from_utf8(payload).ok()?;
-    (!text.chars().any(char::is_control)).then_some(text)
-}
-
-/// bincode 2's variable-length integer: one byte below 251, else a marker
-/// byte (251, 252, 253 for 2, 4, 8 bytes) and the little-endian integer.
-fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
-    let first = *bytes.first()?;
-    let width = match first {
-        0..=250 => return Some((u64::from(first), 1)),
-        251 => 2,
-        252 => 4,
-        253 => 8,
-        _ => return None,
-    };
-    let raw = bytes.get(1..1 + width)?;
-    let mut le = [0u8; 8];
-    le[..width].copy_from_slice(raw);
-    Some((u64::from_le_bytes(le), 1 + width))
 }
 
 fn cut_chars(s: &str, max: usize) -> String {
@@ -268,25 +240,32 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(250)), "250ms");
     }
 
+    fn preview_of(bytes: &[u8]) -> Preview {
+        preview(
+            &ExportedScope::new(None).with_value("k", bytes.to_vec()),
+            "k",
+        )
+    }
+
     #[test]
     fn previews() {
         // "ada" as bincode: length 3, then the bytes.
-        assert_eq!(preview(b"\x03ada"), Preview::Text("ada".into()));
+        assert_eq!(preview_of(b"\x03ada"), Preview::Text("ada".into()));
         // 0u32, false, None and "" all encode as one zero byte: not text.
-        assert_eq!(preview(&[0]), Preview::Hex("00".into()));
+        assert_eq!(preview_of(&[0]), Preview::Hex("00".into()));
         // A length that does not match the payload is not a string.
-        assert_eq!(preview(b"\x05ada"), Preview::Hex("05616461".into()));
+        assert_eq!(preview_of(b"\x05ada"), Preview::Hex("05616461".into()));
         // Control characters are not printable text.
-        assert_eq!(preview(b"\x02a\n"), Preview::Hex("02610a".into()));
+        assert_eq!(preview_of(b"\x02a\n"), Preview::Hex("02610a".into()));
         // A 300-byte string has the 251 marker and a 2-byte length.
         let mut long = vec![251, 44, 1];
         long.extend(std::iter::repeat_n(b'x', 300));
-        let Preview::Text(t) = preview(&long) else {
+        let Preview::Text(t) = preview_of(&long) else {
             panic!("not text")
         };
         assert_eq!(t.chars().count(), TEXT_PREVIEW + 1);
         assert!(t.ends_with('…'));
-        let Preview::Hex(h) = preview(&[7; 30]) else {
+        let Preview::Hex(h) = preview_of(&[7; 30]) else {
             panic!("not hex")
         };
         assert_eq!(h, format!("{}…", "07".repeat(HEX_PREVIEW)));
