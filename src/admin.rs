@@ -4,14 +4,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use crate::backend::Batch;
 use crate::clock;
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::keys::{self, Parsed};
 use crate::meta::Meta;
 use crate::store::Store;
 use crate::validate;
+use crate::write::WriteSet;
 
 /// Index entries read per step of a [`SessionIds`] iterator.
 const CHUNK: usize = 256;
@@ -31,19 +30,17 @@ impl Iterator for SessionIds<'_> {
 
     fn next(&mut self) -> Option<Result<String>> {
         if self.buf.is_empty() && !self.done {
-            let chunk =
-                match self
-                    .store
-                    .core()
-                    .backend
-                    .scan_range(&self.next, Some(&self.end), CHUNK)
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                };
+            let chunk = match self
+                .store
+                .core()
+                .scan_range(&self.next, Some(&self.end), CHUNK)
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
             self.done = chunk.len() < CHUNK;
             if let Some((last, _)) = chunk.last() {
                 self.next = last.clone();
@@ -169,12 +166,12 @@ impl Store {
     pub fn export_session(&self, sid: &str) -> Result<Option<ExportedSession>> {
         validate::sid(sid)?;
         let core = self.core();
-        let _guard = core.locks.read(sid);
+        let _guard = core.lock_shared(sid);
         let Some(meta) = core.read_meta(sid)? else {
             return Ok(None);
         };
         let mut scopes: Vec<ExportedScope> = Vec::new();
-        for (key, value) in core.backend.scan_prefix(&keys::session_prefix(sid))? {
+        for (key, value) in core.scan_prefix(&keys::session_prefix(sid))? {
             let Parsed::Data { component, key, .. } = keys::parse(&key) else {
                 continue;
             };
@@ -211,9 +208,9 @@ impl Store {
     pub fn import_session(&self, session: &ExportedSession, replace: bool) -> Result<()> {
         let sid = session.id.as_str();
         let core = self.core();
-        session.validate(core.max_value_size)?;
-        let _guard = core.locks.write(sid);
-        let mut batch = Batch::default();
+        session.validate(core.max_value_size())?;
+        let _guard = core.lock(sid);
+        let mut batch = WriteSet::default();
         let old = match core.read_meta(sid) {
             Ok(old) => old,
             Err(Error::Decode { .. }) if replace => {
@@ -226,8 +223,8 @@ impl Store {
             return Err(Error::AlreadyExists { id: sid.to_owned() });
         }
         core.delete_session(&mut batch, sid, old.as_ref())?;
-        let meta = session.meta(Core::fresh_incarnation()?);
-        Core::put_meta(&mut batch, sid, None, &meta);
+        let meta = session.meta(crate::meta::fresh_incarnation()?);
+        batch.put_meta(sid, None, &meta);
         for scope in &session.scopes {
             for (key, value) in &scope.values {
                 batch.put(
@@ -238,60 +235,4 @@ impl Store {
         }
         core.write(batch)
     }
-
-    /// Stores raw bytes where the store keeps `target`, bypassing every
-    /// check: for corruption tests and fuzzing only. Not part of the stable API.
-    ///
-    /// # Errors
-    ///
-    /// Storage errors.
-    #[doc(hidden)]
-    pub fn __write_raw(&self, target: RawTarget<'_>, bytes: &[u8]) -> Result<()> {
-        let key = match target {
-            RawTarget::Meta(sid) => keys::meta(sid),
-            RawTarget::Value {
-                sid,
-                component,
-                key,
-            } => keys::data(sid, component, key),
-            RawTarget::Index {
-                deadline_micros,
-                sid,
-            } => keys::index(deadline_micros, sid),
-            RawTarget::Key(k) => k.to_vec(),
-        };
-        // A metadata record is written under its session's lock, as every
-        // other write of one is, so the metadata cache stays exact.
-        let meta_sid = keys::meta_sid(&key).map(str::to_owned);
-        let _guard = meta_sid.as_deref().map(|sid| self.core().locks.write(sid));
-        let mut batch = Batch::default();
-        batch.put(key, bytes.to_vec());
-        self.core().write(batch)
-    }
-}
-
-/// Where [`Store::__write_raw`] writes. Not part of the stable API.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
-pub enum RawTarget<'a> {
-    /// The metadata record of a session.
-    Meta(&'a str),
-    /// A data key.
-    Value {
-        /// The session id.
-        sid: &'a str,
-        /// The component; `None` for the global scope.
-        component: Option<&'a str>,
-        /// The key.
-        key: &'a str,
-    },
-    /// An expiry index entry.
-    Index {
-        /// The deadline in microseconds since the epoch.
-        deadline_micros: u64,
-        /// The session id.
-        sid: &'a str,
-    },
-    /// Any key at all.
-    Key(&'a [u8]),
 }

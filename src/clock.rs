@@ -72,9 +72,7 @@ impl ManualClock {
     /// platform can represent instead of overflowing.
     pub fn advance(&self, d: Duration) {
         let mut now = self.now.lock();
-        *now = now
-            .checked_add(d)
-            .unwrap_or_else(|| from_micros(u64::MAX));
+        *now = now.checked_add(d).unwrap_or_else(|| from_micros(u64::MAX));
     }
 }
 

@@ -131,13 +131,25 @@ impl Committer {
     }
 
     /// Whether every write is flushed before it is acknowledged (`Durability::Immediate`).
-    pub fn is_durable(&self) -> bool {
+    fn is_durable(&self) -> bool {
         matches!(self.durability, Durability::Immediate)
+    }
+
+    /// Applies `batch` atomically at the store's durability: with
+    /// `Durability::Immediate`, returns once it is flushed.
+    pub fn write(&self, batch: Batch) -> Result<()> {
+        self.submit(batch, self.is_durable(), Applier::CallerIfFree)
+    }
+
+    /// Applies `batch` atomically without waiting for a flush, on the thread
+    /// `applier` allows: for the reaper, which flushes once per pass.
+    pub fn write_unflushed(&self, batch: Batch, applier: Applier) -> Result<()> {
+        self.submit(batch, false, applier)
     }
 
     /// Applies `batch` atomically, flushed before returning if `durable`,
     /// on the thread `applier` allows.
-    pub fn write_with(&self, batch: Batch, durable: bool, applier: Applier) -> Result<()> {
+    fn submit(&self, batch: Batch, durable: bool, applier: Applier) -> Result<()> {
         if self.is_stalled() {
             return Err(self.stalled_error());
         }

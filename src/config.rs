@@ -159,11 +159,6 @@ pub struct Config {
     pub(crate) reap_interval: Option<Duration>,
     pub(crate) touch_granularity: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
-    /// Tests inside the crate substitute the engine and the id source.
-    #[cfg(test)]
-    pub(crate) test_backend: Option<Arc<dyn crate::backend::Backend>>,
-    #[cfg(test)]
-    pub(crate) test_ids: Option<Arc<dyn crate::id::IdSource>>,
 }
 
 impl Config {
@@ -183,10 +178,6 @@ impl Config {
             reap_interval: Some(Duration::from_secs(60)),
             touch_granularity: None,
             clock: Arc::new(SystemClock),
-            #[cfg(test)]
-            test_backend: None,
-            #[cfg(test)]
-            test_ids: None,
         }
     }
 

@@ -1,81 +1,80 @@
-//! The state every handle of one store shares, how it is opened, and the
-//! helpers the operations are built from.
+//! The state every handle of one store shares, and the operations' building
+//! blocks: locks, time, metadata reads through the cache, engine reads, and
+//! the one write path.
 
-use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::backend::{self, Backend, Batch};
+use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+
+use crate::backend::{Backend, Entry};
 use crate::clock::{self, Clock};
 use crate::codec;
 use crate::commit::{Applier, Committer};
-use crate::config::{Config, Engine};
-use crate::error::{Error, Result};
+use crate::config::Config;
+use crate::error::Result;
 use crate::id::{IdSource, OsRandom};
 use crate::keys;
-use crate::locks::Locks;
-use crate::meta::Meta;
+use crate::locks::{Locks, PairGuard};
+use crate::meta::{Meta, Policy};
 use crate::metacache::MetaCache;
+use crate::open;
+use crate::write::WriteSet;
 
-/// The name of the lock file in the store's directory.
-const LOCK_FILE: &str = "sessionstore.lock";
-/// The format version written in the format marker.
-const FORMAT_VERSION: u8 = 1;
-
-/// Expiry settings in microseconds, resolved from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub idle: Option<u64>,
-    pub absolute: Option<u64>,
-    pub touch_granularity: u64,
+/// Substitutes for the engine and the id source: tests inside the crate pass
+/// them to [`Core::open`]; every other caller passes the default.
+#[derive(Default)]
+pub(crate) struct Parts {
+    pub backend: Option<Arc<dyn Backend>>,
+    pub ids: Option<Arc<dyn IdSource>>,
 }
 
 /// Shared by every `Store` handle and by the reaper thread.
 /// `Drop` stops the commit thread first; then field order is drop order: the
 /// engine closes before the lock file and the temporary directory go.
 pub(crate) struct Core {
-    pub committer: Committer,
-    pub backend: Arc<dyn Backend>,
-    pub locks: Locks,
-    pub metas: MetaCache,
-    pub clock: Arc<dyn Clock>,
-    pub timeouts: Timeouts,
-    pub max_value_size: usize,
-    pub ids: Arc<dyn IdSource>,
-    pub reaped: AtomicU64,
+    committer: Committer,
+    backend: Arc<dyn Backend>,
+    locks: Locks,
+    metas: MetaCache,
+    clock: Arc<dyn Clock>,
     /// The latest time the store has read, in microseconds: "now" never
     /// goes below it (see `Clock`). Written with every batch.
     floor: AtomicU64,
     /// The floor the latest acknowledged write carried.
     written_floor: AtomicU64,
-    pub failed_reaps: AtomicU64,
-    pub path: PathBuf,
-    _lock: Option<File>,
-    _temp: Option<tempfile::TempDir>,
+    policy: Policy,
+    max_value_size: usize,
+    ids: Arc<dyn IdSource>,
+    reaped: AtomicU64,
+    failed_reaps: AtomicU64,
+    path: PathBuf,
+    lock: Option<std::fs::File>,
+    temp: Option<tempfile::TempDir>,
 }
 
 impl Drop for Core {
-    /// Stops the commit thread first. If it may still be inside the engine
+    /// Writes the time floor if reads moved it since the last write, then
+    /// stops the commit thread. If that thread may still be inside the engine
     /// (see `Committer::shut_down`), the engine stays open under it, so the
     /// lock file stays held and a temporary directory is kept: no other store
     /// may open those files while a write can still land in them.
     fn drop(&mut self) {
-        // Reads may have moved the time floor past the last write: keep it,
-        // so that a clock that is behind after the reopen cannot bring back
-        // what this store already saw expire.
+        // Keep a floor that reads moved, so that a clock that is behind after
+        // the reopen cannot bring back what this store already saw expire.
         if !self.committer.is_stalled()
             && self.floor.load(Ordering::Acquire) > self.written_floor.load(Ordering::Acquire)
-            && let Err(e) = self.write(Batch::default())
+            && let Err(e) = self.write(WriteSet::default())
         {
             log::warn!("sessionstore: could not write the time floor at close: {e}");
         }
         if !self.committer.shut_down() {
-            if let Some(lock) = self._lock.take() {
+            if let Some(lock) = self.lock.take() {
                 std::mem::forget(lock);
             }
-            if let Some(temp) = self._temp.take() {
+            if let Some(temp) = self.temp.take() {
                 let kept = temp.keep();
                 log::error!(
                     "sessionstore: keeping {} while a write may still land in it",
@@ -87,57 +86,78 @@ impl Drop for Core {
 }
 
 impl Core {
-    /// Opens the directory of `config`, locks it, opens the engine and starts the commit thread.
-    pub fn open(config: &Config) -> Result<Core> {
+    /// Validates `config`, opens its directory and engine (see `open`), and
+    /// starts the commit thread.
+    pub fn open(config: &Config, parts: Parts) -> Result<Core> {
         config.validate()?;
-        let temp = if config.temporary {
-            Some(tempfile::tempdir().map_err(|e| Error::Io {
-                path: std::env::temp_dir(),
-                source: e,
-            })?)
-        } else {
-            None
-        };
-        let path = temp
-            .as_ref()
-            .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
-        let engine = prepare_dir(&path, config.engine)?;
-        let lock = lock_dir(&path)?;
-        let backend = open_backend(&path, engine, config)?;
-        check_format(&*backend, &path)?;
-        let floor = read_floor(&*backend)?;
-        let committer = Committer::start(backend.clone(), config.durability, config.write_timeout)?;
-        let micros = |d: Duration| clock::duration_micros(d);
+        let opened = open::open(config, parts.backend)?;
+        let committer = Committer::start(
+            opened.backend.clone(),
+            config.durability,
+            config.write_timeout,
+        )?;
+        let micros = clock::duration_micros;
         Ok(Core {
             committer,
-            backend,
+            backend: opened.backend,
             locks: Locks::new(),
             metas: MetaCache::new(config.meta_cache_entries),
             clock: config.clock.clone(),
-            timeouts: Timeouts {
-                idle: Some(micros(config.idle_timeout)),
+            floor: AtomicU64::new(opened.floor),
+            written_floor: AtomicU64::new(opened.floor),
+            policy: Policy {
+                idle: micros(config.idle_timeout),
                 absolute: config.absolute_timeout.map(micros),
                 touch_granularity: micros(config.effective_touch_granularity()),
             },
             max_value_size: config.max_value_size,
-            ids: {
-                #[cfg(test)]
-                let ids = config
-                    .test_ids
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(OsRandom));
-                #[cfg(not(test))]
-                let ids = Arc::new(OsRandom);
-                ids
-            },
+            ids: parts.ids.unwrap_or_else(|| Arc::new(OsRandom)),
             reaped: AtomicU64::new(0),
-            floor: AtomicU64::new(floor),
-            written_floor: AtomicU64::new(floor),
             failed_reaps: AtomicU64::new(0),
-            path,
-            _lock: Some(lock),
-            _temp: temp,
+            path: opened.path,
+            lock: Some(opened.lock),
+            temp: opened.temp,
         })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The engine's name.
+    pub fn engine_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The largest value this store writes, in bytes.
+    pub fn max_value_size(&self) -> usize {
+        self.max_value_size
+    }
+
+    /// How new records are made and when a deadline moved enough to write.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// A fresh session id.
+    pub fn next_id(&self) -> Result<String> {
+        self.ids.next_id()
+    }
+
+    /// Locks session `sid` for reading: no writer of it runs meanwhile.
+    pub fn lock_shared(&self, sid: &str) -> RwLockReadGuard<'_, ()> {
+        self.locks.read(sid)
+    }
+
+    /// Locks session `sid` for writing: check-then-write is atomic under it.
+    pub fn lock(&self, sid: &str) -> RwLockWriteGuard<'_, ()> {
+        self.locks.write(sid)
+    }
+
+    /// Locks two sessions for writing, without deadlock.
+    pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
+        self.locks.write_pair(a, b)
     }
 
     /// Now, in microseconds since the epoch: the clock, but never earlier
@@ -148,7 +168,7 @@ impl Core {
     }
 
     /// The metadata record of `sid`, whether or not it has expired.
-    /// The caller holds the session's lock (read or write), which makes it
+    /// The caller holds the session's lock (shared or not), which makes it
     /// safe to fill the cache from the engine.
     ///
     /// Once a write has timed out the cache is bypassed: the timed-out batch
@@ -170,39 +190,66 @@ impl Core {
         }
     }
 
-    /// Applies `batch` atomically; with `Durability::Immediate`, returns once
-    /// it is flushed. The caller holds the lock of every session it touches.
-    pub fn write(&self, batch: Batch) -> Result<()> {
-        let durable = self.committer.is_durable();
-        self.write_with(batch, durable, Applier::CallerIfFree)
+    /// The metadata record of `sid` if the session is live at `now`.
+    pub fn live_meta(&self, sid: &str, now: u64) -> Result<Option<Meta>> {
+        Ok(self.read_meta(sid)?.filter(|m| m.is_live(now)))
     }
 
-    /// Applies `batch` atomically, flushed before returning if `durable`, on
-    /// the thread `applier` allows, and brings the metadata cache in step
-    /// with it (see `metacache`).
-    pub fn write_with(&self, batch: Batch, durable: bool, applier: Applier) -> Result<()> {
-        // The batch moves to the committer: note first which records it
-        // puts (decoded) or deletes. A put that does not decode (only
-        // `__write_raw` writes such) is treated as a deletion: not cached.
-        let touched: Vec<(String, Option<Meta>)> = batch
-            .ops()
-            .iter()
-            .filter_map(|(key, value)| {
-                let sid = keys::meta_sid(key)?;
-                let meta = value
-                    .as_deref()
-                    .and_then(|bytes| codec::decode_meta(sid, bytes).ok());
-                Some((sid.to_owned(), meta))
-            })
-            .collect();
-        let mut batch = batch;
+    /// Calls `visit` with every entry under `prefix`, in place (see `Backend::visit_prefix`).
+    pub fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
+        self.backend.visit_prefix(prefix, visit)
+    }
+
+    /// Every entry under `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        self.backend.scan_prefix(prefix)
+    }
+
+    /// Up to `limit` entries of a key range (see `Backend::scan_range`).
+    pub fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
+        self.backend.scan_range(start, end, limit)
+    }
+
+    /// Walks a key range a chunk at a time (see `Backend::walk`).
+    pub fn walk(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        chunk: usize,
+        more: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        self.backend.walk(start, end, chunk, more, visit)
+    }
+
+    /// Writes `set` atomically at the store's durability. The caller holds
+    /// the lock of every session it touches.
+    pub fn write(&self, set: WriteSet) -> Result<()> {
+        self.commit(set, |c, batch| c.write(batch))
+    }
+
+    /// Writes `set` atomically without waiting for a flush, on the thread
+    /// `applier` allows: for the reaper, which flushes once per pass.
+    pub fn write_unflushed(&self, set: WriteSet, applier: Applier) -> Result<()> {
+        self.commit(set, |c, batch| c.write_unflushed(batch, applier))
+    }
+
+    /// The one write path: adds the time floor to the batch, hands it to the
+    /// committer, and brings the metadata cache in step (see `metacache`).
+    fn commit(
+        &self,
+        set: WriteSet,
+        submit: impl FnOnce(&Committer, crate::backend::Batch) -> Result<()>,
+    ) -> Result<()> {
         let floor = self.floor.load(Ordering::Acquire);
-        batch.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
-        let result = self.committer.write_with(batch, durable, applier);
+        let mut set = set;
+        set.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
+        let (batch, metas) = set.into_parts();
+        let result = submit(&self.committer, batch);
         if result.is_ok() {
             self.written_floor.fetch_max(floor, Ordering::AcqRel);
         }
-        for (sid, meta) in touched {
+        for (sid, meta) in metas {
             match (&result, meta) {
                 (Ok(()), Some(meta)) => self.metas.insert(&sid, meta),
                 _ => self.metas.remove(&sid),
@@ -211,236 +258,84 @@ impl Core {
         result
     }
 
-    /// The metadata record of `sid` if the session is live at `now`.
-    pub fn live_meta(&self, sid: &str, now: u64) -> Result<Option<Meta>> {
-        Ok(self.read_meta(sid)?.filter(|m| m.is_live(now)))
+    /// Makes every acknowledged write durable now.
+    pub fn flush(&self) -> Result<()> {
+        self.committer.flush()
     }
 
-    /// Adds to `batch` what writing `new` as the metadata of `sid` takes:
-    /// the record, and its expiry index entry moved from where `old` had it.
-    pub fn put_meta(batch: &mut Batch, sid: &str, old: Option<&Meta>, new: &Meta) {
-        batch.put(keys::meta(sid), codec::encode_meta(new));
-        match old {
-            Some(old) if old.index_deadline() == new.index_deadline() => {}
-            Some(old) => {
-                batch.delete(keys::index(old.index_deadline(), sid));
-                batch.put(keys::index(new.index_deadline(), sid), Vec::new());
-            }
-            None => batch.put(keys::index(new.index_deadline(), sid), Vec::new()),
-        }
-    }
-
-    /// Adds to `batch` the deletion of every key of `sid` and of its index entry.
-    pub fn delete_session(&self, batch: &mut Batch, sid: &str, meta: Option<&Meta>) -> Result<()> {
+    /// Adds to `set` the deletion of every key of `sid`, its metadata record
+    /// and, if its record `meta` is known, its index entry.
+    pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
+        let record = keys::meta(sid);
         for (key, _) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
-            batch.delete(key);
+            if key != record {
+                set.delete(key);
+            }
         }
-        if let Some(m) = meta {
-            batch.delete(keys::index(m.index_deadline(), sid));
-        }
+        set.delete_meta(sid, meta);
         Ok(())
     }
 
-    /// Calls `visit` with every entry with `start <= key < end` (no upper
-    /// bound if `end` is `None`), in key order, reading `chunk` entries at a
-    /// time. `more` is asked between chunks; the walk ends when it says no.
-    pub fn walk(
-        &self,
-        mut start: Vec<u8>,
-        end: Option<&[u8]>,
-        chunk: usize,
-        more: &dyn Fn() -> bool,
-        mut visit: impl FnMut(&[u8], &[u8]),
-    ) -> Result<()> {
-        loop {
-            let entries = self.backend.scan_range(&start, end, chunk)?;
-            for (key, value) in &entries {
-                visit(key, value);
-            }
-            match entries.last() {
-                Some((last, _)) if entries.len() == chunk && more() => {
-                    start = last.clone();
-                    start.push(0);
-                }
-                _ => return Ok(()),
-            }
-        }
-    }
-
-    /// Adds to `batch` the deletion of every expiry index entry of `sid`,
+    /// Adds to `set` the deletion of every expiry index entry of `sid`,
     /// found by walking the whole index: for a session whose metadata is
     /// unreadable, so its deadline unknown. Only corruption takes this path.
-    pub fn delete_index_entries_of(&self, batch: &mut Batch, sid: &str) -> Result<()> {
+    pub fn delete_index_entries_of(&self, set: &mut WriteSet, sid: &str) -> Result<()> {
         self.walk(
-            keys::index_start(),
+            &keys::index_start(),
             Some(&keys::index_end()),
             1024,
             &|| true,
-            |key, _| {
+            &mut |key, _| {
                 if matches!(keys::parse(key), keys::Parsed::Index { sid: s, .. } if s == sid) {
-                    batch.delete(key.to_vec());
+                    set.delete(key.to_vec());
                 }
             },
         )
     }
 
-    /// A random incarnation number for a new session record.
-    pub fn fresh_incarnation() -> Result<u64> {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::storage("drawing a random incarnation number", e.to_string()))?;
-        Ok(u64::from_le_bytes(bytes))
+    /// Counts sessions a reap pass deleted.
+    pub fn count_reaped(&self, n: usize) {
+        self.reaped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// A new metadata record for a session created at `now`.
-    pub fn new_meta(&self, now: u64) -> Result<Meta> {
-        Ok(Meta {
-            created: now,
-            last_access: now,
-            idle: self.timeouts.idle,
-            absolute_deadline: self.timeouts.absolute.map(|a| now.saturating_add(a)),
-            incarnation: Self::fresh_incarnation()?,
-        })
+    /// Counts a failed reaper thread pass.
+    pub fn count_failed_reap(&self) {
+        self.failed_reaps.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether moving the deadline from `old` to `new` is worth a write: a
-    /// move of at least the touch granularity, capped at half the session's
-    /// idle timeout so that touches always keep a session in use alive.
-    pub fn moves_enough(&self, old: &Meta, new: &Meta) -> bool {
-        let half_idle = old.idle.map_or(u64::MAX, |i| i / 2);
-        let granularity = self.timeouts.touch_granularity.min(half_idle).max(1);
-        match (old.deadline(), new.deadline()) {
-            (Some(a), Some(b)) => b.abs_diff(a) >= granularity,
-            (a, b) => a != b,
-        }
+    /// Sessions reaped since open.
+    pub fn reaped(&self) -> u64 {
+        self.reaped.load(Ordering::Relaxed)
     }
-}
 
-/// Creates the directory, or checks that it holds nothing or one store.
-/// Returns the engine to open: the one asked for, else the one whose store is
-/// there, else the default.
-fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let not_a_store = |reason: String| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let fresh = wanted.unwrap_or_default();
-    match fs::metadata(path) {
-        Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory".into())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(path).map_err(io)?;
-            return Ok(fresh);
-        }
-        Err(e) => return Err(io(e)),
+    /// Failed reaper thread passes since open.
+    pub fn failed_reaps(&self) -> u64 {
+        self.failed_reaps.load(Ordering::Relaxed)
     }
-    let names: Vec<String> = fs::read_dir(path)
-        .map_err(io)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let holds = |e: Engine| {
-        let markers = backend::marker_files(e);
-        !markers.is_empty() && markers.iter().all(|m| names.iter().any(|n| n == m))
-    };
-    match (wanted, Engine::ALL.iter().copied().find(|e| holds(*e))) {
-        (None, Some(found)) => return Ok(found),
-        (Some(w), Some(found)) if w == found => return Ok(found),
-        (Some(w), Some(found)) => {
-            return Err(not_a_store(format!(
-                "it holds a {} store, and this one was configured for {}; open it with Config::engine(Engine::{:?})",
-                found.name(),
-                w.name(),
-                found
-            )));
-        }
-        (_, None) => {}
-    }
-    match names.iter().find(|n| n.as_str() != LOCK_FILE) {
-        None => Ok(fresh),
-        Some(other) => Err(not_a_store(format!(
-            "the directory holds other files, such as {other:?}, and no store"
-        ))),
-    }
-}
 
-/// Takes the store's lock file. A lock that is busy is tried again for a
-/// short while: a process that forks a child while another of its threads
-/// closes a store lends the child the lock for the moment before `exec`.
-fn lock_dir(path: &Path) -> Result<File> {
-    const ATTEMPTS: u32 = 10;
-    let lock_path = path.join(LOCK_FILE);
-    let file = File::create(&lock_path).map_err(|source| Error::Io {
-        path: lock_path.clone(),
-        source,
-    })?;
-    for attempt in 1..=ATTEMPTS {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(TryLockError::WouldBlock) if attempt < ATTEMPTS => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(TryLockError::WouldBlock) => break,
-            Err(TryLockError::Error(source)) => {
-                return Err(Error::Io {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
+    /// Batches applied since open.
+    pub fn writes(&self) -> u64 {
+        self.committer.writes()
     }
-    Err(Error::InUse {
-        path: path.to_path_buf(),
-    })
-}
 
-fn open_backend(path: &Path, engine: Engine, config: &Config) -> Result<Arc<dyn Backend>> {
+    /// Flushes made since open.
+    pub fn flushes(&self) -> u64 {
+        self.committer.flushes()
+    }
+
+    /// Bytes the engine's files take on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.backend.size_on_disk()
+    }
+
+    /// The configured `write_timeout`: also how long a drop waits for a thread.
+    pub fn write_timeout(&self) -> Duration {
+        self.committer.timeout()
+    }
+
+    /// Requests queued for the commit thread and not answered yet.
     #[cfg(test)]
-    if let Some(b) = &config.test_backend {
-        return Ok(b.clone());
-    }
-    backend::open(engine, path, config.cache_capacity)
-}
-
-/// The time floor the store last wrote; 0 for a new store. An unreadable
-/// record is logged and read as 0: the clock then decides alone.
-fn read_floor(backend: &dyn Backend) -> Result<u64> {
-    Ok(match backend.get(keys::CLOCK_KEY)? {
-        Some(bytes) => codec::decode_time(&bytes).unwrap_or_else(|| {
-            log::warn!("sessionstore: ignoring an unreadable time floor record {bytes:?}");
-            0
-        }),
-        None => 0,
-    })
-}
-
-/// Reads the format marker; writes it into a new, empty database.
-fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
-    let not_a_store = |reason: String| Error::NotAStore {
-        path: path.to_path_buf(),
-        reason,
-    };
-    match backend.get(keys::FORMAT_KEY)? {
-        Some(v) if v.first() == Some(&FORMAT_VERSION) => Ok(()),
-        Some(v) => Err(not_a_store(format!(
-            "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
-            v.first()
-        ))),
-        None if backend.scan_range(&[], None, 1)?.is_empty() => {
-            let mut batch = Batch::default();
-            let mut marker = vec![FORMAT_VERSION];
-            marker.extend_from_slice(backend.name().as_bytes());
-            batch.put(keys::FORMAT_KEY.to_vec(), marker);
-            backend.apply(&batch)?;
-            backend.flush()
-        }
-        None => Err(not_a_store(format!(
-            "it is a {} database without the sessionstore format marker",
-            backend.name()
-        ))),
+    pub fn queued(&self) -> usize {
+        self.committer.queued()
     }
 }

@@ -3,13 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::backend::Batch;
 use crate::clock;
 use crate::commit::Applier;
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::meta::Meta;
 use crate::store::Store;
+use crate::write::WriteSet;
 use crate::{keys, reaper, validate};
 
 /// How many fresh ids `regenerate` draws before it gives up.
@@ -70,7 +69,7 @@ impl Store {
     pub fn info(&self, sid: &str) -> Result<Option<SessionInfo>> {
         validate::sid(sid)?;
         let core = self.core();
-        let _guard = core.locks.read(sid);
+        let _guard = core.lock_shared(sid);
         Ok(core
             .live_meta(sid, core.now())?
             .as_ref()
@@ -87,15 +86,15 @@ impl Store {
     pub fn touch(&self, sid: &str) -> Result<bool> {
         validate::sid(sid)?;
         let core = self.core();
-        let _guard = core.locks.write(sid);
+        let _guard = core.lock(sid);
         let now = core.now();
         let Some(meta) = core.live_meta(sid, now)? else {
             return Ok(false);
         };
         let new = meta.accessed(now);
-        if core.moves_enough(&meta, &new) {
-            let mut batch = Batch::default();
-            Core::put_meta(&mut batch, sid, Some(&meta), &new);
+        if core.policy().moves_enough(&meta, &new) {
+            let mut batch = WriteSet::default();
+            batch.put_meta(sid, Some(&meta), &new);
             core.write(batch)?;
         }
         Ok(true)
@@ -130,31 +129,32 @@ impl Store {
         validate::sid(sid)?;
         let core = self.core();
         for _ in 0..REGENERATE_ATTEMPTS {
-            let new_sid = core.ids.next_id()?;
-            let _guard = core.locks.write_pair(sid, &new_sid);
+            let new_sid = core.next_id()?;
+            let _guard = core.lock_pair(sid, &new_sid);
             let now = core.now();
             let Some(meta) = core.live_meta(sid, now)? else {
                 return Err(Error::NotFound { id: sid.to_owned() });
             };
             if !core
-                .backend
                 .scan_prefix(&keys::session_prefix(&new_sid))?
                 .is_empty()
             {
                 continue;
             }
-            let mut batch = Batch::default();
-            for (key, value) in core.backend.scan_prefix(&keys::session_prefix(sid))? {
-                if key != keys::meta(sid)
-                    && let Some(moved) = keys::rebase(&key, sid, &new_sid)
-                {
+            let mut batch = WriteSet::default();
+            let record = keys::meta(sid);
+            for (key, value) in core.scan_prefix(&keys::session_prefix(sid))? {
+                if key == record {
+                    continue;
+                }
+                if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
                     batch.put(moved, value);
                 }
                 batch.delete(key);
             }
-            batch.delete(keys::index(meta.index_deadline(), sid));
+            batch.delete_meta(sid, Some(&meta));
             let new = meta.accessed(now);
-            Core::put_meta(&mut batch, &new_sid, None, &new);
+            batch.put_meta(&new_sid, None, &new);
             core.write(batch)?;
             return Ok(new_sid);
         }
@@ -181,7 +181,7 @@ impl Store {
             crate::config::check_timeout("set_idle_timeout", d)?;
         }
         let core = self.core();
-        let _guard = core.locks.write(sid);
+        let _guard = core.lock(sid);
         let Some(meta) = core.live_meta(sid, core.now())? else {
             return Err(Error::NotFound { id: sid.to_owned() });
         };
@@ -189,8 +189,8 @@ impl Store {
             idle: timeout.map(clock::duration_micros),
             ..meta
         };
-        let mut batch = Batch::default();
-        Core::put_meta(&mut batch, sid, Some(&meta), &new);
+        let mut batch = WriteSet::default();
+        batch.put_meta(sid, Some(&meta), &new);
         core.write(batch)
     }
 
@@ -219,12 +219,12 @@ impl Store {
         }
         Ok(Stats {
             live_sessions: live,
-            reaped_since_open: core.reaped.load(std::sync::atomic::Ordering::Relaxed),
-            failed_reap_passes: core.failed_reaps.load(std::sync::atomic::Ordering::Relaxed),
-            bytes_on_disk: core.backend.size_on_disk()?,
-            writes_since_open: core.committer.writes(),
-            flushes_since_open: core.committer.flushes(),
-            engine: core.backend.name(),
+            reaped_since_open: core.reaped(),
+            failed_reap_passes: core.failed_reaps(),
+            bytes_on_disk: core.size_on_disk()?,
+            writes_since_open: core.writes(),
+            flushes_since_open: core.flushes(),
+            engine: core.engine_name(),
         })
     }
 }

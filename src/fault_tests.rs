@@ -20,27 +20,47 @@ impl IdSource for Scripted {
     }
 }
 
-fn config(backend: &Arc<MemoryBackend>, clock: &ManualClock) -> Config {
-    let mut c = Config::temporary()
+/// The test configuration; the engine comes in at open (`OpenOn`).
+fn config(_backend: &Arc<MemoryBackend>, clock: &ManualClock) -> Config {
+    Config::temporary()
         .clock(Arc::new(clock.clone()))
         .reap_interval(None)
         .idle_timeout(Duration::from_secs(600))
-        .touch_granularity(Duration::from_secs(60));
-    c.test_backend = Some(backend.clone());
-    c
+        .touch_granularity(Duration::from_secs(60))
+}
+
+/// Opens a configuration on the memory engine, through the internal constructor.
+trait OpenOn {
+    fn open_on(self, backend: &Arc<MemoryBackend>) -> Result<Store>;
+}
+
+impl OpenOn for Config {
+    fn open_on(self, backend: &Arc<MemoryBackend>) -> Result<Store> {
+        Store::from_parts(
+            self,
+            crate::core::Parts {
+                backend: Some(backend.clone()),
+                ids: None,
+            },
+        )
+    }
 }
 
 #[test]
 fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let clock = ManualClock::default();
-    let mut c = config(&backend, &clock);
-    c.test_ids = Some(Arc::new(Scripted(Mutex::new(vec![
-        "taken".into(),
-        "taken".into(),
-        "free".into(),
-    ]))));
-    let store = c.open()?;
+    let store = Store::from_parts(
+        config(&backend, &clock),
+        crate::core::Parts {
+            backend: Some(backend.clone()),
+            ids: Some(Arc::new(Scripted(Mutex::new(vec![
+                "taken".into(),
+                "taken".into(),
+                "free".into(),
+            ])))),
+        },
+    )?;
     let mut s = store.create_new_session("taken")?;
     s.set("k", &1u8)?;
     store.save(&mut s)?;
@@ -53,7 +73,7 @@ fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
 #[test]
 fn a_failed_save_stays_dirty_and_can_be_retried() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
-    let store = config(&backend, &ManualClock::default()).open()?;
+    let store = config(&backend, &ManualClock::default()).open_on(&backend)?;
     let mut s = store.create_new_session("s")?;
     s.set("k", &1u8)?;
     backend.fail_writes.store(true, Ordering::SeqCst);
@@ -90,7 +110,7 @@ fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
         .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
-        .open()?;
+        .open_on(&backend)?;
     store.create_new_session("inside")?;
     let mut s = store.create_new_session("s")?;
     std::thread::scope(|scope| -> Result<()> {
@@ -119,7 +139,7 @@ fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
 fn a_lone_writer_applies_its_own_batch_and_a_busy_engine_sends_the_next_to_the_thread() -> Result<()>
 {
     let backend = Arc::new(MemoryBackend::default());
-    let store = config(&backend, &ManualClock::default()).open()?;
+    let store = config(&backend, &ManualClock::default()).open_on(&backend)?;
     let mut s = store.create_new_session("s")?;
     s.set("k", &1u8)?;
     store.save(&mut s)?;
@@ -135,7 +155,7 @@ fn a_lone_writer_applies_its_own_batch_and_a_busy_engine_sends_the_next_to_the_t
             s.set("k", &2u8)?;
             store.save(&mut s)
         });
-        wait_for(|| store.core().committer.queued() == 1);
+        wait_for(|| store.core().queued() == 1);
         backend.set_hang(false);
         inside.join().expect("no panic")?;
         queued.join().expect("no panic")
@@ -145,7 +165,7 @@ fn a_lone_writer_applies_its_own_batch_and_a_busy_engine_sends_the_next_to_the_t
         Some("sessionstore-commit"),
         "a writer that found the engine busy went through the commit thread"
     );
-    assert_eq!(store.core().committer.queued(), 0);
+    assert_eq!(store.core().queued(), 0);
     assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(2));
     Ok(())
 }
@@ -167,7 +187,7 @@ fn dropping_the_store_returns_while_the_engine_hangs_under_the_reaper() -> Resul
     let store = config(&backend, &clock)
         .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
         .reap_interval(Some(Duration::from_millis(1)))
-        .open()?;
+        .open_on(&backend)?;
     store.create_new_session("old")?;
     let started = backend.applies_started.load(Ordering::SeqCst);
     backend.set_hang(true);
@@ -186,7 +206,7 @@ fn dropping_the_store_returns_while_the_reaper_is_stuck_in_a_read() -> Result<()
     let store = config(&backend, &ManualClock::default())
         .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
         .reap_interval(Some(Duration::from_millis(1)))
-        .open()?;
+        .open_on(&backend)?;
     let started = backend.scans_started.load(Ordering::SeqCst);
     backend.set_hang_scans(true);
     // The reaper's scan of the expiry index is inside the engine, which hangs.
@@ -206,7 +226,7 @@ fn a_last_flush_that_hangs_neither_hangs_the_drop_nor_frees_the_directory() -> R
     let store = config(&backend, &ManualClock::default())
         .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
         .durability(crate::Durability::Periodic(Duration::from_secs(3600)))
-        .open()?;
+        .open_on(&backend)?;
     store.create_new_session("s")?;
     let path = store.path().to_owned();
     backend.set_hang_flush(true);
@@ -236,7 +256,7 @@ fn live_checks_of_cached_sessions_do_not_read_the_engine() -> Result<()> {
         let backend = Arc::new(MemoryBackend::default());
         let store = config(&backend, &ManualClock::default())
             .meta_cache_entries(entries)
-            .open()?;
+            .open_on(&backend)?;
         let mut s = store.create_new_session("s")?;
         s.set("k", &1u8)?;
         store.save(&mut s)?;
@@ -259,7 +279,7 @@ fn a_stalled_write_that_lands_later_is_not_hidden_by_the_cache() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
         .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
-        .open()?;
+        .open_on(&backend)?;
     store.create_new_session("s")?;
     store.create_new_session("inside")?;
     assert!(store.get("s", None)?.is_some(), "cached now");
@@ -286,11 +306,11 @@ fn the_reaper_thread_survives_failed_passes() -> Result<()> {
     let clock = ManualClock::default();
     let store = config(&backend, &clock)
         .reap_interval(Some(Duration::from_millis(1)))
-        .open()?;
+        .open_on(&backend)?;
     store.create_new_session("s")?;
     clock.advance(Duration::from_secs(601));
     backend.fail_scans.store(true, Ordering::SeqCst);
-    wait_for(|| store.core().failed_reaps.load(Ordering::Relaxed) >= 3);
+    wait_for(|| store.core().failed_reaps() >= 3);
     backend.fail_scans.store(false, Ordering::SeqCst);
     // The thread lived on through the failures and reaps once the engine recovers.
     wait_for(|| store.stats().unwrap().reaped_since_open == 1);
@@ -316,7 +336,7 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
     // by a new session after the scan chose the old one.
     let backend = Arc::new(MemoryBackend::default());
     let clock = ManualClock::default();
-    let store = config(&backend, &clock).open()?;
+    let store = config(&backend, &clock).open_on(&backend)?;
     store.create_new_session("hooked")?;
     clock.advance(Duration::from_secs(601));
     let hook_store = store.clone();
@@ -341,7 +361,7 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
 fn corrupt_metadata_errors_for_that_session_only_and_the_reaper_skips_it() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let clock = ManualClock::default();
-    let store = config(&backend, &clock).open()?;
+    let store = config(&backend, &clock).open_on(&backend)?;
     store.create_new_session("bad")?;
     store.create_new_session("good")?;
     store.__write_raw(crate::RawTarget::Meta("bad"), b"\x01garbage")?;
@@ -371,7 +391,7 @@ fn the_store_handle_is_not_held_by_its_threads() {
     let backend = Arc::new(MemoryBackend::default());
     let store: Store = config(&backend, &ManualClock::default())
         .reap_interval(Some(Duration::from_secs(3600)))
-        .open()
+        .open_on(&backend)
         .unwrap();
     assert_eq!(Arc::strong_count(&store.shared), 1);
 }
@@ -379,7 +399,7 @@ fn the_store_handle_is_not_held_by_its_threads() {
 #[test]
 fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
-    let store = config(&backend, &ManualClock::default()).open()?;
+    let store = config(&backend, &ManualClock::default()).open_on(&backend)?;
     for i in 0..8 {
         store.create_new_session(&format!("s{i}"))?;
     }
@@ -396,7 +416,7 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
         let first = scope.spawn(move || save(0));
         wait_for(|| backend.flushes_started.load(Ordering::SeqCst) == started + 1);
         let rest: Vec<_> = (1..8).map(|i| scope.spawn(move || save(i))).collect();
-        wait_for(|| store.core().committer.queued() == 7);
+        wait_for(|| store.core().queued() == 7);
         backend.set_hang_flush(false);
         for w in std::iter::once(first).chain(rest) {
             w.join().expect("no panic")?;

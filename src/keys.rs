@@ -156,16 +156,6 @@ pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
     }
 }
 
-/// The session id of a metadata key `{sid}/`; `None` for every other shape.
-/// Cheaper than [`parse`]: the commit path asks it of every key it writes.
-pub(crate) fn meta_sid(key: &[u8]) -> Option<&str> {
-    let (last, sid) = key.split_last()?;
-    if *last != b'/' || sid.contains(&b'/') {
-        return None;
-    }
-    valid_sid(sid)
-}
-
 /// The key name of a data key under a known scope prefix, if it is valid UTF-8.
 pub(crate) fn key_in_scope<'a>(key: &'a [u8], prefix: &[u8]) -> Option<&'a str> {
     let rest = key.strip_prefix(prefix)?;
@@ -227,30 +217,6 @@ mod tests {
         ] {
             assert_eq!(parse(bad), Parsed::Unknown, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn meta_sid_agrees_with_parse() {
-        let keys: Vec<Vec<u8>> = vec![
-            meta("ab"),
-            data("ab", None, "k"),
-            data("ab", Some("c"), "k/"),
-            data("ab", None, "/"),
-            index(3, "ab"),
-            FORMAT_KEY.to_vec(),
-            b"/".to_vec(),
-            b"a b/".to_vec(),
-            b"\xff/".to_vec(),
-            Vec::new(),
-        ];
-        for key in keys {
-            let expected = match parse(&key) {
-                Parsed::Meta { sid } => Some(sid),
-                _ => None,
-            };
-            assert_eq!(meta_sid(&key), expected, "{key:?}");
-        }
-        assert_eq!(meta_sid(b"ab/"), Some("ab"));
     }
 
     #[test]

@@ -52,23 +52,27 @@ mod keys;
 mod locks;
 mod meta;
 mod metacache;
+mod open;
+#[cfg(any(test, feature = "corruption-testing"))]
+mod raw;
 mod reaper;
 mod session;
 mod snapshot;
 mod store;
 mod validate;
 mod verify;
+mod write;
 
 #[cfg(test)]
 mod fault_tests;
 
-#[doc(hidden)]
-pub use admin::RawTarget;
 pub use admin::{ExportedScope, ExportedSession, SessionIds};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability, Engine};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{SessionInfo, Stats};
+#[cfg(any(test, feature = "corruption-testing"))]
+pub use raw::RawTarget;
 pub use session::Session;
 pub use store::{SessionStore, Store};
 pub use validate::{MAX_COMPONENT_LEN, MAX_ID_LEN, MAX_KEY_LEN};

@@ -1,6 +1,53 @@
-//! A session's metadata record and the deadline it implies.
+//! A session's metadata record, the deadline it implies, and the policy that
+//! makes new records and decides when a deadline moved enough to write.
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The store's expiry settings in microseconds, resolved from its configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// The idle timeout of new sessions.
+    pub idle: u64,
+    /// The absolute timeout of new sessions; `None` for none.
+    pub absolute: Option<u64>,
+    /// A deadline move smaller than this is not worth a write.
+    pub touch_granularity: u64,
+}
+
+impl Policy {
+    /// A new metadata record for a session created at `now`.
+    pub fn new_meta(&self, now: u64) -> Result<Meta> {
+        Ok(Meta {
+            created: now,
+            last_access: now,
+            idle: Some(self.idle),
+            absolute_deadline: self.absolute.map(|a| now.saturating_add(a)),
+            incarnation: fresh_incarnation()?,
+        })
+    }
+
+    /// Whether moving the deadline from `old` to `new` is worth a write: a
+    /// move of at least the touch granularity, capped at half the session's
+    /// idle timeout so that touches always keep a session in use alive.
+    pub fn moves_enough(&self, old: &Meta, new: &Meta) -> bool {
+        let half_idle = old.idle.map_or(u64::MAX, |i| i / 2);
+        let granularity = self.touch_granularity.min(half_idle).max(1);
+        match (old.deadline(), new.deadline()) {
+            (Some(a), Some(b)) => b.abs_diff(a) >= granularity,
+            (a, b) => a != b,
+        }
+    }
+}
+
+/// A random incarnation number for a new session record.
+pub(crate) fn fresh_incarnation() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::storage("drawing a random incarnation number", e.to_string()))?;
+    Ok(u64::from_le_bytes(bytes))
+}
 
 /// What the store keeps about each session besides its data.
 /// Times are microseconds since the Unix epoch.

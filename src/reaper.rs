@@ -2,17 +2,16 @@
 //! earliest deadline, so a pass costs what expired, not what lives.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 
-use crate::backend::Batch;
 use crate::commit::Applier;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::join::Worker;
 use crate::keys::{self, Parsed};
+use crate::write::WriteSet;
 
 /// Index entries read per scan.
 const CHUNK: usize = 256;
@@ -30,7 +29,7 @@ impl Reaper {
     /// `Store` handle, so the last handle's drop can stop it.
     pub fn spawn(core: Arc<Core>, interval: Duration) -> Result<Reaper> {
         let (stop, stopped) = bounded::<()>(0);
-        let join_limit = core.committer.timeout();
+        let join_limit = core.write_timeout();
         let thread = Worker::spawn("sessionstore-reaper", move || {
             run(&core, &stopped, interval);
         })
@@ -63,7 +62,7 @@ fn run(core: &Core, stopped: &Receiver<()>, interval: Duration) {
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = reap_once(core, &should_stop, Applier::CommitThread) {
-                    core.failed_reaps.fetch_add(1, Ordering::Relaxed);
+                    core.count_failed_reap();
                     log::warn!("sessionstore: reaper pass failed, retrying in {interval:?}: {e}");
                 }
             }
@@ -88,11 +87,11 @@ pub(crate) fn reap_once(
     let mut reaped = 0;
     let mut wrote = false;
     core.walk(
-        keys::index_start(),
+        &keys::index_start(),
         Some(&end),
         CHUNK,
         &|| !should_stop(),
-        |key, _| match keys::parse(key) {
+        &mut |key, _| match keys::parse(key) {
             Parsed::Index { deadline, sid } => {
                 match reap_candidate(core, key, deadline, sid, now, applier) {
                     Ok(outcome) => {
@@ -106,9 +105,9 @@ pub(crate) fn reap_once(
         },
     )?;
     if wrote {
-        core.committer.flush()?;
+        core.flush()?;
     }
-    core.reaped.fetch_add(reaped as u64, Ordering::Relaxed);
+    core.count_reaped(reaped);
     Ok(reaped)
 }
 
@@ -130,8 +129,8 @@ fn reap_candidate(
 ) -> Result<Outcome> {
     #[cfg(test)]
     hook::before_lock(sid);
-    let _guard = core.locks.write(sid);
-    let mut batch = Batch::default();
+    let _guard = core.lock(sid);
+    let mut batch = WriteSet::default();
     let outcome = match core.read_meta(sid)? {
         Some(meta) if meta.index_deadline() == deadline => {
             if meta.is_live(now) {
@@ -146,7 +145,7 @@ fn reap_candidate(
             Outcome::Tidied
         }
     };
-    core.write_with(batch, false, applier)?;
+    core.write_unflushed(batch, applier)?;
     Ok(outcome)
 }
 

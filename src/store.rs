@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::backend::Batch;
 use crate::config::Config;
-use crate::core::Core;
+use crate::core::{Core, Parts};
 use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 use crate::session::Session;
 use crate::snapshot::Snapshot;
+use crate::write::WriteSet;
 use crate::{keys, validate};
 
 /// How many fresh ids `create` draws before it gives up.
@@ -102,8 +102,8 @@ impl Drop for Shared {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.core().path)
-            .field("engine", &self.core().backend.name())
+            .field("path", &self.core().path())
+            .field("engine", &self.core().engine_name())
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +129,12 @@ impl Store {
     }
 
     pub(crate) fn from_config(config: Config) -> Result<Store> {
-        let core = Arc::new(Core::open(&config)?);
+        Self::from_parts(config, Parts::default())
+    }
+
+    /// Opens a store on substitute parts: tests inside the crate use it.
+    pub(crate) fn from_parts(config: Config, parts: Parts) -> Result<Store> {
+        let core = Arc::new(Core::open(&config, parts)?);
         let reaper = match config.reap_interval {
             Some(interval) => Some(Reaper::spawn(core.clone(), interval)?),
             None => None,
@@ -145,12 +150,12 @@ impl Store {
 
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
-        &self.core().path
+        self.core().path()
     }
 
     /// The largest encoded value this store accepts, in bytes (`Config::max_value_size`).
     pub fn max_value_size(&self) -> usize {
-        self.core().max_value_size
+        self.core().max_value_size()
     }
 
     /// Creates a session under a fresh id drawn from the OS CSPRNG (128 bits,
@@ -162,7 +167,7 @@ impl Store {
     /// Storage errors, and an error if the OS random source fails.
     pub fn create(&self) -> Result<Session> {
         for _ in 0..CREATE_ATTEMPTS {
-            let sid = self.core().ids.next_id()?;
+            let sid = self.core().next_id()?;
             match self.create_new_session(&sid) {
                 Err(Error::AlreadyExists { .. }) => continue,
                 other => return other,
@@ -182,7 +187,7 @@ impl Store {
     ///
     /// Storage errors, and [`Error::Stalled`].
     pub fn flush(&self) -> Result<()> {
-        self.core().committer.flush()
+        self.core().flush()
     }
 
     /// See [`SessionStore::create_new_session`].
@@ -193,10 +198,10 @@ impl Store {
     pub fn create_new_session(&self, sid: &str) -> Result<Session> {
         validate::sid(sid)?;
         let core = self.core();
-        let _guard = core.locks.write(sid);
+        let _guard = core.lock(sid);
         let now = core.now();
         let old = core.read_meta(sid)?;
-        let mut batch = Batch::default();
+        let mut batch = WriteSet::default();
         if let Some(old) = &old {
             if old.is_live(now) {
                 return Err(Error::AlreadyExists { id: sid.to_owned() });
@@ -204,14 +209,14 @@ impl Store {
             // An expired session nobody reaped yet: the new one starts empty.
             core.delete_session(&mut batch, sid, Some(old))?;
         }
-        let meta = core.new_meta(now)?;
-        Core::put_meta(&mut batch, sid, None, &meta);
+        let meta = core.policy().new_meta(now)?;
+        batch.put_meta(sid, None, &meta);
         core.write(batch)?;
         Ok(Session::new(
             sid.to_owned(),
             None,
             meta.incarnation,
-            core.max_value_size,
+            core.max_value_size(),
             Snapshot::default(),
         ))
     }
@@ -225,13 +230,13 @@ impl Store {
         validate::sid(sid)?;
         validate::scope(component)?;
         let core = self.core();
-        let _guard = core.locks.read(sid);
+        let _guard = core.lock_shared(sid);
         let Some(meta) = core.live_meta(sid, core.now())? else {
             return Ok(None);
         };
         let prefix = keys::scope_prefix(sid, component);
         let mut values = Snapshot::default();
-        core.backend.visit_prefix(
+        core.visit_prefix(
             &prefix,
             &mut |key, value| match keys::key_in_scope(key, &prefix) {
                 Some(name) => values.push(name, value),
@@ -244,7 +249,7 @@ impl Store {
             sid.to_owned(),
             component.map(str::to_owned),
             meta.incarnation,
-            core.max_value_size,
+            core.max_value_size(),
             values,
         )))
     }
@@ -257,7 +262,7 @@ impl Store {
     pub fn save(&self, session: &mut Session) -> Result<()> {
         let core = self.core();
         let sid = session.id();
-        let _guard = core.locks.write(sid);
+        let _guard = core.lock(sid);
         let now = core.now();
         let meta = match core.live_meta(sid, now)? {
             Some(m) if m.incarnation == session.incarnation() => m,
@@ -267,20 +272,20 @@ impl Store {
         // been made by a store with a larger one.
         for (key, value) in session.changes() {
             if let Some(v) = value
-                && v.len() > core.max_value_size
+                && v.len() > core.max_value_size()
             {
                 return Err(Error::ValueTooLarge {
                     key: key.to_owned(),
                     size: v.len(),
-                    max: core.max_value_size,
+                    max: core.max_value_size(),
                 });
             }
         }
         let component = session.component();
-        let mut batch = Batch::default();
+        let mut batch = WriteSet::default();
         if session.cleared() {
             let prefix = keys::scope_prefix(sid, component);
-            for (key, _) in core.backend.scan_prefix(&prefix)? {
+            for (key, _) in core.scan_prefix(&prefix)? {
                 let keep = keys::key_in_scope(&key, &prefix).is_some_and(|k| session.was_set(k));
                 if !keep {
                     batch.delete(key);
@@ -295,10 +300,10 @@ impl Store {
             }
         }
         let new = meta.accessed(now);
-        if batch.is_empty() && !session.cleared() && !core.moves_enough(&meta, &new) {
+        if batch.is_empty() && !session.cleared() && !core.policy().moves_enough(&meta, &new) {
             return Ok(());
         }
-        Core::put_meta(&mut batch, sid, Some(&meta), &new);
+        batch.put_meta(sid, Some(&meta), &new);
         core.write(batch)?;
         session.mark_clean();
         Ok(())
@@ -312,9 +317,9 @@ impl Store {
     pub fn destroy(&self, sid: &str) -> Result<bool> {
         validate::sid(sid)?;
         let core = self.core();
-        let _guard = core.locks.write(sid);
+        let _guard = core.lock(sid);
         let now = core.now();
-        let mut batch = Batch::default();
+        let mut batch = WriteSet::default();
         let existed = match core.read_meta(sid) {
             Ok(meta) => {
                 core.delete_session(&mut batch, sid, meta.as_ref())?;

@@ -66,11 +66,11 @@ impl Store {
         let mut index: HashMap<String, Vec<u64>> = HashMap::new();
         let mut current_meta: Option<String> = None;
         self.core().walk(
-            Vec::new(),
+            &[],
             None,
             CHUNK,
             &|| true,
-            |key, value| match keys::parse(key) {
+            &mut |key, value| match keys::parse(key) {
                 Parsed::Index { deadline, sid } => {
                     report.index_entries += 1;
                     index.entry(sid.to_owned()).or_default().push(deadline);

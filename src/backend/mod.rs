@@ -103,6 +103,33 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Up to `limit` entries with `start <= key < end` (no upper bound if
     /// `end` is `None`), in key order.
     fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>>;
+    /// Calls `visit` with every entry with `start <= key < end` (no upper
+    /// bound if `end` is `None`), in key order, reading `chunk` entries at a
+    /// time, so that `visit` may write between chunks. `more` is asked
+    /// between chunks; the walk ends when it says no.
+    fn walk(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        chunk: usize,
+        more: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        let mut start = start.to_vec();
+        loop {
+            let entries = self.scan_range(&start, end, chunk)?;
+            for (key, value) in &entries {
+                visit(key, value);
+            }
+            match entries.last() {
+                Some((last, _)) if entries.len() == chunk && more() => {
+                    start.clone_from(last);
+                    start.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
     /// Applies every operation of `batch`, all or nothing.
     fn apply(&self, batch: &Batch) -> Result<()>;
     /// Makes every applied batch durable.

@@ -1,0 +1,183 @@
+//! Opening a store's directory: the path (or a temporary directory), the
+//! engine found there or asked for, the lock file that makes this process
+//! the only writer, the format marker, and the time floor.
+
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{self, Backend, Batch};
+use crate::codec;
+use crate::config::{Config, Engine};
+use crate::error::{Error, Result};
+use crate::keys;
+
+/// The name of the lock file in the store's directory.
+const LOCK_FILE: &str = "sessionstore.lock";
+/// The format version written in the format marker.
+const FORMAT_VERSION: u8 = 1;
+
+/// An opened directory and engine, ready for a `Core`.
+pub(crate) struct Opened {
+    pub path: PathBuf,
+    pub backend: Arc<dyn Backend>,
+    /// The time floor the store last wrote; 0 for a new store.
+    pub floor: u64,
+    pub lock: File,
+    pub temp: Option<tempfile::TempDir>,
+}
+
+/// Opens the directory of `config` (already validated): creates it or checks
+/// that it holds nothing or one store, takes its lock file, opens the engine
+/// (`engine`, if the caller supplies one: tests inside the crate do) and
+/// checks or writes the format marker.
+pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
+    let temp = if config.temporary {
+        Some(tempfile::tempdir().map_err(|e| Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?)
+    } else {
+        None
+    };
+    let path = temp
+        .as_ref()
+        .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
+    let kind = prepare_dir(&path, config.engine)?;
+    let lock = lock_dir(&path)?;
+    let backend = match engine {
+        Some(b) => b,
+        None => backend::open(kind, &path, config.cache_capacity)?,
+    };
+    check_format(&*backend, &path)?;
+    let floor = read_floor(&*backend)?;
+    Ok(Opened {
+        path,
+        backend,
+        floor,
+        lock,
+        temp,
+    })
+}
+
+/// Creates the directory, or checks that it holds nothing or one store.
+/// Returns the engine to open: the one asked for, else the one whose store is
+/// there, else the default.
+fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let fresh = wanted.unwrap_or_default();
+    match fs::metadata(path) {
+        Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory".into())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(path).map_err(io)?;
+            return Ok(fresh);
+        }
+        Err(e) => return Err(io(e)),
+    }
+    let names: Vec<String> = fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let holds = |e: Engine| {
+        let markers = backend::marker_files(e);
+        !markers.is_empty() && markers.iter().all(|m| names.iter().any(|n| n == m))
+    };
+    match (wanted, Engine::ALL.iter().copied().find(|e| holds(*e))) {
+        (None, Some(found)) => return Ok(found),
+        (Some(w), Some(found)) if w == found => return Ok(found),
+        (Some(w), Some(found)) => {
+            return Err(not_a_store(format!(
+                "it holds a {} store, and this one was configured for {}; open it with Config::engine(Engine::{:?})",
+                found.name(),
+                w.name(),
+                found
+            )));
+        }
+        (_, None) => {}
+    }
+    match names.iter().find(|n| n.as_str() != LOCK_FILE) {
+        None => Ok(fresh),
+        Some(other) => Err(not_a_store(format!(
+            "the directory holds other files, such as {other:?}, and no store"
+        ))),
+    }
+}
+
+/// Takes the store's lock file. A lock that is busy is tried again for a
+/// short while: a process that forks a child while another of its threads
+/// closes a store lends the child the lock for the moment before `exec`.
+fn lock_dir(path: &Path) -> Result<File> {
+    const ATTEMPTS: u32 = 10;
+    let lock_path = path.join(LOCK_FILE);
+    let file = File::create(&lock_path).map_err(|source| Error::Io {
+        path: lock_path.clone(),
+        source,
+    })?;
+    for attempt in 1..=ATTEMPTS {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if attempt < ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+    }
+    Err(Error::InUse {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Reads the format marker; writes it into a new, empty database.
+fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match backend.get(keys::FORMAT_KEY)? {
+        Some(v) if v.first() == Some(&FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(not_a_store(format!(
+            "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
+            v.first()
+        ))),
+        None if backend.scan_range(&[], None, 1)?.is_empty() => {
+            let mut batch = Batch::default();
+            let mut marker = vec![FORMAT_VERSION];
+            marker.extend_from_slice(backend.name().as_bytes());
+            batch.put(keys::FORMAT_KEY.to_vec(), marker);
+            backend.apply(&batch)?;
+            backend.flush()
+        }
+        None => Err(not_a_store(format!(
+            "it is a {} database without the sessionstore format marker",
+            backend.name()
+        ))),
+    }
+}
+
+/// The time floor the store last wrote; 0 for a new store. An unreadable
+/// record is logged and read as 0: the clock then decides alone.
+fn read_floor(backend: &dyn Backend) -> Result<u64> {
+    Ok(match backend.get(keys::CLOCK_KEY)? {
+        Some(bytes) => codec::decode_time(&bytes).unwrap_or_else(|| {
+            log::warn!("sessionstore: ignoring an unreadable time floor record {bytes:?}");
+            0
+        }),
+        None => 0,
+    })
+}
