@@ -225,6 +225,11 @@ pub fn import(
     max_value_size: Option<usize>,
 ) -> Result<(), Fail> {
     let limit = max_value_size.unwrap_or(IMPORT_MAX_VALUE_SIZE);
+    if limit > IMPORT_MAX_VALUE_SIZE {
+        return Err(Fail(format!(
+            "--max-value-size {limit} is over the store's ceiling of {IMPORT_MAX_VALUE_SIZE} bytes"
+        )));
+    }
     let (shown, input): (String, Box<dyn Read>) = if file.as_os_str() == "-" {
         (
             "standard input".to_owned(),
