@@ -135,8 +135,6 @@ fn replace(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let shown = path.display().to_string();
-    let io = |e: std::io::Error| Fail(format!("cannot write {shown}: {e}"));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -144,14 +142,30 @@ fn replace(
         #[cfg(unix)]
         signal_hook::consts::SIGHUP,
     ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(io)?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Fail(format!("cannot handle signals: {e}")))?;
     }
+    replace_unless(cli, store, path, dir, keep, &stop)
+}
+
+/// The body of [`replace`]: stops, removing the temporary file, once `stop` is set.
+fn replace_unless(
+    cli: &Cli,
+    store: &Store,
+    path: &Path,
+    dir: &Path,
+    keep: Option<std::fs::Permissions>,
+    stop: &AtomicBool,
+) -> Result<u64, Fail> {
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| Fail(format!("cannot write {shown}: {e}"));
     let mut tmp = tempfile::Builder::new()
         .prefix(".sessionctl-export-")
         .tempfile_in(dir)
         .map_err(io)?;
     let bar = progress(cli, store.stats()?.live_sessions, "exporting");
-    let n = write_sessions(store, BufWriter::new(tmp.as_file_mut()), &bar, &stop)
+    // On an error the temporary file is dropped, which removes it.
+    let n = write_sessions(store, BufWriter::new(tmp.as_file_mut()), &bar, stop)
         .map_err(|e| e.context(&shown))?;
     bar.finish_and_clear();
     if let Some(mode) = keep {
@@ -225,6 +239,11 @@ pub fn import(
     max_value_size: Option<usize>,
 ) -> Result<(), Fail> {
     let limit = max_value_size.unwrap_or(IMPORT_MAX_VALUE_SIZE);
+    if limit > IMPORT_MAX_VALUE_SIZE {
+        return Err(Fail(format!(
+            "--max-value-size {limit} is over the store's ceiling of {IMPORT_MAX_VALUE_SIZE} bytes"
+        )));
+    }
     let (shown, input): (String, Box<dyn Read>) = if file.as_os_str() == "-" {
         (
             "standard input".to_owned(),
@@ -389,4 +408,38 @@ fn progress(cli: &Cli, len: u64, what: &'static str) -> ProgressBar {
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     ProgressBar::new(len).with_style(style).with_message(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// What a signal does to an export into a file: it stops, and leaves
+    /// neither the destination nor a temporary file. (The signal handlers
+    /// only set the flag that this test sets before the export starts.)
+    #[test]
+    fn a_stopped_export_leaves_no_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = sessionstore::Store::temporary()?;
+        store.create()?;
+        let cli = Cli::try_parse_from(["sessionctl", "--db", "x", "export"])?;
+        let path = dir.path().join("out.jsonl");
+        let stopped = AtomicBool::new(true);
+        let Err(Fail(message)) = replace_unless(&cli, &store, &path, dir.path(), None, &stopped)
+        else {
+            panic!("a stopped export succeeded");
+        };
+        assert!(message.contains("interrupted"), "{message}");
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 0, "a file was left");
+
+        let running = AtomicBool::new(false);
+        assert_eq!(
+            replace_unless(&cli, &store, &path, dir.path(), None, &running).map_err(|f| f.0)?,
+            1
+        );
+        assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 1);
+        Ok(())
+    }
 }

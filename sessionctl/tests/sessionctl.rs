@@ -747,6 +747,18 @@ fn an_export_of_large_values_imports_and_the_limit_is_a_flag() -> TestResult {
     let err = one_line_error(&ctl(&c, &["import", "--max-value-size", "1000", file_arg]));
     assert!(err.contains("--max-value-size"), "{err}");
     assert!(!c.exists());
+    // Over the library's ceiling: named as the flag, not as a library setting.
+    let over = (64usize << 20) + 1;
+    let err = one_line_error(&ctl(
+        &c,
+        &["import", "--max-value-size", &over.to_string(), file_arg],
+    ));
+    assert!(
+        err.contains("--max-value-size") && err.contains("ceiling"),
+        "{err}"
+    );
+    assert!(!err.contains("max_value_size"), "{err}");
+    assert!(!c.exists());
     Ok(())
 }
 
