@@ -1,5 +1,4 @@
 //! save: detached copies, dirty keys only, atomic, never resurrecting.
-mod common;
 
 use sessionstore::Error;
 

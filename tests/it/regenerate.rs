@@ -1,5 +1,4 @@
 //! regenerate: atomic id rotation on login.
-mod common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! expiry is tested without sleeping.
 
 #[allow(dead_code)]
-#[path = "../examples/webapp.rs"]
+#[path = "../../examples/webapp.rs"]
 mod webapp;
 
 use std::sync::Arc;

@@ -1,5 +1,4 @@
 //! get: scopes, unknown ids, and reads that never write.
-mod common;
 
 engine_test!(global_and_component_scopes_are_separate, |db| {
     let store = db.open()?;

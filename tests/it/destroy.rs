@@ -1,5 +1,4 @@
 //! destroy.
-mod common;
 
 engine_test!(destroy_removes_every_scope_and_reports_existence, |db| {
     let store = db.open()?;

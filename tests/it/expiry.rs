@@ -1,5 +1,4 @@
 //! Idle and absolute deadlines, with a manual clock: no sleeps.
-mod common;
 
 use std::time::Duration;
 

@@ -1,5 +1,4 @@
 //! create_new_session and create.
-mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};

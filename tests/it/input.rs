@@ -1,5 +1,4 @@
 //! Bad input is rejected before anything is written, naming the input.
-mod common;
 
 use sessionstore::{Config, Error};
 
