@@ -52,6 +52,8 @@ mod locks;
 mod meta;
 mod metacache;
 mod reaper;
+#[cfg(feature = "redis")]
+mod redis;
 mod session;
 mod snapshot;
 mod store;
@@ -68,6 +70,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Durability, Engine};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{SessionInfo, Stats};
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisStore};
 pub use session::Session;
 pub use store::{SessionStore, Store};
 pub use validate::{MAX_COMPONENT_LEN, MAX_ID_LEN, MAX_KEY_LEN};
