@@ -195,6 +195,23 @@ pub(crate) fn redis_session(namespace: &str, sid: &str) -> String {
     format!("{{{namespace}:{sid}}}")
 }
 
+/// The `SCAN MATCH` pattern of every session key of `namespace`: `{<namespace>:*}`.
+/// Namespaces hold no glob characters, so it matches nothing else.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_session_pattern(namespace: &str) -> String {
+    format!("{{{namespace}:*}}")
+}
+
+/// The session id of a Redis key of `namespace`; `None` for any other key.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_parse_session<'a>(namespace: &str, key: &'a [u8]) -> Option<&'a str> {
+    let inner = key.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let sid = inner
+        .strip_prefix(namespace.as_bytes())?
+        .strip_prefix(b":")?;
+    valid_sid(sid)
+}
+
 /// The prefix of every data field of one scope: `<component>/`, `/` for the global scope.
 #[cfg(feature = "redis")]
 pub(crate) fn redis_scope_prefix(component: Option<&str>) -> Vec<u8> {
@@ -317,6 +334,11 @@ mod tests {
     fn redis_shapes_round_trip() {
         let key = redis_session("app", "ab-1");
         assert_eq!(key, "{app:ab-1}");
+        assert_eq!(redis_parse_session("app", key.as_bytes()), Some("ab-1"));
+        assert_eq!(redis_parse_session("ap", key.as_bytes()), None);
+        assert_eq!(redis_parse_session("app", b"{app:a b}"), None);
+        assert_eq!(redis_parse_session("app", b"app:ab"), None);
+        assert_eq!(redis_session_pattern("app"), "{app:*}");
         assert_eq!(redis_field(None, "x/y"), b"/x/y");
         assert_eq!(redis_field(Some("cart"), "k"), b"cart/k");
         let prefix = redis_scope_prefix(Some("cart"));

@@ -21,12 +21,19 @@ pub(crate) struct Connections {
     io_timeout: Duration,
     /// The server or cluster, as errors name it.
     target: String,
+    /// The first URL configured: the credentials and settings for direct
+    /// connections to each cluster node (for `scan`).
+    seed: redis::ConnectionInfo,
 }
 
 impl Connections {
     /// Builds the pool and checks that the server answers a PING.
     pub fn open(config: &RedisConfig) -> Result<Connections> {
         let target = config.target.to_string();
+        let seed_url = match &config.target {
+            Target::Single(url) => url.as_str(),
+            Target::Cluster(nodes) => nodes.first().map_or("", String::as_str),
+        };
         let invalid =
             |e: redis::RedisError| Error::InvalidConfig(format!("cannot use {target}: {e}"));
         let pool_error = |e: r2d2::Error| Error::storage(format!("connecting to {target}"), e);
@@ -44,7 +51,9 @@ impl Connections {
                 Pool::Cluster(pool_builder(config).build(client).map_err(pool_error)?)
             }
         };
+        let seed = redis::IntoConnectionInfo::into_connection_info(seed_url).map_err(invalid)?;
         let conns = Connections {
+            seed,
             pool,
             io_timeout: config.io_timeout,
             target: target.clone(),
@@ -106,6 +115,50 @@ impl Connections {
         }
     }
 
+    /// Calls `f` with every key matching `pattern`, on every master of a
+    /// cluster. A key may be seen twice (SCAN's guarantee is "at least once").
+    pub fn scan(&self, pattern: &str, f: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let what = "listing sessions";
+        let mut scan_one = |c: &mut dyn ConnectionLike| -> redis::RedisResult<()> {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                keys.iter().for_each(|k| f(k));
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        };
+        match &self.pool {
+            Pool::Single(_) => self.with(what, |c| scan_one(c)),
+            Pool::Cluster(_) => {
+                let nodes: String =
+                    self.with(what, |c| redis::cmd("CLUSTER").arg("NODES").query(c))?;
+                for (host, port) in masters(&nodes) {
+                    let info = self
+                        .seed
+                        .clone()
+                        .set_addr(redis::ConnectionAddr::Tcp(host.clone(), port));
+                    let node = format!("{what} on node {host}:{port}");
+                    let mut conn = redis::Client::open(info)
+                        .and_then(|c| c.get_connection_with_timeout(self.io_timeout))
+                        .map_err(|e| self.error(&node, e))?;
+                    conn.set_read_timeout(Some(self.io_timeout))
+                        .map_err(|e| self.error(&node, e))?;
+                    scan_one(&mut conn).map_err(|e| self.error(&node, e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A `redis` error as ours, naming the server.
     pub fn error(&self, what: &str, e: redis::RedisError) -> Error {
         Error::storage(format!("{what} on {}", self.target), e)
@@ -121,4 +174,47 @@ fn pool_builder<M: r2d2::ManageConnection>(config: &RedisConfig) -> r2d2::Builde
         // A broken connection is noticed when a call fails on it (see
         // `Connections::with`), not by a PING before every call.
         .test_on_check_out(false)
+}
+
+/// The (host, port) of every master that is not failing, from `CLUSTER NODES`.
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failing = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !is_master || failing {
+                return None;
+            }
+            // ip:port@cport[,hostname]
+            let host_port = addr.split(['@', ',']).next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,host-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+d4 127.0.0.1:7004@17004 master,fail - 0 0 4 disconnected
+";
+        assert_eq!(
+            masters(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
+    }
 }

@@ -4,6 +4,7 @@
 mod config;
 mod conn;
 mod scripts;
+mod stats;
 mod store;
 
 pub use config::RedisConfig;

@@ -1,6 +1,7 @@
 //! `RedisStore`: the per-session API on a Redis server or cluster.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::ConnectionLike;
@@ -70,15 +71,17 @@ const ID_ATTEMPTS: usize = 8;
 ///   `appendfsync` setting.
 #[derive(Clone)]
 pub struct RedisStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    conns: Connections,
-    namespace: String,
+pub(super) struct Inner {
+    pub(super) conns: Connections,
+    pub(super) namespace: String,
     timeouts: Timeouts,
     max_value_size: usize,
     clock: Arc<dyn Clock>,
+    /// Writes (check-and-write scripts that wrote, deletions) since open, by this store's handles.
+    pub(super) writes: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -114,6 +117,7 @@ impl RedisStore {
                 },
                 max_value_size: config.max_value_size,
                 clock: config.clock.clone(),
+                writes: AtomicU64::new(0),
             }),
         })
     }
@@ -127,7 +131,7 @@ impl RedisStore {
         keys::redis_session(&self.inner.namespace, sid)
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         clock::micros(self.inner.clock.now())
     }
 
@@ -160,6 +164,10 @@ impl RedisStore {
         }
     }
 
+    fn wrote(&self) {
+        self.inner.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn with<T>(
         &self,
         what: &str,
@@ -180,7 +188,7 @@ impl RedisStore {
     }
 
     /// The metadata record of `sid` and its bytes, live or not.
-    fn read_meta(&self, sid: &str) -> Result<Option<(Meta, Vec<u8>)>> {
+    pub(super) fn read_meta(&self, sid: &str) -> Result<Option<(Meta, Vec<u8>)>> {
         let key = self.key(sid);
         let bytes: Option<Vec<u8>> = self.with("reading a session's metadata", |c| {
             redis::cmd("HGET")
@@ -232,7 +240,7 @@ impl RedisStore {
         let key = self.key(sid);
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
-        self.with("writing a session's metadata", |c| {
+        let status = self.with("writing a session's metadata", |c| {
             scripts::SAVE
                 .key(&key)
                 .arg(old)
@@ -241,7 +249,11 @@ impl RedisStore {
                 .arg("")
                 .arg(0)
                 .invoke(c)
-        })
+        })?;
+        if status == scripts::WRITTEN {
+            self.wrote();
+        }
+        Ok(status)
     }
 
     /// A status code no script returns: the server runs something else under our scripts' names.
@@ -294,6 +306,7 @@ impl RedisStore {
             })?;
             match status {
                 scripts::WRITTEN => {
+                    self.wrote();
                     return Ok(Session::new(
                         sid.to_owned(),
                         None,
@@ -363,6 +376,7 @@ impl RedisStore {
                 inv.invoke(c)
             })?;
             if status == scripts::WRITTEN {
+                self.wrote();
                 session.mark_clean();
                 return Ok(());
             }
@@ -420,6 +434,7 @@ impl SessionStore for RedisStore {
         if old.is_empty() {
             return Ok(false);
         }
+        self.wrote();
         Ok(match codec::decode_meta(sid, &old) {
             Ok(meta) => meta.is_live(now),
             // A corrupt record: it was there, and it is gone now.
@@ -502,6 +517,7 @@ impl SessionStore for RedisStore {
             if deleted != scripts::WRITTEN {
                 continue;
             }
+            self.wrote();
             // 4. Write the new id. From here on a failure loses the session.
             let new = Meta {
                 last_access: now,
@@ -530,6 +546,7 @@ impl SessionStore for RedisStore {
                     ),
                 ));
             }
+            self.wrote();
             return Ok(new_sid);
         }
         Err(self.contention("regenerating a session id", sid))

@@ -2,7 +2,7 @@
 
 use sessionstore::{Config, Error};
 
-engine_test!(bad_ids_are_rejected_everywhere, |db| {
+store_test!(bad_ids_are_rejected_everywhere, |db| {
     let store = db.open()?;
     let long = "a".repeat(129);
     for bad in ["", "a/b", "a b", "ü", "a.b", long.as_str()] {
@@ -28,7 +28,7 @@ engine_test!(bad_ids_are_rejected_everywhere, |db| {
     Ok(())
 });
 
-engine_test!(bad_components_are_rejected, |db| {
+store_test!(bad_components_are_rejected, |db| {
     let store = db.open()?;
     store.create_new_session("s")?;
     let long = "c".repeat(129);
