@@ -18,6 +18,8 @@ enum Pool {
 /// The store's connections, shared by its clones.
 pub(crate) struct Connections {
     pool: Pool,
+    /// The pool's size: how many stale connections a restart can leave.
+    max_size: u32,
     io_timeout: Duration,
     /// The server or cluster, as errors name it.
     target: String,
@@ -55,6 +57,7 @@ impl Connections {
         let conns = Connections {
             seed,
             pool,
+            max_size: config.pool_size,
             io_timeout: config.io_timeout,
             target: target.clone(),
         };
@@ -70,8 +73,8 @@ impl Connections {
     }
 
     /// Runs `f` on a pooled connection. A call that finds its connection
-    /// dropped (the server restarted, or a proxy closed it) is run once more
-    /// on a fresh one; every step the store sends is a check-and-write, so
+    /// dropped (the server restarted, or a proxy closed it) is run again on
+    /// another one; every step the store sends is a check-and-write, so
     /// running it twice is safe. Any other failure is an error naming the
     /// server and `what` the store was doing.
     pub fn with<T>(
@@ -79,13 +82,17 @@ impl Connections {
         what: &str,
         mut f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        match self.once(what, &mut f)? {
-            Ok(v) => Ok(v),
-            Err(e) if e.is_connection_dropped() => match self.once(what, &mut f)? {
-                Ok(v) => Ok(v),
-                Err(e) => Err(self.error(what, e)),
-            },
-            Err(e) => Err(self.error(what, e)),
+        // Every idle connection in the pool may be stale after a restart:
+        // each is tried (and, found broken, dropped by the pool) before a
+        // fresh one is opened.
+        let mut tries = self.max_size + 1;
+        loop {
+            tries -= 1;
+            match self.once(what, &mut f)? {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_connection_dropped() && tries > 0 => continue,
+                Err(e) => return Err(self.error(what, e)),
+            }
         }
     }
 

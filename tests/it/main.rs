@@ -26,6 +26,8 @@ mod input;
 mod model;
 mod open;
 mod reaper;
+#[cfg(feature = "redis")]
+mod redis;
 mod regenerate;
 mod save;
 mod stress;
