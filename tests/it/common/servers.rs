@@ -205,8 +205,13 @@ fn free_port() -> u16 {
     }
 }
 
-/// The URL of the shared standalone server, started on first use.
+/// The URL of the shared standalone server, started on first use; or, if
+/// `SESSIONSTORE_TEST_REDIS_URL` is set, that server's (to look at what the
+/// suite leaves behind: `redis-cli --scan`, `INFO keyspace`).
 pub fn standalone() -> String {
+    if let Ok(url) = std::env::var("SESSIONSTORE_TEST_REDIS_URL") {
+        return url;
+    }
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| Server::start(&[])).url()
 }
