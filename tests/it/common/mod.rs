@@ -110,6 +110,8 @@ pub struct StoreDb {
 
 impl StoreDb {
     pub fn new(kind: Kind) -> StoreDb {
+        // Only infallible in a build without the feature redis.
+        #[allow(clippy::infallible_destructuring_match)]
         let engine = match kind {
             Kind::Embedded(e) => e,
             #[cfg(feature = "redis")]
