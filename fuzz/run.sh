@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS seconds each (default 60), one after the
 # other, and fails on the first crash. A crash input is left in
-# fuzz/artifacts/TARGET/; check it in under fuzz/regressions/TARGET/ and list
-# it in tests/fuzz_regressions.rs so that `cargo test` replays it.
+# fuzz/artifacts/TARGET/; check it in under fuzz/regressions/TARGET/ and
+# `cargo test` replays it (tests/it/fuzz_regressions.rs reads that directory).
 #
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 enables them on the
 # stable toolchain. cargo-fuzz is installed from crates.io if it is missing.

@@ -49,7 +49,7 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    fn from_meta(m: &Meta) -> Self {
+    pub(crate) fn from_meta(m: &Meta) -> Self {
         SessionInfo {
             created: clock::from_micros(m.created),
             last_access: clock::from_micros(m.last_access),

@@ -357,29 +357,6 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn corrupt_metadata_errors_for_that_session_only_and_the_reaper_skips_it() -> Result<()> {
-    let backend = Arc::new(MemoryBackend::default());
-    let clock = ManualClock::default();
-    let store = config(&backend, &clock).open_on(&backend)?;
-    store.create_new_session("bad")?;
-    store.create_new_session("good")?;
-    store.__write_raw(crate::RawTarget::Meta("bad"), b"\x01garbage")?;
-    assert!(matches!(store.get("bad", None), Err(Error::Decode { .. })));
-    assert!(store.get("good", None)?.is_some());
-    clock.advance(Duration::from_secs(601));
-    assert_eq!(
-        store.reap_expired()?,
-        1,
-        "only the good one is reaped; the bad one is skipped"
-    );
-    assert!(
-        store.destroy("bad")?,
-        "a corrupt session can still be destroyed"
-    );
-    Ok(())
-}
-
 impl MemoryBackend {
     fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
         crate::backend::Backend::get(self, key).ok().flatten()

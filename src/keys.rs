@@ -167,6 +167,67 @@ fn valid_sid(bytes: &[u8]) -> Option<&str> {
     crate::validate::sid(s).ok().map(|()| s)
 }
 
+// ---- Redis (cargo feature `redis`) ----------------------------------------
+//
+// One session is one Redis hash, so everything one operation checks and
+// writes is one key, in one Cluster slot:
+//
+// | what | shape |
+// |---|---|
+// | the session's key | `{<namespace>:<sid>}` (the whole key is the hash tag) |
+// | its metadata field | `m` |
+// | a data field, component scope | `<component>/<key>` |
+// | a data field, global scope | `/<key>` (the empty component, which no valid name can be) |
+//
+// Every data field holds a `/`, so no data field can be `m`. Namespaces are
+// `[A-Za-z0-9_.-]` and ids `[A-Za-z0-9_-]`, so neither holds `{`, `}` or `:`,
+// and a key names exactly one (namespace, id) pair.
+
+/// The field of a session's Redis hash that holds its metadata record.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_META_FIELD: &[u8] = b"m";
+
+/// The Redis key of session `sid` in `namespace`: `{<namespace>:<sid>}`.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_session(namespace: &str, sid: &str) -> String {
+    format!("{{{namespace}:{sid}}}")
+}
+
+/// The `SCAN MATCH` pattern of every session key of `namespace`: `{<namespace>:*}`.
+/// Namespaces hold no glob characters, so it matches nothing else.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_session_pattern(namespace: &str) -> String {
+    format!("{{{namespace}:*}}")
+}
+
+/// The session id of a Redis key of `namespace`; `None` for any other key.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_parse_session<'a>(namespace: &str, key: &'a [u8]) -> Option<&'a str> {
+    let inner = key.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let sid = inner
+        .strip_prefix(namespace.as_bytes())?
+        .strip_prefix(b":")?;
+    valid_sid(sid)
+}
+
+/// The prefix of every data field of one scope: `<component>/`, `/` for the global scope.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_scope_prefix(component: Option<&str>) -> Vec<u8> {
+    let comp = component.unwrap_or("");
+    let mut f = Vec::with_capacity(comp.len() + 1);
+    f.extend_from_slice(comp.as_bytes());
+    f.push(b'/');
+    f
+}
+
+/// The data field of one value: `<component>/<key>`.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_field(component: Option<&str>, key: &str) -> Vec<u8> {
+    let mut f = redis_scope_prefix(component);
+    f.extend_from_slice(key.as_bytes());
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +301,26 @@ mod tests {
         assert_eq!(rebase(b"ab/c/k", "ab", "xy").unwrap(), b"xy/c/k");
         assert_eq!(rebase(b"ab/", "ab", "xy").unwrap(), b"xy/");
         assert_eq!(rebase(b"abc/", "ab", "xy"), None);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_shapes_round_trip() {
+        let key = redis_session("app", "ab-1");
+        assert_eq!(key, "{app:ab-1}");
+        assert_eq!(redis_parse_session("app", key.as_bytes()), Some("ab-1"));
+        assert_eq!(redis_parse_session("ap", key.as_bytes()), None);
+        assert_eq!(redis_parse_session("app", b"{app:a b}"), None);
+        assert_eq!(redis_parse_session("app", b"app:ab"), None);
+        assert_eq!(redis_session_pattern("app"), "{app:*}");
+        assert_eq!(redis_field(None, "x/y"), b"/x/y");
+        assert_eq!(redis_field(Some("cart"), "k"), b"cart/k");
+        let prefix = redis_scope_prefix(Some("cart"));
+        assert_eq!(key_in_scope(b"cart/k", &prefix), Some("k"));
+        assert_eq!(key_in_scope(b"/k", &prefix), None);
+        assert_eq!(
+            key_in_scope(REDIS_META_FIELD, &redis_scope_prefix(None)),
+            None
+        );
     }
 }

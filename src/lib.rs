@@ -56,6 +56,8 @@ mod open;
 #[cfg(any(test, feature = "corruption-testing"))]
 mod raw;
 mod reaper;
+#[cfg(feature = "redis")]
+mod redis;
 mod session;
 mod snapshot;
 mod store;
@@ -73,6 +75,8 @@ pub use error::{BoxError, Error, Result};
 pub use expiry::{SessionInfo, Stats};
 #[cfg(any(test, feature = "corruption-testing"))]
 pub use raw::RawTarget;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisStore};
 pub use session::Session;
 pub use store::{SessionStore, Store};
 pub use validate::{MAX_COMPONENT_LEN, MAX_ID_LEN, MAX_KEY_LEN};

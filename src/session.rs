@@ -234,6 +234,23 @@ impl Session {
             .map(|(k, c)| (k.as_str(), c.value.as_deref()))
     }
 
+    /// Checks every dirty value against `max`, the limit of the store about
+    /// to write it: the session may come from a store with a larger one.
+    pub(crate) fn check_sizes(&self, max: usize) -> Result<()> {
+        for (key, value) in self.changes() {
+            if let Some(v) = value
+                && v.len() > max
+            {
+                return Err(Error::ValueTooLarge {
+                    key: key.to_owned(),
+                    size: v.len(),
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `key` was set since the last save.
     pub(crate) fn was_set(&self, key: &str) -> bool {
         self.changes

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::core::{Core, Parts};
 use crate::error::{Error, Result};
+use crate::expiry::SessionInfo;
 use crate::reaper::Reaper;
 use crate::session::Session;
 use crate::snapshot::Snapshot;
@@ -15,10 +17,35 @@ use crate::{keys, validate};
 /// How many fresh ids `create` draws before it gives up.
 const CREATE_ATTEMPTS: usize = 8;
 
-/// RAIN's `BaseSessionStore`: create, read, save and destroy sessions.
+/// The whole per-session API: RAIN's `BaseSessionStore` (create, read, save
+/// and destroy sessions) plus fresh ids, touch, id rotation, per-session
+/// timeouts and session info.
 ///
-/// [`Store`] implements it. Write code against this trait to keep it
-/// independent of the store behind it.
+/// [`Store`] implements it, and so does `RedisStore` (cargo feature `redis`).
+/// Write code against this trait, generic or as `&dyn SessionStore` (the trait
+/// is object-safe), to keep it independent of the store behind it.
+///
+/// # Examples
+///
+/// ```
+/// use sessionstore::{SessionStore, Store};
+///
+/// fn visit(store: &dyn SessionStore, sid: &str) -> sessionstore::Result<u32> {
+///     let mut s = store.get(sid, None)?.ok_or_else(|| sessionstore::Error::NotFound {
+///         id: sid.to_owned(),
+///     })?;
+///     let n = s.get::<u32>("visits")?.unwrap_or(0) + 1;
+///     s.set("visits", &n)?;
+///     store.save(&mut s)?;
+///     Ok(n)
+/// }
+///
+/// let store = Store::temporary()?;
+/// let s = SessionStore::create(&store)?;
+/// assert_eq!(visit(&store, s.id())?, 1);
+/// assert_eq!(visit(&store, s.id())?, 2);
+/// # Ok::<(), sessionstore::Error>(())
+/// ```
 pub trait SessionStore {
     /// Creates an empty, live session under `sid` and returns its global scope.
     ///
@@ -57,6 +84,51 @@ pub trait SessionStore {
     ///
     /// [`Error::InvalidId`], and storage errors.
     fn destroy(&self, sid: &str) -> Result<bool>;
+
+    /// Creates a session under a fresh id drawn from the OS CSPRNG (128 bits,
+    /// URL-safe base64) and returns its global scope. A collision with a live
+    /// id is retried, never overwritten.
+    ///
+    /// # Errors
+    ///
+    /// Storage errors, and an error if the OS random source fails.
+    fn create(&self) -> Result<Session>;
+
+    /// Marks the session as used now, moving its idle deadline. Returns
+    /// whether it is live. A touch that would move the deadline by less than
+    /// the touch granularity writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
+    fn touch(&self, sid: &str) -> Result<bool>;
+
+    /// Moves the live session `sid` to a fresh random id: every component's
+    /// keys and the metadata. Returns the new id. The old id then reads
+    /// `None`, and saving a `Session` read under it gives [`Error::NotFound`].
+    /// The creation time is kept, so the absolute timeout is not reset.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::NotFound`] if `sid` is not live (also
+    /// when a concurrent `regenerate` of it won), and storage errors.
+    fn regenerate(&self, sid: &str) -> Result<String>;
+
+    /// Sets the idle timeout of one live session, overriding the store's
+    /// default; `None` means it ends only by the absolute timeout or by `destroy`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::NotFound`] if `sid` is not live, and storage errors.
+    fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()>;
+
+    /// The timestamps and deadline of a live session, or `None` if it is not
+    /// live. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
+    fn info(&self, sid: &str) -> Result<Option<SessionInfo>>;
 }
 
 /// An embedded, persistent session store. Cheap to clone: clones share one
@@ -268,19 +340,7 @@ impl Store {
             Some(m) if m.incarnation == session.incarnation() => m,
             _ => return Err(Error::NotFound { id: sid.to_owned() }),
         };
-        // The store that writes enforces its own limit: the session may have
-        // been made by a store with a larger one.
-        for (key, value) in session.changes() {
-            if let Some(v) = value
-                && v.len() > core.max_value_size()
-            {
-                return Err(Error::ValueTooLarge {
-                    key: key.to_owned(),
-                    size: v.len(),
-                    max: core.max_value_size(),
-                });
-            }
-        }
+        session.check_sizes(core.max_value_size())?;
         let component = session.component();
         let mut batch = WriteSet::default();
         if session.cleared() {
@@ -354,5 +414,50 @@ impl SessionStore for Store {
 
     fn destroy(&self, sid: &str) -> Result<bool> {
         Store::destroy(self, sid)
+    }
+
+    fn create(&self) -> Result<Session> {
+        Store::create(self)
+    }
+
+    fn touch(&self, sid: &str) -> Result<bool> {
+        Store::touch(self, sid)
+    }
+
+    fn regenerate(&self, sid: &str) -> Result<String> {
+        Store::regenerate(self, sid)
+    }
+
+    fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()> {
+        Store::set_idle_timeout(self, sid, timeout)
+    }
+
+    fn info(&self, sid: &str) -> Result<Option<SessionInfo>> {
+        Store::info(self, sid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_store_is_object_safe_and_store_delegates() -> Result<()> {
+        let store = Store::temporary()?;
+        let dyn_store: &dyn SessionStore = &store;
+        let mut s = dyn_store.create()?;
+        s.set("k", &1u8)?;
+        dyn_store.save(&mut s)?;
+        assert!(dyn_store.touch(s.id())?);
+        dyn_store.set_idle_timeout(s.id(), None)?;
+        let info = dyn_store.info(s.id())?.expect("live");
+        assert_eq!(info.idle_timeout, None);
+        let new_id = dyn_store.regenerate(s.id())?;
+        assert!(dyn_store.get(s.id(), None)?.is_none());
+        let moved = dyn_store.get(&new_id, None)?.expect("moved");
+        assert_eq!(moved.get::<u8>("k")?, Some(1));
+        assert!(dyn_store.destroy(&new_id)?);
+        assert!(dyn_store.info(&new_id)?.is_none());
+        Ok(())
     }
 }

@@ -11,7 +11,12 @@
 //! every acknowledged save (`Immediate`), or every save acknowledged before
 //! the last explicit flush and before the last periodic interval (`Periodic`).
 //!
+//! A binary of its own, not a module of `tests/it`: every round re-runs this
+//! binary as a child and kills it, and the rounds must not share the process
+//! (and its CPU) with the rest of the suite, whose timing they would skew.
+//!
 //! The seed is printed; `CRASH_SEED=N` replays a run, `CRASH_ROUNDS=N` changes the rounds.
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Arbitrary operation sequences against the in-memory model: the model
-//! test's driver (`tests/model/driver.rs`), fed raw bytes.
+//! test's driver (`tests/it/model/driver.rs`), fed raw bytes.
 #![no_main]
 
-#[path = "../../tests/model/driver.rs"]
+#[path = "../../tests/it/model/driver.rs"]
 mod driver;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| driver::run(data));

@@ -9,7 +9,6 @@
 //! writes a pair of keys with one number, and every read checks that both
 //! carry the same one. Bounded by operation count, not time;
 //! `STRESS_OPS=N` changes the operations per thread, `STRESS_SEED=N` the choices.
-mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,12 +1,11 @@
 //! create_new_session and create.
-mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
 use sessionstore::{Error, Store};
 
-engine_test!(create_new_session_makes_an_empty_live_session, |db| {
+store_test!(create_new_session_makes_an_empty_live_session, |db| {
     let store = db.open()?;
     let s = store.create_new_session("abc")?;
     assert_eq!(s.id(), "abc");
@@ -18,7 +17,7 @@ engine_test!(create_new_session_makes_an_empty_live_session, |db| {
     Ok(())
 });
 
-engine_test!(create_new_session_never_overwrites, |db| {
+store_test!(create_new_session_never_overwrites, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("abc")?;
     s.set("k", &1u32)?;
@@ -35,7 +34,7 @@ engine_test!(create_new_session_never_overwrites, |db| {
     Ok(())
 });
 
-engine_test!(racing_creates_of_one_id_have_one_winner, |db| {
+store_test!(racing_creates_of_one_id_have_one_winner, |db| {
     let store = db.open()?;
     for round in 0..20 {
         let sid = format!("race{round}");
@@ -61,7 +60,7 @@ engine_test!(racing_creates_of_one_id_have_one_winner, |db| {
     Ok(())
 });
 
-engine_test!(create_draws_distinct_url_safe_ids, |db| {
+store_test!(create_draws_distinct_url_safe_ids, |db| {
     let store = db.open()?;
     let mut seen = HashSet::new();
     for _ in 0..200 {

@@ -1,7 +1,7 @@
 //! Corruption: wrong bytes on disk give errors for what they touch and leave
 //! the rest of the store working; a damaged engine file never takes the
 //! process down.
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -124,7 +124,8 @@ engine_test!(
         }
         let mut stale = store.get(&bad, None)?.expect("live");
         stale.set("k", &2u8)?;
-        let garbage: [&[u8]; 3] = [&[1, 0xFF, 0xFF, 0xFF], &[], &[9, 0, 0]];
+        // The last: a known version byte followed by text (it was a unit test of its own).
+        let garbage: [&[u8]; 4] = [&[1, 0xFF, 0xFF, 0xFF], &[], &[9, 0, 0], b"\x01garbage"];
         for bytes in garbage {
             store.__write_raw(RawTarget::Meta(&bad), bytes)?;
             let is_decode = |r: Result<()>, what: &str| match r {

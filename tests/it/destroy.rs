@@ -1,7 +1,6 @@
 //! destroy.
-mod common;
 
-engine_test!(destroy_removes_every_scope_and_reports_existence, |db| {
+store_test!(destroy_removes_every_scope_and_reports_existence, |db| {
     let store = db.open()?;
     let mut g = store.create_new_session("s")?;
     g.set("a", &1u8)?;
@@ -20,7 +19,7 @@ engine_test!(destroy_removes_every_scope_and_reports_existence, |db| {
     Ok(())
 });
 
-engine_test!(destroy_never_touches_ids_sharing_a_prefix, |db| {
+store_test!(destroy_never_touches_ids_sharing_a_prefix, |db| {
     let store = db.open()?;
     for sid in ["ab", "abc", "a", "ab-", "ab_c"] {
         let mut s = store.create_new_session(sid)?;
@@ -40,7 +39,7 @@ engine_test!(destroy_never_touches_ids_sharing_a_prefix, |db| {
     Ok(())
 });
 
-engine_test!(destroy_of_unknown_writes_nothing, |db| {
+store_test!(destroy_of_unknown_writes_nothing, |db| {
     let store = db.open()?;
     assert!(!store.destroy("nobody")?);
     assert_eq!(store.stats()?.writes_since_open, 0);

@@ -1,27 +1,45 @@
 //! Replays the fuzz targets' checked-in inputs under `cargo test`: every crash
 //! the fuzzers found (`fuzz/regressions/TARGET/`), and a few fixed inputs that
 //! reach every part of each target. The targets' code is shared with `fuzz/`.
-#[path = "../fuzz/targets/decode.rs"]
+#[path = "../../fuzz/targets/decode.rs"]
 mod decode;
-#[path = "model/driver.rs"]
-mod driver;
-#[path = "../fuzz/targets/inputs.rs"]
+#[path = "../../fuzz/targets/inputs.rs"]
 mod inputs;
+
+use std::path::{Path, PathBuf};
 
 use sessionstore::Engine;
 
-/// Every checked-in input: (target, file name, bytes).
-const REGRESSIONS: &[(&str, &str, &[u8])] = &[
-    // ops: a `Reopen` right after the last handle dropped failed on sled with
-    // "could not acquire lock" (model_bug_01 in tests/model.rs). It depends on
-    // timing, so the replay passes most of the time even before the fix; the
-    // deterministic test is model_bug_01.
-    (
-        "ops",
-        "sled-lock-held-after-close",
-        include_bytes!("../fuzz/regressions/ops/sled-lock-held-after-close"),
-    ),
-];
+use crate::model::driver;
+
+/// The fuzz targets whose inputs `replay` knows how to run.
+const TARGETS: [&str; 3] = ["ops", "decode", "inputs"];
+
+/// Every checked-in input, read from `fuzz/regressions/TARGET/` at test time:
+/// (target, path). A crash found by a fuzzer is replayed as soon as its file is
+/// checked in there; no list to keep by hand.
+///
+/// `ops/sled-lock-held-after-close`: a `Reopen` right after the last handle
+/// dropped failed on sled with "could not acquire lock" (model_bug_01 in
+/// model.rs). It depends on timing, so its replay passes most of the time even
+/// before the fix; the deterministic test is model_bug_01.
+fn checked_in() -> Vec<(String, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(&root).expect("fuzz/regressions is readable") {
+        let dir = dir.expect("an entry of fuzz/regressions");
+        let target = dir.file_name().to_string_lossy().into_owned();
+        assert!(
+            TARGETS.contains(&target.as_str()),
+            "fuzz/regressions/{target} is not a fuzz target (one of {TARGETS:?})"
+        );
+        for file in std::fs::read_dir(dir.path()).expect("a target's directory is readable") {
+            found.push((target.clone(), file.expect("an entry").path()));
+        }
+    }
+    found.sort();
+    found
+}
 
 /// Runs `input` through `target` once per engine: the first byte picks the engine.
 fn replay(target: &str, input: &[u8]) {
@@ -42,29 +60,12 @@ fn replay(target: &str, input: &[u8]) {
 
 #[test]
 fn checked_in_crashes_replay_cleanly() {
-    for (target, name, bytes) in REGRESSIONS {
-        println!("replaying {target}/{name}");
-        replay(target, bytes);
-    }
-}
-
-#[test]
-fn every_checked_in_crash_is_replayed() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-    for target in ["ops", "decode", "inputs"] {
-        let Ok(dir) = std::fs::read_dir(root.join(target)) else {
-            continue;
-        };
-        for entry in dir {
-            let name = entry.expect("an entry").file_name();
-            let name = name.to_string_lossy();
-            assert!(
-                REGRESSIONS
-                    .iter()
-                    .any(|(t, n, _)| *t == target && *n == name),
-                "fuzz/regressions/{target}/{name} is not listed in REGRESSIONS"
-            );
-        }
+    let inputs = checked_in();
+    assert!(!inputs.is_empty(), "fuzz/regressions holds no inputs");
+    for (target, path) in inputs {
+        println!("replaying {}", path.display());
+        let bytes = std::fs::read(&path).expect("a checked-in input is readable");
+        replay(&target, &bytes);
     }
 }
 
@@ -127,8 +128,20 @@ fn inputs_target_runs_on_fixed_inputs() {
 
 #[test]
 fn ops_target_runs_on_fixed_inputs() {
+    // Inputs that cover every tag, with two argument patterns.
     let every_tag: Vec<u8> = (0u8..15).flat_map(|t| [t, 1, 0, 2, 1]).collect();
-    for input in [&[][..], &every_tag, &[6; 100]] {
+    let all_tags: Vec<u8> = (0u8..15).flat_map(|t| [t, 1, 2, 0, 1]).collect();
+    for input in [
+        &[][..],
+        &[0],
+        &every_tag,
+        &all_tags,
+        &[6; 100],
+        &[7; 40],
+        &[255; 300],
+    ] {
         replay("ops", input);
     }
+    let (_, ops) = driver::decode(&[0; 1000]);
+    assert_eq!(ops.len(), driver::MAX_OPS, "long inputs are cut");
 }

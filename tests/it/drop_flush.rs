@@ -1,7 +1,6 @@
 //! Dropping the last handle flushes: with `Periodic` durability and an
 //! interval far longer than the test, a child process saves, drops its store,
 //! and is then killed with SIGKILL. The data must be there after a reopen.
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -37,7 +36,11 @@ engine_test!(dropping_the_last_handle_flushes, |db| {
     }
     let mut proc = Command::new(std::env::current_exe().expect("the test binary"))
         .args([
-            &format!("dropping_the_last_handle_flushes::{}", db.engine.name()),
+            &format!(
+                "{}::{}",
+                module_path!().split_once("::").map_or("", |p| p.1),
+                db.engine.name()
+            ),
             "--exact",
             "--nocapture",
         ])

@@ -1,9 +1,8 @@
 //! save: detached copies, dirty keys only, atomic, never resurrecting.
-mod common;
 
 use sessionstore::Error;
 
-engine_test!(a_session_is_a_detached_copy, |db| {
+store_test!(a_session_is_a_detached_copy, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("k", &1u8)?;
@@ -16,7 +15,7 @@ engine_test!(a_session_is_a_detached_copy, |db| {
     Ok(())
 });
 
-engine_test!(
+store_test!(
     two_handles_changing_different_keys_both_keep_their_change,
     |db| {
         let store = db.open()?;
@@ -47,7 +46,7 @@ engine_test!(
     }
 );
 
-engine_test!(a_saved_session_is_clean_and_resaving_writes_no_data, |db| {
+store_test!(a_saved_session_is_clean_and_resaving_writes_no_data, |db| {
     let store = db.open()?;
     let mut stale = store.create_new_session("s")?;
     stale.set("k", "first")?;
@@ -71,7 +70,7 @@ engine_test!(a_saved_session_is_clean_and_resaving_writes_no_data, |db| {
     Ok(())
 });
 
-engine_test!(removals_are_saved_and_last_operation_wins, |db| {
+store_test!(removals_are_saved_and_last_operation_wins, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("gone", &1u8)?;
@@ -89,7 +88,7 @@ engine_test!(removals_are_saved_and_last_operation_wins, |db| {
     Ok(())
 });
 
-engine_test!(clear_then_save_keeps_exactly_the_keys_set_after, |db| {
+store_test!(clear_then_save_keeps_exactly_the_keys_set_after, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("a", &1u8)?;
@@ -110,7 +109,7 @@ engine_test!(clear_then_save_keeps_exactly_the_keys_set_after, |db| {
     Ok(())
 });
 
-engine_test!(clear_touches_only_its_own_scope, |db| {
+store_test!(clear_touches_only_its_own_scope, |db| {
     let store = db.open()?;
     let mut g = store.create_new_session("s")?;
     g.set("g", &1u8)?;
@@ -126,7 +125,7 @@ engine_test!(clear_touches_only_its_own_scope, |db| {
     Ok(())
 });
 
-engine_test!(save_after_destroy_is_not_found_and_writes_nothing, |db| {
+store_test!(save_after_destroy_is_not_found_and_writes_nothing, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("k", &1u8)?;
@@ -143,7 +142,7 @@ engine_test!(save_after_destroy_is_not_found_and_writes_nothing, |db| {
     Ok(())
 });
 
-engine_test!(a_stale_copy_cannot_save_into_a_recreated_session, |db| {
+store_test!(a_stale_copy_cannot_save_into_a_recreated_session, |db| {
     let store = db.open()?;
     let mut old = store.create_new_session("s")?;
     store.destroy("s")?;
@@ -154,7 +153,7 @@ engine_test!(a_stale_copy_cannot_save_into_a_recreated_session, |db| {
     Ok(())
 });
 
-engine_test!(a_wrong_type_is_a_decode_error_for_that_key_only, |db| {
+store_test!(a_wrong_type_is_a_decode_error_for_that_key_only, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("name", "ada")?;

@@ -1,5 +1,4 @@
 //! Opening, reopening, locking and closing.
-mod common;
 
 use sessionstore::{Config, Error, Store};
 

@@ -1,5 +1,4 @@
 //! The reaper: one pass on demand, and the background thread.
-mod common;
 
 use std::time::Duration;
 

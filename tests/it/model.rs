@@ -1,12 +1,11 @@
 //! Model test: random sequences of every operation, over several sessions,
 //! components, detached copies and two store handles, compared after every
-//! step with a plain in-memory model (`tests/model/driver.rs`, which the fuzz
+//! step with a plain in-memory model (`tests/it/model/driver.rs`, which the fuzz
 //! target `ops` shares). Failing cases shrink to a minimal sequence.
 //!
-//! `MODEL_CASES=N cargo test --test model` runs N cases per engine (default 96).
-mod common;
-#[path = "model/driver.rs"]
-mod driver;
+//! `MODEL_CASES=N cargo test --test it model` runs N cases per engine (default 96).
+use crate::common;
+pub(crate) mod driver;
 
 use driver::Op;
 use proptest::prelude::*;
@@ -66,34 +65,6 @@ engine_test!(random_operation_sequences_match_the_model, |db| {
         Err(e) => panic!("{e}"),
     }
 });
-
-engine_test!(fixed_byte_inputs_decode_and_run, |db| {
-    // The fuzz target's entry point, on inputs that cover every tag.
-    let all_tags: Vec<u8> = (0u8..15).flat_map(|t| [t, 1, 2, 0, 1]).collect();
-    for input in [&[][..], &[0], &[7; 40], &all_tags[..], &[255; 300]] {
-        let mut bytes = vec![db.engine_index()];
-        bytes.extend_from_slice(input);
-        driver::run(&bytes);
-    }
-    let (_, ops) = driver::decode(&[0; 1000]);
-    assert_eq!(ops.len(), driver::MAX_OPS, "long inputs are cut");
-    Ok(())
-});
-
-/// The position of the engine under test in `Engine::ALL`: the first byte that selects it.
-trait EngineIndex {
-    fn engine_index(&self) -> u8;
-}
-
-impl EngineIndex for common::Db {
-    fn engine_index(&self) -> u8 {
-        let i = sessionstore::Engine::ALL
-            .iter()
-            .position(|e| *e == self.engine)
-            .expect("the engine is compiled in");
-        u8::try_from(i).expect("few engines")
-    }
-}
 
 /// model_bug_01, found by `random_operation_sequences_match_the_model::sled`:
 /// a `Reopen` step failed with "could not acquire lock on \"…/db\":

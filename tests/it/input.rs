@@ -1,9 +1,8 @@
 //! Bad input is rejected before anything is written, naming the input.
-mod common;
 
 use sessionstore::{Config, Error};
 
-engine_test!(bad_ids_are_rejected_everywhere, |db| {
+store_test!(bad_ids_are_rejected_everywhere, |db| {
     let store = db.open()?;
     let long = "a".repeat(129);
     for bad in ["", "a/b", "a b", "ü", "a.b", long.as_str()] {
@@ -29,7 +28,7 @@ engine_test!(bad_ids_are_rejected_everywhere, |db| {
     Ok(())
 });
 
-engine_test!(bad_components_are_rejected, |db| {
+store_test!(bad_components_are_rejected, |db| {
     let store = db.open()?;
     store.create_new_session("s")?;
     let long = "c".repeat(129);

@@ -1,11 +1,10 @@
 //! regenerate: atomic id rotation on login.
-mod common;
 
 use std::time::Duration;
 
 use sessionstore::Error;
 
-engine_test!(regenerate_moves_every_scope_to_a_new_id, |db| {
+store_test!(regenerate_moves_every_scope_to_a_new_id, |db| {
     let store = db.open()?;
     let mut g = store.create_new_session("old")?;
     g.set("user", "ada")?;
@@ -44,7 +43,7 @@ engine_test!(regenerate_moves_every_scope_to_a_new_id, |db| {
     Ok(())
 });
 
-engine_test!(regenerate_keeps_the_creation_time, |db| {
+store_test!(regenerate_keeps_the_creation_time, |db| {
     let store = db
         .config()
         .absolute_timeout(Some(Duration::from_secs(3600)))
@@ -67,7 +66,7 @@ engine_test!(regenerate_keeps_the_creation_time, |db| {
     Ok(())
 });
 
-engine_test!(of_two_concurrent_regenerates_one_wins, |db| {
+store_test!(of_two_concurrent_regenerates_one_wins, |db| {
     let store = db.open()?;
     for round in 0..20 {
         let sid = format!("r{round}");

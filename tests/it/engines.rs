@@ -1,7 +1,7 @@
 //! What differs between engines: which one a directory holds, and what each
 //! reports about itself. Every other behaviour runs on both through `engine_test!`.
 
-mod common;
+use crate::common;
 
 use sessionstore::{Engine, Error};
 

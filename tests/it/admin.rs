@@ -1,5 +1,4 @@
 //! Listing ids, export and import, and the consistency check.
-mod common;
 
 use std::time::Duration;
 

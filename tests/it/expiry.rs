@@ -1,5 +1,4 @@
 //! Idle and absolute deadlines, with a manual clock: no sleeps.
-mod common;
 
 use std::time::Duration;
 
@@ -7,7 +6,7 @@ use sessionstore::Error;
 
 const MIN: Duration = Duration::from_secs(60);
 
-engine_test!(a_session_lives_until_its_idle_deadline, |db| {
+store_test!(a_session_lives_until_its_idle_deadline, |db| {
     let store = db.open()?;
     store.create_new_session("s")?;
     db.clock.advance(10 * MIN - Duration::from_micros(1));
@@ -24,7 +23,7 @@ engine_test!(a_session_lives_until_its_idle_deadline, |db| {
     Ok(())
 });
 
-engine_test!(an_expired_session_is_gone_for_every_operation, |db| {
+store_test!(an_expired_session_is_gone_for_every_operation, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     s.set("k", &1u8)?;
@@ -48,7 +47,7 @@ engine_test!(an_expired_session_is_gone_for_every_operation, |db| {
     Ok(())
 });
 
-engine_test!(
+store_test!(
     save_touch_and_create_set_last_access_but_get_does_not,
     |db| {
         let store = db.open()?;
@@ -75,7 +74,7 @@ engine_test!(
     }
 );
 
-engine_test!(small_touches_write_nothing, |db| {
+store_test!(small_touches_write_nothing, |db| {
     let store = db.open()?;
     let mut s = store.create_new_session("s")?;
     let writes = store.stats()?.writes_since_open;
@@ -97,7 +96,7 @@ engine_test!(small_touches_write_nothing, |db| {
     Ok(())
 });
 
-engine_test!(absolute_timeout_caps_an_active_session, |db| {
+store_test!(absolute_timeout_caps_an_active_session, |db| {
     let store = db.config().absolute_timeout(Some(30 * MIN)).open()?;
     let mut s = store.create_new_session("s")?;
     for _ in 0..5 {
@@ -162,7 +161,7 @@ engine_test!(
     }
 );
 
-engine_test!(info_reports_the_life_of_a_session, |db| {
+store_test!(info_reports_the_life_of_a_session, |db| {
     let store = db.open()?;
     let t0 = sessionstore::Clock::now(&db.clock);
     store.create_new_session("s")?;

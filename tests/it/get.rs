@@ -1,7 +1,6 @@
 //! get: scopes, unknown ids, and reads that never write.
-mod common;
 
-engine_test!(global_and_component_scopes_are_separate, |db| {
+store_test!(global_and_component_scopes_are_separate, |db| {
     let store = db.open()?;
     let mut global = store.create_new_session("s1")?;
     global.set("k", "global")?;
@@ -24,7 +23,7 @@ engine_test!(global_and_component_scopes_are_separate, |db| {
     Ok(())
 });
 
-engine_test!(unknown_id_is_none_and_writes_nothing, |db| {
+store_test!(unknown_id_is_none_and_writes_nothing, |db| {
     let store = db.open()?;
     assert!(store.get("nobody", None)?.is_none());
     assert!(store.get("nobody", Some("cart"))?.is_none());
@@ -36,7 +35,7 @@ engine_test!(unknown_id_is_none_and_writes_nothing, |db| {
     Ok(())
 });
 
-engine_test!(keys_with_slashes_stay_in_their_scope, |db| {
+store_test!(keys_with_slashes_stay_in_their_scope, |db| {
     let store = db.open()?;
     let mut g = store.create_new_session("s")?;
     g.set("a/b", &1u8)?;

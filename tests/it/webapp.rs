@@ -3,8 +3,8 @@
 //! expiry is tested without sleeping.
 
 #[allow(dead_code)]
-#[path = "../examples/webapp.rs"]
-mod webapp;
+#[path = "../../examples/webapp.rs"]
+mod app;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -37,9 +37,9 @@ impl Harness {
             .idle_timeout(IDLE)
             .reap_interval(None)
             .open()?;
-        let (server, addr) = webapp::bind(0).map_err(|e| e.to_string())?;
+        let (server, addr) = app::bind(0).map_err(|e| e.to_string())?;
         let server = Arc::new(server);
-        let app = webapp::App::new(store.clone());
+        let app = app::App::new(store.clone());
         let serving = server.clone();
         let thread = std::thread::spawn(move || app.serve(&serving));
         let agent = ureq::Agent::config_builder()
@@ -166,7 +166,7 @@ fn the_counters_persist_across_requests() -> TestResult {
     let third = h.get("/", Some(&sid))?;
     assert_eq!(third.counters(), (3, 3));
     // The page view counter lives in the component's scope, the request counter in the global one.
-    let home = h.store.get(&sid, Some(webapp::HOME))?.expect("live");
+    let home = h.store.get(&sid, Some(app::HOME))?.expect("live");
     assert_eq!(home.get::<u64>("views")?, Some(3));
     let global = h.store.get(&sid, None)?.expect("live");
     assert_eq!(global.get::<u64>("requests")?, Some(3));

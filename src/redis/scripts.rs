@@ -1,0 +1,126 @@
+//! The Lua scripts that check and write one session's key atomically, and
+//! the status codes they return.
+//!
+//! Each script touches exactly one key, `KEYS[1]`, the session's hash, so it
+//! runs in one Cluster slot. The check is a compare-and-set on the exact
+//! bytes of the metadata record the caller read: the caller decides, with
+//! the store's clock, that the session is live and of the right incarnation,
+//! and the script writes only if the record is still those bytes. Every
+//! script that writes sets the key's TTL in the same step, so the key is
+//! never without one (`PERSIST` only for a session that never expires).
+//! Scripts return status codes, never errors: a Lua `error()` would arrive as
+//! an untyped server error.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// The script wrote.
+pub(crate) const WRITTEN: i64 = 1;
+/// The metadata record was not the expected bytes: the caller reads again.
+pub(crate) const CONFLICT: i64 = 0;
+/// The key holds a hash without a metadata record: not a session of ours.
+pub(crate) const FOREIGN: i64 = 2;
+
+/// Sets the TTL of `KEYS[1]` from `ARGV[ttl_at]`: milliseconds, or `0` for none.
+const SET_TTL: &str = r"
+local function set_ttl(ms)
+  if ms == '0' then
+    redis.call('PERSIST', KEYS[1])
+  else
+    redis.call('PEXPIRE', KEYS[1], ms)
+  end
+end
+";
+
+/// Save, touch and `set_idle_timeout`.
+///
+/// `ARGV`: expected metadata, new metadata, TTL, the prefix of the scope to
+/// clear first (empty for none), the number `n` of fields to set, then `n`
+/// field/value pairs, then the fields to delete.
+pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{SET_TTL}{}",
+        r"
+local cur = redis.call('HGET', KEYS[1], 'm')
+if cur ~= ARGV[1] then return 0 end
+local prefix = ARGV[4]
+if prefix ~= '' then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', KEYS[1], f) end
+  end
+end
+local n = tonumber(ARGV[5])
+local i = 6
+for _ = 1, n do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  i = i + 1
+end
+redis.call('HSET', KEYS[1], 'm', ARGV[2])
+set_ttl(ARGV[3])
+return 1
+"
+    ))
+});
+
+/// Create (`create_new_session`, and the new id of a `regenerate`).
+///
+/// `ARGV`: expected metadata (empty: the key must not exist), new metadata,
+/// TTL, then field/value pairs to write. An expected record that matches is
+/// replaced with everything under it: an expired session nobody reaped yet.
+pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{SET_TTL}{}",
+        r"
+if ARGV[1] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    if redis.call('TYPE', KEYS[1]).ok == 'hash' and redis.call('HEXISTS', KEYS[1], 'm') == 0 then
+      return 2
+    end
+    return 0
+  end
+else
+  if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
+  redis.call('DEL', KEYS[1])
+end
+local i = 4
+while i < #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('HSET', KEYS[1], 'm', ARGV[2])
+set_ttl(ARGV[3])
+return 1
+"
+    ))
+});
+
+/// Deletes the key if its metadata is `ARGV[1]` (the old id of a `regenerate`).
+pub(crate) static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
+
+/// Destroy: deletes the key whatever it holds and returns its metadata
+/// record, or an empty string if it had none (absent, or not a hash of ours).
+pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local m = false
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then
+  m = redis.call('HGET', KEYS[1], 'm')
+end
+redis.call('DEL', KEYS[1])
+return m or ''
+",
+    )
+});

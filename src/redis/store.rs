@@ -1,0 +1,573 @@
+//! `RedisStore`: the per-session API on a Redis server or cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::ConnectionLike;
+
+use crate::clock::{self, Clock};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::expiry::SessionInfo;
+use crate::id::{IdSource, OsRandom};
+use crate::keys;
+use crate::meta::Meta;
+use crate::meta::Policy;
+use crate::redis::config::RedisConfig;
+use crate::redis::conn::Connections;
+use crate::redis::scripts;
+use crate::session::Session;
+use crate::snapshot::Snapshot;
+use crate::store::SessionStore;
+use crate::validate;
+
+/// How many times a check-and-write is tried again after a concurrent write
+/// to the same session changed its metadata between the read and the write.
+const CAS_ATTEMPTS: usize = 64;
+/// How many fresh ids `create` and `regenerate` draw before they give up.
+const ID_ATTEMPTS: usize = 8;
+
+/// Sessions on a Redis server or a Redis Cluster, shared by every process
+/// that opens it: the same contract as [`Store`](crate::Store), through
+/// [`SessionStore`]. Cheap to clone: clones share the connection pool.
+///
+/// # Layout
+///
+/// One session is one Redis hash, `{<namespace>:<sid>}`: the field `m` holds
+/// its metadata record, and `<component>/<key>` (`/<key>` for the global
+/// scope) each value. So every step that checks and writes a session touches
+/// one key, in one Cluster slot, in one Lua script; no command spans slots,
+/// and no `KEYS` is used.
+///
+/// # Expiry
+///
+/// Whether a session is live is decided by the store's [`Clock`], as on disk.
+/// Every write sets the key's TTL to the session's deadline minus the clock's
+/// now (relative, so a [`ManualClock`](crate::ManualClock) years away from
+/// real time gives the right TTL), in the same script: no key of an expiring
+/// session is ever without a TTL. Redis's own expiry does the reaping; there
+/// is no reaper thread and no `reap_expired`. A session whose clock deadline
+/// passed before its TTL did (a clock running ahead of real time) reads as
+/// gone at once and is replaced or deleted by the next create or destroy.
+///
+/// # Regenerate
+///
+/// The new id lives in another slot, so moving a session cannot be one step.
+/// The order is: (1) read the old session; (2) check that the new id is free;
+/// (3) delete the old key if its metadata is still what was read (else start
+/// again from 1); (4) write the new key, if it does not exist, with every
+/// field and the metadata. A crash or a lost connection between 3 and 4
+/// loses the session (the safe side): at no moment are both ids usable.
+///
+/// # Redis settings
+///
+/// - `maxmemory-policy noeviction`: any other policy may evict live
+///   sessions, and log users out silently.
+/// - `appendonly yes`: with `appendfsync always` an acknowledged write
+///   survives a crash of the server; with `everysec` (Redis's default) up to
+///   about a second of acknowledged writes can be lost. The store's calls
+///   return when Redis acknowledges them; what that promises is Redis's
+///   `appendfsync` setting.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) conns: Connections,
+    pub(super) namespace: String,
+    policy: Policy,
+    /// The latest time this store has read: its "now" never goes below it
+    /// (see `Clock`). Kept per process; Redis keeps no floor of its own.
+    floor: AtomicU64,
+    max_value_size: usize,
+    clock: Arc<dyn Clock>,
+    /// Writes (check-and-write scripts that wrote, deletions) since open, by this store's handles.
+    pub(super) writes: AtomicU64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.inner.conns.target())
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one session's hash holds, as read.
+struct Read {
+    meta: Meta,
+    /// The exact bytes of the metadata record, for the check-and-write.
+    meta_bytes: Vec<u8>,
+    /// Every data field and its value.
+    fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisStore {
+    pub(crate) fn open(config: RedisConfig) -> Result<RedisStore> {
+        let conns = Connections::open(&config)?;
+        let micros = clock::duration_micros;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conns,
+                namespace: config.namespace.clone(),
+                policy: Policy {
+                    idle: micros(config.idle_timeout),
+                    absolute: config.absolute_timeout.map(micros),
+                    touch_granularity: micros(config.effective_touch_granularity()),
+                },
+                floor: AtomicU64::new(0),
+                max_value_size: config.max_value_size,
+                clock: config.clock.clone(),
+                writes: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The largest encoded value this store accepts, in bytes (`RedisConfig::max_value_size`).
+    pub fn max_value_size(&self) -> usize {
+        self.inner.max_value_size
+    }
+
+    fn key(&self, sid: &str) -> String {
+        keys::redis_session(&self.inner.namespace, sid)
+    }
+
+    /// Now: the clock, but never earlier than a time this store read before.
+    pub(super) fn now(&self) -> u64 {
+        let clock = clock::micros(self.inner.clock.now());
+        self.inner
+            .floor
+            .fetch_max(clock, std::sync::atomic::Ordering::AcqRel)
+            .max(clock)
+    }
+
+    fn new_meta(&self, now: u64) -> Result<Meta> {
+        self.inner.policy.new_meta(now)
+    }
+
+    fn moves_enough(&self, old: &Meta, new: &Meta) -> bool {
+        self.inner.policy.moves_enough(old, new)
+    }
+
+    /// The TTL argument for a session with `meta`, written at `now`: the
+    /// milliseconds from now to its deadline, rounded up, so that the key
+    /// lives at least until the deadline; `"0"` for a session that never expires.
+    fn ttl(meta: &Meta, now: u64) -> String {
+        match meta.deadline() {
+            Some(d) => d.saturating_sub(now).div_ceil(1000).max(1).to_string(),
+            None => "0".into(),
+        }
+    }
+
+    fn wrote(&self) {
+        self.inner.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.inner.conns.with(what, f)
+    }
+
+    fn foreign(&self, sid: &str) -> Error {
+        Error::Decode {
+            what: format!(
+                "the redis key {} on {}",
+                self.key(sid),
+                self.inner.conns.target()
+            ),
+            message: "it holds no session metadata record: not a session of this store".into(),
+        }
+    }
+
+    /// The metadata record of `sid` and its bytes, live or not.
+    pub(super) fn read_meta(&self, sid: &str) -> Result<Option<(Meta, Vec<u8>)>> {
+        let key = self.key(sid);
+        let bytes: Option<Vec<u8>> = self.with("reading a session's metadata", |c| {
+            redis::cmd("HGET")
+                .arg(&key)
+                .arg(keys::REDIS_META_FIELD)
+                .query(c)
+        })?;
+        match bytes {
+            Some(b) => Ok(Some((codec::decode_meta(sid, &b)?, b))),
+            None => Ok(None),
+        }
+    }
+
+    /// The live metadata record of `sid` and its bytes.
+    fn live_meta(&self, sid: &str, now: u64) -> Result<Option<(Meta, Vec<u8>)>> {
+        Ok(self.read_meta(sid)?.filter(|(m, _)| m.is_live(now)))
+    }
+
+    /// The whole hash of `sid`, or `None` if there is no key.
+    fn read_all(&self, sid: &str) -> Result<Option<Read>> {
+        let key = self.key(sid);
+        let all: Vec<(Vec<u8>, Vec<u8>)> = self.with("reading a session", |c| {
+            redis::cmd("HGETALL").arg(&key).query(c)
+        })?;
+        if all.is_empty() {
+            return Ok(None);
+        }
+        let mut meta_bytes = None;
+        let mut fields = Vec::with_capacity(all.len());
+        for (field, value) in all {
+            if field == keys::REDIS_META_FIELD {
+                meta_bytes = Some(value);
+            } else {
+                fields.push((field, value));
+            }
+        }
+        let Some(meta_bytes) = meta_bytes else {
+            return Err(self.foreign(sid));
+        };
+        Ok(Some(Read {
+            meta: codec::decode_meta(sid, &meta_bytes)?,
+            meta_bytes,
+            fields,
+        }))
+    }
+
+    /// Runs `SAVE` with no data changes: a new metadata record only.
+    fn write_meta(&self, sid: &str, old: &[u8], new: &Meta, now: u64) -> Result<i64> {
+        let key = self.key(sid);
+        let new_bytes = codec::encode_meta(new);
+        let ttl = Self::ttl(new, now);
+        let status = self.with("writing a session's metadata", |c| {
+            scripts::SAVE
+                .key(&key)
+                .arg(old)
+                .arg(&new_bytes)
+                .arg(&ttl)
+                .arg("")
+                .arg(0)
+                .invoke(c)
+        })?;
+        if status == scripts::WRITTEN {
+            self.wrote();
+        }
+        Ok(status)
+    }
+
+    /// A status code no script returns: the server runs something else under our scripts' names.
+    fn unexpected(&self, what: &str, status: i64) -> Error {
+        self.inner.conns.error(
+            what,
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected script status",
+                status.to_string(),
+            )),
+        )
+    }
+
+    fn contention(&self, what: &str, sid: &str) -> Error {
+        self.inner.conns.error(
+            what,
+            redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "too much contention",
+                format!("session {sid:?} changed under {CAS_ATTEMPTS} tries in a row; try again"),
+            )),
+        )
+    }
+
+    /// Writes a fresh session under `sid` unless a live one is there.
+    fn create_at(&self, sid: &str) -> Result<Session> {
+        validate::sid(sid)?;
+        let key = self.key(sid);
+        for _ in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let expected = match self.read_meta(sid)? {
+                Some((old, _)) if old.is_live(now) => {
+                    return Err(Error::AlreadyExists { id: sid.to_owned() });
+                }
+                // An expired session whose key outlived its clock deadline: replaced.
+                Some((_, bytes)) => bytes,
+                None => Vec::new(),
+            };
+            let meta = self.new_meta(now)?;
+            let bytes = codec::encode_meta(&meta);
+            let ttl = Self::ttl(&meta, now);
+            let status: i64 = self.with("creating a session", |c| {
+                scripts::PUT
+                    .key(&key)
+                    .arg(&expected)
+                    .arg(&bytes)
+                    .arg(&ttl)
+                    .invoke(c)
+            })?;
+            match status {
+                scripts::WRITTEN => {
+                    self.wrote();
+                    return Ok(Session::new(
+                        sid.to_owned(),
+                        None,
+                        meta.incarnation,
+                        self.inner.max_value_size,
+                        Snapshot::default(),
+                    ));
+                }
+                scripts::FOREIGN => return Err(self.foreign(sid)),
+                scripts::CONFLICT => continue,
+                other => return Err(self.unexpected("creating a session", other)),
+            }
+        }
+        Err(self.contention("creating a session", sid))
+    }
+
+    fn save_session(&self, session: &mut Session) -> Result<()> {
+        session.check_sizes(self.inner.max_value_size)?;
+        let sid = session.id().to_owned();
+        let key = self.key(&sid);
+        let component = session.component().map(str::to_owned);
+        let mut sets: Vec<(Vec<u8>, &[u8])> = Vec::new();
+        let mut dels: Vec<Vec<u8>> = Vec::new();
+        for (k, v) in session.changes() {
+            let field = keys::redis_field(component.as_deref(), k);
+            match v {
+                Some(v) => sets.push((field, v)),
+                None => dels.push(field),
+            }
+        }
+        let clear = if session.cleared() {
+            keys::redis_scope_prefix(component.as_deref())
+        } else {
+            Vec::new()
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let (meta, old_bytes) = match self.live_meta(&sid, now)? {
+                Some((m, b)) if m.incarnation == session.incarnation() => (m, b),
+                _ => return Err(Error::NotFound { id: sid }),
+            };
+            let new = meta.accessed(now);
+            if sets.is_empty()
+                && dels.is_empty()
+                && !session.cleared()
+                && !self.moves_enough(&meta, &new)
+            {
+                return Ok(());
+            }
+            let new_bytes = codec::encode_meta(&new);
+            let ttl = Self::ttl(&new, now);
+            let status: i64 = self.with("saving a session", |c| {
+                let mut inv = scripts::SAVE.key(&key);
+                inv.arg(&old_bytes)
+                    .arg(&new_bytes)
+                    .arg(&ttl)
+                    .arg(&clear)
+                    .arg(sets.len());
+                for (f, v) in &sets {
+                    inv.arg(f).arg(*v);
+                }
+                for f in &dels {
+                    inv.arg(f);
+                }
+                inv.invoke(c)
+            })?;
+            if status == scripts::WRITTEN {
+                self.wrote();
+                session.mark_clean();
+                return Ok(());
+            }
+        }
+        Err(self.contention("saving a session", &sid))
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn create_new_session(&self, sid: &str) -> Result<Session> {
+        self.create_at(sid)
+    }
+
+    fn get(&self, sid: &str, component: Option<&str>) -> Result<Option<Session>> {
+        validate::sid(sid)?;
+        validate::scope(component)?;
+        let now = self.now();
+        let Some(read) = self.read_all(sid)? else {
+            return Ok(None);
+        };
+        if !read.meta.is_live(now) {
+            return Ok(None);
+        }
+        let prefix = keys::redis_scope_prefix(component);
+        let mut scope: Vec<(&str, &[u8])> = read
+            .fields
+            .iter()
+            .filter_map(|(f, v)| keys::key_in_scope(f, &prefix).map(|k| (k, v.as_slice())))
+            .collect();
+        scope.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut values = Snapshot::default();
+        for (k, v) in scope {
+            values.push(k, v);
+        }
+        Ok(Some(Session::new(
+            sid.to_owned(),
+            component.map(str::to_owned),
+            read.meta.incarnation,
+            self.inner.max_value_size,
+            values,
+        )))
+    }
+
+    fn save(&self, session: &mut Session) -> Result<()> {
+        self.save_session(session)
+    }
+
+    fn destroy(&self, sid: &str) -> Result<bool> {
+        validate::sid(sid)?;
+        let key = self.key(sid);
+        let now = self.now();
+        let old: Vec<u8> = self.with("destroying a session", |c| {
+            scripts::TAKE.key(&key).invoke(c)
+        })?;
+        if old.is_empty() {
+            return Ok(false);
+        }
+        self.wrote();
+        Ok(match codec::decode_meta(sid, &old) {
+            Ok(meta) => meta.is_live(now),
+            // A corrupt record: it was there, and it is gone now.
+            Err(_) => true,
+        })
+    }
+
+    fn create(&self) -> Result<Session> {
+        for _ in 0..ID_ATTEMPTS {
+            let sid = OsRandom.next_id()?;
+            match self.create_at(&sid) {
+                Err(Error::AlreadyExists { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::storage(
+            "creating a session",
+            format!("{ID_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"),
+        ))
+    }
+
+    fn touch(&self, sid: &str) -> Result<bool> {
+        validate::sid(sid)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let Some((meta, bytes)) = self.live_meta(sid, now)? else {
+                return Ok(false);
+            };
+            let new = meta.accessed(now);
+            if !self.moves_enough(&meta, &new)
+                || self.write_meta(sid, &bytes, &new, now)? == scripts::WRITTEN
+            {
+                return Ok(true);
+            }
+        }
+        Err(self.contention("touching a session", sid))
+    }
+
+    fn regenerate(&self, sid: &str) -> Result<String> {
+        validate::sid(sid)?;
+        let old_key = self.key(sid);
+        for _ in 0..CAS_ATTEMPTS {
+            // 1. Read the old session.
+            let now = self.now();
+            let read = match self.read_all(sid)? {
+                Some(r) if r.meta.is_live(now) => r,
+                _ => return Err(Error::NotFound { id: sid.to_owned() }),
+            };
+            // 2. A fresh id whose key is free.
+            let mut new_sid = None;
+            for _ in 0..ID_ATTEMPTS {
+                let candidate = OsRandom.next_id()?;
+                let key = self.key(&candidate);
+                let taken: bool = self.with("regenerating a session id", |c| {
+                    redis::cmd("EXISTS").arg(&key).query(c)
+                })?;
+                if !taken {
+                    new_sid = Some(candidate);
+                    break;
+                }
+            }
+            let Some(new_sid) = new_sid else {
+                return Err(Error::storage(
+                    "regenerating a session id",
+                    format!(
+                        "{ID_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"
+                    ),
+                ));
+            };
+            // 3. Delete the old id, if nobody wrote to it since the read.
+            let deleted: i64 = self.with("regenerating a session id", |c| {
+                scripts::DELETE_IF
+                    .key(&old_key)
+                    .arg(&read.meta_bytes)
+                    .invoke(c)
+            })?;
+            if deleted != scripts::WRITTEN {
+                continue;
+            }
+            self.wrote();
+            // 4. Write the new id. From here on a failure loses the session.
+            let new = read.meta.accessed(now);
+            let new_bytes = codec::encode_meta(&new);
+            let ttl = Self::ttl(&new, now);
+            let new_key = self.key(&new_sid);
+            let written: i64 =
+                self.with("regenerating a session id (the old id is gone)", |c| {
+                    let mut inv = scripts::PUT.key(&new_key);
+                    inv.arg("").arg(&new_bytes).arg(&ttl);
+                    for (f, v) in &read.fields {
+                        inv.arg(f).arg(v);
+                    }
+                    inv.invoke(c)
+                })?;
+            if written != scripts::WRITTEN {
+                return Err(Error::storage(
+                    format!(
+                        "regenerating session {sid:?} on {}",
+                        self.inner.conns.target()
+                    ),
+                    format!(
+                        "the new id {new_sid:?} was taken between the check and the write; the old id is gone and the session is lost"
+                    ),
+                ));
+            }
+            self.wrote();
+            return Ok(new_sid);
+        }
+        Err(self.contention("regenerating a session id", sid))
+    }
+
+    fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()> {
+        validate::sid(sid)?;
+        if let Some(d) = timeout {
+            crate::config::check_timeout("set_idle_timeout", d)?;
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let Some((meta, bytes)) = self.live_meta(sid, now)? else {
+                return Err(Error::NotFound { id: sid.to_owned() });
+            };
+            let new = Meta {
+                idle: timeout.map(clock::duration_micros),
+                ..meta
+            };
+            if self.write_meta(sid, &bytes, &new, now)? == scripts::WRITTEN {
+                return Ok(());
+            }
+        }
+        Err(self.contention("setting a session's idle timeout", sid))
+    }
+
+    fn info(&self, sid: &str) -> Result<Option<SessionInfo>> {
+        validate::sid(sid)?;
+        let now = self.now();
+        Ok(self
+            .live_meta(sid, now)?
+            .map(|(m, _)| SessionInfo::from_meta(&m)))
+    }
+}
