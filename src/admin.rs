@@ -1,5 +1,5 @@
 //! Operator support: listing session ids, exporting and importing whole
-//! sessions as raw stored bytes, and writing raw bytes for corruption tests.
+//! sessions as raw stored bytes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};

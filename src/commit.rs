@@ -6,7 +6,7 @@
 //!   engine lock is free, the writer applies its batch (and flushes, if
 //!   durable) on its own thread, under the engine lock. A lone writer thus
 //!   pays no thread handoff: two wake-ups per write cost about as much as the
-//!   rest of the store's work on a save (see the README's performance section).
+//!   rest of the store's work on a save (see docs/performance.md).
 //! - **Group commit.** Otherwise the writer queues its batch and waits for
 //!   the answer, at most `write_timeout`. The commit thread takes the engine
 //!   lock, concatenates whatever batches have queued up, in order, applies

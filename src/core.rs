@@ -267,12 +267,18 @@ impl Core {
     /// and, if its record `meta` is known, its index entry.
     pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
         let record = keys::meta(sid);
+        let mut has_record = false;
         for (key, _) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
-            if key != record {
+            if key == record {
+                has_record = true;
+            } else {
                 set.delete(key);
             }
         }
-        set.delete_meta(sid, meta);
+        // A session that is not there writes nothing.
+        if has_record || meta.is_some() {
+            set.delete_meta(sid, meta);
+        }
         Ok(())
     }
 
