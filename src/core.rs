@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::{Backend, Entry};
+use crate::backend::{Backend, Engine, Entry};
 use crate::clock::{self, Clock};
 use crate::codec;
 use crate::commit::{Applier, Committer};
@@ -36,6 +36,7 @@ pub(crate) struct Parts {
 /// engine closes before the lock file and the temporary directory go.
 pub(crate) struct Core {
     committer: Committer,
+    engine: Engine,
     backend: Arc<dyn Backend>,
     locks: Locks,
     metas: MetaCache,
@@ -99,6 +100,7 @@ impl Core {
         let micros = clock::duration_micros;
         Ok(Core {
             committer,
+            engine: opened.engine,
             backend: opened.backend,
             locks: Locks::new(),
             metas: MetaCache::new(config.meta_cache_entries),
@@ -125,9 +127,9 @@ impl Core {
         &self.path
     }
 
-    /// The engine's name.
-    pub fn engine_name(&self) -> &'static str {
-        self.backend.name()
+    /// The storage engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// The largest value this store writes, in bytes.

@@ -97,9 +97,10 @@ pub fn stats(cli: &Cli, store: &Store) -> Result<(), Fail> {
         id?;
         expired += 1;
     }
+    let engine = stats.engine.map_or("redis", |e| e.name());
     let json = json!({
         "path": store.path(),
-        "engine": stats.engine,
+        "engine": engine,
         "live_sessions": stats.live_sessions,
         "expired_sessions": expired,
         "bytes_on_disk": stats.bytes_on_disk,
@@ -107,7 +108,7 @@ pub fn stats(cli: &Cli, store: &Store) -> Result<(), Fail> {
     emit(cli, json, || {
         render::pairs(&[
             ("path", store.path().display().to_string()),
-            ("engine", stats.engine.to_owned()),
+            ("engine", engine.to_owned()),
             ("live sessions", stats.live_sessions.to_string()),
             ("expired, not reaped", expired.to_string()),
             ("bytes on disk", stats.bytes_on_disk.to_string()),
