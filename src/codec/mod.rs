@@ -234,6 +234,10 @@ mod tests {
     impl<'de> serde::Deserialize<'de> for OwnedOnly {
         fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
             struct V;
+            #[expect(
+                clippy::serde_api_misuse,
+                reason = "the point of the test: a visitor that takes only owned strings"
+            )]
             impl serde::de::Visitor<'_> for V {
                 type Value = OwnedOnly;
                 fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
