@@ -67,6 +67,7 @@ pub struct Config {
     pub(crate) reap_interval: Option<Duration>,
     pub(crate) touch_granularity: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) update_attempts: u32,
 }
 
 impl Config {
@@ -86,6 +87,7 @@ impl Config {
             reap_interval: Some(Duration::from_secs(60)),
             touch_granularity: None,
             clock: Arc::new(SystemClock),
+            update_attempts: 8,
         }
     }
 
@@ -197,6 +199,15 @@ impl Config {
         self
     }
 
+    /// How many times [`Store::update`] reads, changes and tries to save a
+    /// scope before it gives up with [`Error::Conflict`](crate::Error::Conflict).
+    /// Default: 8. Valid: 1 and up.
+    #[must_use]
+    pub fn update_attempts(mut self, attempts: u32) -> Self {
+        self.update_attempts = attempts;
+        self
+    }
+
     /// Opens the store, creating it if the directory does not hold one yet.
     ///
     /// # Errors
@@ -252,6 +263,9 @@ impl Config {
                 self.cache_capacity
             ));
         }
+        if self.update_attempts == 0 {
+            return bad("update_attempts 0: update must try at least once".into());
+        }
         if self.meta_cache_entries > MAX_META_CACHE_ENTRIES {
             return bad(format!(
                 "meta_cache_entries {} is over the maximum of {MAX_META_CACHE_ENTRIES}",
@@ -292,6 +306,7 @@ impl fmt::Debug for Config {
             .field("absolute_timeout", &self.absolute_timeout)
             .field("reap_interval", &self.reap_interval)
             .field("touch_granularity", &self.effective_touch_granularity())
+            .field("update_attempts", &self.update_attempts)
             .finish_non_exhaustive()
     }
 }

@@ -63,6 +63,19 @@ pub enum Error {
         /// The id that was looked up.
         id: String,
     },
+    /// `save_if_unchanged` (or `update`, after its last attempt) found the
+    /// scope written since the session was read. Nothing was written.
+    #[error(
+        "the {} of session {} changed since it was read; read it again and retry",
+        match .component { Some(c) => format!("component {:?}", c), None => "global scope".to_owned() },
+        Shown(.sid)
+    )]
+    Conflict {
+        /// The session id.
+        sid: String,
+        /// The scope's component; `None` for the global scope.
+        component: Option<String>,
+    },
     /// Stored bytes could not be decoded as the requested type.
     #[error("cannot decode {what}: {message}")]
     Decode {

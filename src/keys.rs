@@ -6,6 +6,7 @@
 //! |---|---|
 //! | data, component scope | `{sid}/{component}/{key}` |
 //! | data, global scope | `{sid}//{key}` (the empty component, which no valid name can be) |
+//! | scope version | `{sid}/{component}/` and `{sid}//`: the scope prefix itself (no valid key is empty) |
 //! | metadata | `{sid}/` |
 //! | expiry index | `!` + deadline (u64 microseconds since the epoch, big-endian) + `{sid}` |
 //! | format marker | `#sessionstore` |
@@ -44,6 +45,12 @@ pub(crate) fn scope_prefix(sid: &str, component: Option<&str>) -> Vec<u8> {
     k.extend_from_slice(comp.as_bytes());
     k.push(b'/');
     k
+}
+
+/// The version record of one scope: `{sid}/{component}/`, the scope's
+/// prefix itself, which no data key can be (keys are not empty).
+pub(crate) fn version(sid: &str, component: Option<&str>) -> Vec<u8> {
+    scope_prefix(sid, component)
 }
 
 /// The data key of one value: `{sid}/{component}/{key}`.
@@ -101,6 +108,11 @@ pub(crate) enum Parsed<'a> {
         component: Option<&'a str>,
         key: &'a str,
     },
+    /// `{sid}/{component}/`: a scope's version; the component is `None` for the global scope.
+    Version {
+        sid: &'a str,
+        component: Option<&'a str>,
+    },
     /// `!{deadline}{sid}`.
     Index { deadline: u64, sid: &'a str },
     /// `#sessionstore`.
@@ -147,7 +159,10 @@ pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
         return Parsed::Unknown;
     };
     if key.is_empty() {
-        return Parsed::Unknown;
+        return Parsed::Version {
+            sid,
+            component: (!component.is_empty()).then_some(component),
+        };
     }
     Parsed::Data {
         sid,
@@ -218,6 +233,13 @@ pub(crate) fn redis_scope_prefix(component: Option<&str>) -> Vec<u8> {
     f.extend_from_slice(comp.as_bytes());
     f.push(b'/');
     f
+}
+
+/// The version field of one scope: `<component>/`, or `/` for the global
+/// scope: the scope's prefix itself, which no data field can be.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_version_field(component: Option<&str>) -> Vec<u8> {
+    redis_scope_prefix(component)
 }
 
 /// The data field of one value: `<component>/<key>`.

@@ -58,9 +58,11 @@ mod raw;
 mod reaper;
 #[cfg(feature = "redis")]
 mod redis;
+mod save;
 mod session;
 mod snapshot;
 mod store;
+mod update;
 mod validate;
 mod verify;
 mod write;

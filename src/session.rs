@@ -48,6 +48,8 @@ pub struct Session {
     sid: String,
     component: Option<String>,
     incarnation: u64,
+    /// The scope's version as it was read or last saved; 0 if it was never written.
+    version: u64,
     max_value_size: usize,
     /// The scope as it was read; emptied by `clear`.
     read: Snapshot,
@@ -70,6 +72,7 @@ impl Session {
             sid,
             component,
             incarnation,
+            version: 0,
             max_value_size,
             len: read.len(),
             read,
@@ -220,6 +223,23 @@ impl Session {
 
     pub(crate) fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// The session with the scope version it was read at.
+    pub(crate) fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The scope version this session was read at, or last saved.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Called after a successful save that wrote the scope at `version`.
+    pub(crate) fn saved_at(&mut self, version: u64) {
+        self.version = version;
+        self.mark_clean();
     }
 
     pub(crate) fn cleared(&self) -> bool {

@@ -12,7 +12,7 @@ use crate::reaper::Reaper;
 use crate::session::Session;
 use crate::snapshot::Snapshot;
 use crate::write::WriteSet;
-use crate::{keys, validate};
+use crate::{codec, keys, validate};
 
 /// How many fresh ids `create` draws before it gives up.
 const CREATE_ATTEMPTS: usize = 8;
@@ -76,6 +76,19 @@ pub trait SessionStore {
     /// value is over this store's `max_value_size` (a session made by a store
     /// with a larger limit); nothing is written then. And storage errors.
     fn save(&self, session: &mut Session) -> Result<()>;
+
+    /// Saves like [`save`](SessionStore::save), but only if the session's
+    /// scope was not written since `session` was read (or last saved): each
+    /// scope carries a version that every write of it changes, in the same
+    /// atomic step. Scopes are independent: a save to `cart` never conflicts
+    /// with one to `prefs`. Plain `save` keeps merging per key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] if the scope was written meanwhile: nothing is
+    /// written and the session stays dirty; read it again and redo the
+    /// change, or use `update`, which does. Otherwise as [`save`](SessionStore::save).
+    fn save_if_unchanged(&self, session: &mut Session) -> Result<()>;
 
     /// Deletes the session: every scope's keys and its metadata. Returns
     /// whether a live session was there.
@@ -309,65 +322,33 @@ impl Store {
         };
         let prefix = keys::scope_prefix(sid, component);
         let mut values = Snapshot::default();
-        core.visit_prefix(
-            &prefix,
-            &mut |key, value| match keys::key_in_scope(key, &prefix) {
+        let mut version = 0;
+        core.visit_prefix(&prefix, &mut |key, value| {
+            if key == prefix.as_slice() {
+                // The scope's version record (see keys::version).
+                version = codec::decode_version(value).unwrap_or_else(|| {
+                    log::warn!("sessionstore: an unreadable scope version under {sid:?}");
+                    0
+                });
+                return;
+            }
+            match keys::key_in_scope(key, &prefix) {
                 Some(name) => values.push(name, value),
                 None => {
                     log::warn!("sessionstore: skipping an undecodable key under {sid:?}: {key:?}")
                 }
-            },
-        )?;
-        Ok(Some(Session::new(
-            sid.to_owned(),
-            component.map(str::to_owned),
-            meta.incarnation,
-            core.max_value_size(),
-            values,
-        )))
-    }
-
-    /// See [`SessionStore::save`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SessionStore::save`].
-    pub fn save(&self, session: &mut Session) -> Result<()> {
-        let core = self.core();
-        let sid = session.id();
-        let _guard = core.lock(sid);
-        let now = core.now();
-        let meta = match core.live_meta(sid, now)? {
-            Some(m) if m.incarnation == session.incarnation() => m,
-            _ => return Err(Error::NotFound { id: sid.to_owned() }),
-        };
-        session.check_sizes(core.max_value_size())?;
-        let component = session.component();
-        let mut batch = WriteSet::default();
-        if session.cleared() {
-            let prefix = keys::scope_prefix(sid, component);
-            for (key, _) in core.scan_prefix(&prefix)? {
-                let keep = keys::key_in_scope(&key, &prefix).is_some_and(|k| session.was_set(k));
-                if !keep {
-                    batch.delete(key);
-                }
             }
-        }
-        for (key, value) in session.changes() {
-            let k = keys::data(sid, component, key);
-            match value {
-                Some(v) => batch.put(k, v.to_vec()),
-                None => batch.delete(k),
-            }
-        }
-        let new = meta.accessed(now);
-        if batch.is_empty() && !session.cleared() && !core.policy().moves_enough(&meta, &new) {
-            return Ok(());
-        }
-        batch.put_meta(sid, Some(&meta), &new);
-        core.write(batch)?;
-        session.mark_clean();
-        Ok(())
+        })?;
+        Ok(Some(
+            Session::new(
+                sid.to_owned(),
+                component.map(str::to_owned),
+                meta.incarnation,
+                core.max_value_size(),
+                values,
+            )
+            .with_version(version),
+        ))
     }
 
     /// See [`SessionStore::destroy`].
@@ -411,6 +392,10 @@ impl SessionStore for Store {
 
     fn save(&self, session: &mut Session) -> Result<()> {
         Store::save(self, session)
+    }
+
+    fn save_if_unchanged(&self, session: &mut Session) -> Result<()> {
+        Store::save_if_unchanged(self, session)
     }
 
     fn destroy(&self, sid: &str) -> Result<bool> {

@@ -100,6 +100,19 @@ impl Store {
                             .push(String::from_utf8_lossy(key).into_owned());
                     }
                 }
+                Parsed::Version { sid, .. } => {
+                    if current_meta.as_deref() != Some(sid) {
+                        report
+                            .orphans
+                            .push(String::from_utf8_lossy(key).into_owned());
+                    } else if codec::decode_version(value).is_none() {
+                        report.undecodable.push(format!(
+                            "the scope version {:?}: {} bytes, not 8",
+                            String::from_utf8_lossy(key),
+                            value.len()
+                        ));
+                    }
+                }
                 Parsed::Unknown => report.undecodable.push(format!(
                     "a key of no known shape: {:?}",
                     String::from_utf8_lossy(key)

@@ -106,6 +106,16 @@ pub(crate) fn decode_time(bytes: &[u8]) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
+/// Encodes a scope version: a u64, big-endian.
+pub(crate) fn encode_version(version: u64) -> Vec<u8> {
+    version.to_be_bytes().to_vec()
+}
+
+/// Decodes a scope version; `None` if it is not 8 bytes.
+pub(crate) fn decode_version(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
 /// Encodes a metadata record: the version byte, then the record.
 pub(crate) fn encode_meta(meta: &Meta) -> Vec<u8> {
     let mut out = vec![META_VERSION];

@@ -52,9 +52,13 @@ pub(crate) struct Core {
     written_floor: AtomicU64,
     policy: Policy,
     max_value_size: usize,
+    update_attempts: u32,
     ids: Arc<dyn IdSource>,
     reaped: AtomicU64,
     failed_reaps: AtomicU64,
+    /// The next scope version to write: random at open, then counting up, so
+    /// that no two writes of a scope, in this process or another, share one.
+    versions: AtomicU64,
     path: PathBuf,
     lock: Option<std::fs::File>,
     temp: Option<tempfile::TempDir>,
@@ -117,9 +121,11 @@ impl Core {
                 touch_granularity: micros(config.effective_touch_granularity()),
             },
             max_value_size: config.max_value_size,
+            update_attempts: config.update_attempts,
             ids: parts.ids.unwrap_or_else(|| Arc::new(OsRandom)),
             reaped: AtomicU64::new(0),
             failed_reaps: AtomicU64::new(0),
+            versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
             path: opened.path,
             lock: Some(opened.lock),
             temp: opened.temp,
@@ -141,9 +147,24 @@ impl Core {
         self.max_value_size
     }
 
+    /// How many times `update` tries.
+    pub fn update_attempts(&self) -> u32 {
+        self.update_attempts
+    }
+
     /// How new records are made and when a deadline moved enough to write.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// A scope version no write has used: never 0, which means "never written".
+    pub fn next_version(&self) -> u64 {
+        loop {
+            let v = self.versions.fetch_add(1, Ordering::Relaxed);
+            if v != 0 {
+                return v;
+            }
+        }
     }
 
     /// A fresh session id.

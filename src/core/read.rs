@@ -3,7 +3,7 @@
 use super::Core;
 use crate::backend::Entry;
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys;
 use crate::meta::Meta;
 
@@ -28,6 +28,17 @@ impl Core {
                 Ok(Some(meta))
             }
             None => Ok(None),
+        }
+    }
+
+    /// The stored version of one scope of `sid`; 0 if it was never written.
+    pub fn read_version(&self, sid: &str, component: Option<&str>) -> Result<u64> {
+        match self.backend.get(&keys::version(sid, component))? {
+            Some(bytes) => codec::decode_version(&bytes).ok_or_else(|| Error::Decode {
+                what: format!("the scope version of session {sid:?}"),
+                message: format!("{} bytes, not 8", bytes.len()),
+            }),
+            None => Ok(0),
         }
     }
 

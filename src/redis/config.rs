@@ -61,6 +61,7 @@ pub struct RedisConfig {
     pub(crate) io_timeout: Duration,
     pub(crate) pool_size: u32,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) update_attempts: u32,
 }
 
 impl RedisConfig {
@@ -76,6 +77,7 @@ impl RedisConfig {
             io_timeout: Duration::from_secs(5),
             pool_size: 16,
             clock: Arc::new(SystemClock),
+            update_attempts: 8,
         }
     }
 
@@ -130,6 +132,15 @@ impl RedisConfig {
     #[must_use]
     pub fn touch_granularity(mut self, granularity: Duration) -> Self {
         self.touch_granularity = Some(granularity);
+        self
+    }
+
+    /// How many times [`RedisStore::update`](crate::RedisStore::update)
+    /// tries, as [`Config::update_attempts`](crate::Config::update_attempts).
+    /// Default: 8. Valid: 1 and up.
+    #[must_use]
+    pub fn update_attempts(mut self, attempts: u32) -> Self {
+        self.update_attempts = attempts;
         self
     }
 
@@ -199,6 +210,9 @@ impl RedisConfig {
             if t.is_zero() {
                 return bad(format!("{name} must be more than zero"));
             }
+        }
+        if self.update_attempts == 0 {
+            return bad("update_attempts 0: update must try at least once".into());
         }
         if self.pool_size == 0 {
             return bad("pool_size must be at least 1".into());

@@ -21,6 +21,8 @@ pub(crate) const WRITTEN: i64 = 1;
 pub(crate) const CONFLICT: i64 = 0;
 /// The key holds a hash without a metadata record: not a session of ours.
 pub(crate) const FOREIGN: i64 = 2;
+/// The scope's version was not the expected one (`save_if_unchanged`).
+pub(crate) const VERSION_CHANGED: i64 = 3;
 
 /// Sets the TTL of `KEYS[1]` from `ARGV[ttl_at]`: milliseconds, or `0` for none.
 const SET_TTL: &str = r"
@@ -36,22 +38,27 @@ end
 /// Save, touch and `set_idle_timeout`.
 ///
 /// `ARGV`: expected metadata, new metadata, TTL, the prefix of the scope to
-/// clear first (empty for none), the number `n` of fields to set, then `n`
-/// field/value pairs, then the fields to delete.
+/// clear first (empty for none), the scope's version field to check (empty
+/// for no check) and the version expected there (empty: none), the number
+/// `n` of fields to set, then `n` field/value pairs, then the fields to delete.
 pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{SET_TTL}{}",
         r"
 local cur = redis.call('HGET', KEYS[1], 'm')
 if cur ~= ARGV[1] then return 0 end
+if ARGV[5] ~= '' then
+  local v = redis.call('HGET', KEYS[1], ARGV[5]) or ''
+  if v ~= ARGV[6] then return 3 end
+end
 local prefix = ARGV[4]
 if prefix ~= '' then
   for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
     if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', KEYS[1], f) end
   end
 end
-local n = tonumber(ARGV[5])
-local i = 6
+local n = tonumber(ARGV[7])
+local i = 8
 for _ = 1, n do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2

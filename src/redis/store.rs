@@ -85,6 +85,10 @@ pub(super) struct Inner {
     clock: Arc<dyn Clock>,
     /// Writes (check-and-write scripts that wrote, deletions) since open, by this store's handles.
     pub(super) writes: AtomicU64,
+    /// The next scope version to write: random at open, then counting up, so
+    /// that writes from different app servers do not share one.
+    versions: AtomicU64,
+    update_attempts: u32,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -122,6 +126,8 @@ impl RedisStore {
                 max_value_size: config.max_value_size,
                 clock: config.clock.clone(),
                 writes: AtomicU64::new(0),
+                versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
+                update_attempts: config.update_attempts,
             }),
         })
     }
@@ -142,6 +148,35 @@ impl RedisStore {
             .floor
             .fetch_max(clock, std::sync::atomic::Ordering::AcqRel)
             .max(clock)
+    }
+
+    /// A scope version no write has used: never 0, which means "never written".
+    fn next_version(&self) -> u64 {
+        loop {
+            let v = self
+                .inner
+                .versions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+
+    /// Reads the scope `component` of `sid`, changes it and saves it only if
+    /// nobody wrote it meanwhile, retrying: as [`Store::update`](crate::Store::update),
+    /// with [`RedisConfig::update_attempts`](crate::RedisConfig::update_attempts).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::update`](crate::Store::update), with errors naming the server.
+    pub fn update<T>(
+        &self,
+        sid: &str,
+        component: Option<&str>,
+        change: impl FnMut(&mut Session) -> Result<T>,
+    ) -> Result<Option<T>> {
+        crate::update::update(self, self.inner.update_attempts, sid, component, change)
     }
 
     fn new_meta(&self, now: u64) -> Result<Meta> {
@@ -245,6 +280,8 @@ impl RedisStore {
                 .arg(&new_bytes)
                 .arg(&ttl)
                 .arg("")
+                .arg("")
+                .arg("")
                 .arg(0)
                 .invoke(c)
         })?;
@@ -321,11 +358,24 @@ impl RedisStore {
         Err(self.contention("creating a session", sid))
     }
 
-    fn save_session(&self, session: &mut Session) -> Result<()> {
+    /// Writes the dirty keys of `session`'s scope, a new version of the
+    /// scope if it changes, and the last access; with `check`, only if the
+    /// scope's version is still the one the session was read at.
+    fn save_session(&self, session: &mut Session, check: bool) -> Result<()> {
         session.check_sizes(self.inner.max_value_size)?;
         let sid = session.id().to_owned();
         let key = self.key(&sid);
         let component = session.component().map(str::to_owned);
+        let version_field = keys::redis_version_field(component.as_deref());
+        let (check_field, expected) = if check {
+            let expected = match session.version() {
+                0 => Vec::new(),
+                v => codec::encode_version(v),
+            };
+            (version_field.clone(), expected)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let mut sets: Vec<(Vec<u8>, &[u8])> = Vec::new();
         let mut dels: Vec<Vec<u8>> = Vec::new();
         for (k, v) in session.changes() {
@@ -340,6 +390,16 @@ impl RedisStore {
         } else {
             Vec::new()
         };
+        let writes_scope = !sets.is_empty() || !dels.is_empty() || session.cleared();
+        let version = if writes_scope {
+            self.next_version()
+        } else {
+            session.version()
+        };
+        let version_bytes = codec::encode_version(version);
+        if writes_scope {
+            sets.push((version_field, &version_bytes));
+        }
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let (meta, old_bytes) = match self.live_meta(&sid, now)? {
@@ -347,11 +407,7 @@ impl RedisStore {
                 _ => return Err(Error::NotFound { id: sid }),
             };
             let new = meta.accessed(now);
-            if sets.is_empty()
-                && dels.is_empty()
-                && !session.cleared()
-                && !self.moves_enough(&meta, &new)
-            {
+            if !writes_scope && !check && !self.moves_enough(&meta, &new) {
                 return Ok(());
             }
             let new_bytes = codec::encode_meta(&new);
@@ -362,6 +418,8 @@ impl RedisStore {
                     .arg(&new_bytes)
                     .arg(&ttl)
                     .arg(&clear)
+                    .arg(&check_field)
+                    .arg(&expected)
                     .arg(sets.len());
                 for (f, v) in &sets {
                     inv.arg(f).arg(*v);
@@ -371,10 +429,17 @@ impl RedisStore {
                 }
                 inv.invoke(c)
             })?;
-            if status == scripts::WRITTEN {
-                self.wrote();
-                session.mark_clean();
-                return Ok(());
+            match status {
+                scripts::WRITTEN => {
+                    self.wrote();
+                    session.saved_at(version);
+                    return Ok(());
+                }
+                scripts::VERSION_CHANGED => {
+                    return Err(Error::Conflict { sid, component });
+                }
+                scripts::CONFLICT => {}
+                other => return Err(self.unexpected("saving a session", other)),
             }
         }
         Err(self.contention("saving a session", &sid))
@@ -397,6 +462,12 @@ impl SessionStore for RedisStore {
             return Ok(None);
         }
         let prefix = keys::redis_scope_prefix(component);
+        let version = read
+            .fields
+            .iter()
+            .find(|(f, _)| *f == prefix)
+            .and_then(|(_, v)| codec::decode_version(v))
+            .unwrap_or(0);
         let mut scope: Vec<(&str, &[u8])> = read
             .fields
             .iter()
@@ -407,17 +478,24 @@ impl SessionStore for RedisStore {
         for (k, v) in scope {
             values.push(k, v);
         }
-        Ok(Some(Session::new(
-            sid.to_owned(),
-            component.map(str::to_owned),
-            read.meta.incarnation,
-            self.inner.max_value_size,
-            values,
-        )))
+        Ok(Some(
+            Session::new(
+                sid.to_owned(),
+                component.map(str::to_owned),
+                read.meta.incarnation,
+                self.inner.max_value_size,
+                values,
+            )
+            .with_version(version),
+        ))
     }
 
     fn save(&self, session: &mut Session) -> Result<()> {
-        self.save_session(session)
+        self.save_session(session, false)
+    }
+
+    fn save_if_unchanged(&self, session: &mut Session) -> Result<()> {
+        self.save_session(session, true)
     }
 
     fn destroy(&self, sid: &str) -> Result<bool> {

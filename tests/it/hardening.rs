@@ -373,6 +373,12 @@ fn every_knob_at_its_edges_is_refused_by_name_or_works() -> sessionstore::Result
             Box::new(move |c: Config| c.meta_cache_entries(n)),
         ));
     }
+    for n in [0u32, 1, u32::MAX] {
+        knobs.push((
+            "update_attempts",
+            Box::new(move |c: Config| c.update_attempts(n)),
+        ));
+    }
     for n in [0u64, 1, 4096, u64::MAX] {
         knobs.push((
             "cache_capacity",

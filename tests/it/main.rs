@@ -14,6 +14,7 @@
 mod common;
 
 mod admin;
+mod conflicts;
 mod corruption;
 mod create;
 mod destroy;

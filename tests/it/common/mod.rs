@@ -192,6 +192,7 @@ impl AnyConfig {
     setter!(absolute_timeout, Option<Duration>);
     setter!(touch_granularity, Duration);
     setter!(max_value_size, usize);
+    setter!(update_attempts, u32);
 
     pub fn open(self) -> Result<AnyStore> {
         match self {
