@@ -79,7 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats = store.stats()?;
     println!(
         "9. stats: {} live sessions, {} bytes on disk ({})",
-        stats.live_sessions, stats.bytes_on_disk, stats.engine
+        stats.live_sessions,
+        stats.bytes_on_disk,
+        stats.engine.map_or("redis", |e| e.name())
     );
     Ok(())
 }

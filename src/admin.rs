@@ -1,5 +1,5 @@
 //! Operator support: listing session ids, exporting and importing whole
-//! sessions as raw stored bytes, and writing raw bytes for corruption tests.
+//! sessions as raw stored bytes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -15,6 +15,16 @@ use crate::write::WriteSet;
 /// Index entries read per step of a [`SessionIds`] iterator.
 const CHUNK: usize = 256;
 
+/// What [`Store::import_session`] does with a live session under the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportMode {
+    /// Refuse it with [`Error::AlreadyExists`]; an expired one is replaced.
+    Create,
+    /// Replace it: every key of the old session is deleted in the same batch.
+    Replace,
+}
+
 /// An iterator over session ids, in deadline order, read from the expiry
 /// index a chunk at a time. Made by [`Store::session_ids`] and [`Store::expired_session_ids`].
 pub struct SessionIds<'a> {
@@ -23,6 +33,15 @@ pub struct SessionIds<'a> {
     end: Vec<u8>,
     buf: VecDeque<String>,
     done: bool,
+}
+
+impl std::fmt::Debug for SessionIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionIds")
+            .field("buffered", &self.buf.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Iterator for SessionIds<'_> {
@@ -197,15 +216,17 @@ impl Store {
     }
 
     /// Writes an exported session back, in one atomic batch. A live session
-    /// under the same id is refused unless `replace` is true, in which case
-    /// every key of the old one is deleted in the same batch.
+    /// under the same id is refused with [`ImportMode::Create`]; with
+    /// [`ImportMode::Replace`], every key of the old one is deleted in the
+    /// same batch.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidId`], [`Error::InvalidComponent`], [`Error::InvalidKey`]
     /// and [`Error::ValueTooLarge`] for bad contents (nothing is written),
     /// [`Error::AlreadyExists`], and storage errors.
-    pub fn import_session(&self, session: &ExportedSession, replace: bool) -> Result<()> {
+    pub fn import_session(&self, session: &ExportedSession, mode: ImportMode) -> Result<()> {
+        let replace = mode == ImportMode::Replace;
         let sid = session.id.as_str();
         let core = self.core();
         session.validate(core.max_value_size())?;

@@ -6,7 +6,7 @@
 //!   engine lock is free, the writer applies its batch (and flushes, if
 //!   durable) on its own thread, under the engine lock. A lone writer thus
 //!   pays no thread handoff: two wake-ups per write cost about as much as the
-//!   rest of the store's work on a save (see the README's performance section).
+//!   rest of the store's work on a save (see docs/performance.md).
 //! - **Group commit.** Otherwise the writer queues its batch and waits for
 //!   the answer, at most `write_timeout`. The commit thread takes the engine
 //!   lock, concatenates whatever batches have queued up, in order, applies
@@ -313,13 +313,7 @@ fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            let answered = group.len();
             commit_group(shared, group);
-            // Should this thread die instead (a panic in the engine),
-            // `pending` stays above zero: every later write then queues and
-            // fails with "the commit thread has stopped", rather than
-            // writing on with nobody to flush.
-            shared.pending.fetch_sub(answered, Ordering::AcqRel);
         }
         if next_flush.is_some_and(|at| Instant::now() >= at) {
             let _engine = shared.engine.lock();
@@ -349,6 +343,7 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
     // Applying the batches one after the other or concatenated gives the same
     // state (a later operation on a key wins either way), so the group goes to
     // the engine as one batch. If it fails, nothing of it was applied.
+    let answered = group.len();
     let mut merged = Batch::default();
     let mut writers = Vec::with_capacity(group.len());
     let mut flushers = Vec::new();
@@ -392,6 +387,11 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
     } else {
         Ok(())
     };
+    // The group is done: it no longer counts as queued, before anyone hears
+    // so. Should this thread die instead (a panic in the engine), `pending`
+    // stays above zero: every later write then queues and fails with "the
+    // commit thread has stopped", rather than writing on with nobody to flush.
+    shared.pending.fetch_sub(answered, Ordering::AcqRel);
     for (reply, result, durable) in answers {
         let result = match (&flushed, result) {
             (Err(msg), Ok(())) if durable => {

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::backend::Engine;
 use crate::clock;
 use crate::commit::Applier;
 use crate::error::{Error, Result};
@@ -30,8 +31,8 @@ pub struct Stats {
     pub bytes_on_disk: u64,
     /// Atomic batches written since this store was opened (saves, creates, touches, deletions).
     pub writes_since_open: u64,
-    /// The storage engine, as [`Engine::name`](crate::Engine::name) spells it: `"sled"` or `"redb"`.
-    pub engine: &'static str,
+    /// The storage engine of an embedded store; `None` for a store on Redis.
+    pub engine: Option<Engine>,
 }
 
 /// What the store knows about one session's life, from its metadata record.
@@ -125,6 +126,7 @@ impl Store {
     /// assert_eq!(store.get(&new_id, None)?.unwrap().get::<Vec<i32>>("cart")?, Some(vec![1, 2]));
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
+    #[must_use = "the session now lives under the returned id; the old one is gone"]
     pub fn regenerate(&self, sid: &str) -> Result<String> {
         validate::sid(sid)?;
         let core = self.core();
@@ -224,7 +226,7 @@ impl Store {
             bytes_on_disk: core.size_on_disk()?,
             writes_since_open: core.writes(),
             flushes_since_open: core.flushes(),
-            engine: core.engine_name(),
+            engine: Some(core.engine()),
         })
     }
 }

@@ -46,7 +46,7 @@ impl ExportedSession {
     ///     .with_idle_timeout(Some(Duration::from_secs(1800)))
     ///     .with_scope(ExportedScope::new(None).with_value("user", vec![3, b'a', b'd', b'a']));
     /// let store = Store::temporary()?;
-    /// store.import_session(&session, false)?;
+    /// store.import_session(&session, sessionstore::ImportMode::Create)?;
     /// let global = store.get("visitor-1", None)?.expect("live");
     /// assert_eq!(global.get::<String>("user")?.as_deref(), Some("ada"));
     /// # Ok::<(), sessionstore::Error>(())

@@ -1,6 +1,6 @@
 //! The only module that builds or parses storage keys.
 //!
-//! One ordered key space holds four shapes (see ARCHITECTURE.md):
+//! One ordered key space holds these shapes (see ARCHITECTURE.md):
 //!
 //! | shape | bytes |
 //! |---|---|

@@ -68,9 +68,10 @@ mod write;
 #[cfg(test)]
 mod fault_tests;
 
-pub use admin::{ExportedScope, ExportedSession, SessionIds};
+pub use admin::{ExportedScope, ExportedSession, ImportMode, SessionIds};
+pub use backend::Engine;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, Durability, Engine};
+pub use config::{Config, Durability};
 pub use error::{BoxError, Error, Result};
 pub use expiry::{SessionInfo, Stats};
 #[cfg(any(test, feature = "corruption-testing"))]

@@ -4,7 +4,7 @@
 //! whether the session is live; on sled that read costs as much as a quarter
 //! of a whole get. The store holds its directory's lock file, so nothing but
 //! this process writes the records, and every write passes through
-//! [`Core::write_with`](crate::core::Core::write_with), which keeps this copy
+//! [`Core::write`](crate::core::Core::write), which keeps this copy
 //! in step:
 //!
 //! - a read that misses fills the entry while it holds the session's read

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Engine;
 use crate::backend::{self, Backend, Batch};
 use crate::codec;
-use crate::config::{Config, Engine};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys;
 
@@ -21,6 +22,7 @@ const FORMAT_VERSION: u8 = 1;
 /// An opened directory and engine, ready for a `Core`.
 pub(crate) struct Opened {
     pub path: PathBuf,
+    pub engine: Engine,
     pub backend: Arc<dyn Backend>,
     /// The time floor the store last wrote; 0 for a new store.
     pub floor: u64,
@@ -54,6 +56,7 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
     let floor = read_floor(&*backend)?;
     Ok(Opened {
         path,
+        engine: kind,
         backend,
         floor,
         lock,

@@ -112,6 +112,7 @@ pub trait SessionStore {
     ///
     /// [`Error::InvalidId`], [`Error::NotFound`] if `sid` is not live (also
     /// when a concurrent `regenerate` of it won), and storage errors.
+    #[must_use = "the session now lives under the returned id; the old one is gone"]
     fn regenerate(&self, sid: &str) -> Result<String>;
 
     /// Sets the idle timeout of one live session, overriding the store's
@@ -175,7 +176,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.core().path())
-            .field("engine", &self.core().engine_name())
+            .field("engine", &self.core().engine())
             .finish_non_exhaustive()
     }
 }

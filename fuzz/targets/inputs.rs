@@ -253,7 +253,14 @@ pub fn run(data: &[u8]) {
     check(
         "import_session",
         import_want,
-        store.import_session(&exported, flags & 32 == 32),
+        store.import_session(
+            &exported,
+            if flags & 32 == 32 {
+                sessionstore::ImportMode::Replace
+            } else {
+                sessionstore::ImportMode::Create
+            },
+        ),
         &[already_exists],
     );
     if flags & 64 == 64 {

@@ -124,9 +124,10 @@ pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
         }
     };
     let stats = store.stats()?;
+    let engine = stats.engine.map_or("redis", |e| e.name());
     let json = json!({
         "path": store.path(),
-        "engine": stats.engine,
+        "engine": engine,
         "live_sessions": stats.live_sessions,
         "expired_sessions": expired,
         "bytes_on_disk": stats.bytes_on_disk,
@@ -134,7 +135,7 @@ pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
     emit(cli, json, || {
         render::pairs(&[
             ("path", store.path().display().to_string()),
-            ("engine", stats.engine.to_owned()),
+            ("engine", engine.to_owned()),
             ("live sessions", stats.live_sessions.to_string()),
             ("expired, not reaped", expired.to_string()),
             ("bytes on disk", stats.bytes_on_disk.to_string()),

@@ -1,7 +1,7 @@
 //! What a command works on: the embedded store at `--db`, or (cargo feature
 //! `redis`) the Redis store at `--redis`.
 
-use sessionstore::{ExportedSession, Result, SessionStore, Store};
+use sessionstore::{ExportedSession, ImportMode, Result, SessionStore, Store};
 #[cfg(feature = "redis")]
 use sessionstore::{RedisConfig, RedisStore};
 
@@ -130,11 +130,11 @@ impl Target {
     }
 
     /// Writes one exported session whole.
-    pub fn import_session(&self, session: &ExportedSession, replace: bool) -> Result<()> {
+    pub fn import_session(&self, session: &ExportedSession, mode: ImportMode) -> Result<()> {
         match self {
-            Target::Embedded(s) => s.import_session(session, replace),
+            Target::Embedded(s) => s.import_session(session, mode),
             #[cfg(feature = "redis")]
-            Target::Redis { store, .. } => store.import_session(session, replace),
+            Target::Redis { store, .. } => store.import_session(session, mode),
         }
     }
 

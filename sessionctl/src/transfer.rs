@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sessionstore::{Durability, ExportedSession};
+use sessionstore::{Durability, ExportedSession, ImportMode};
 
 use crate::args::Cli;
 use crate::commands::{self, emit};
@@ -318,9 +318,20 @@ pub fn import(
         let bar = progress(cli, total, "importing");
         for_each_line(&shown, spool, |_, text| {
             let session: ExportedSession = serde_json::from_str(text).map_err(|e| e.to_string())?;
-            store.import_session(&session, replace).map_err(|e| {
-                format!("{e}; {done} of {total} sessions were written, each whole, before this one")
-            })?;
+            store
+                .import_session(
+                    &session,
+                    if replace {
+                        ImportMode::Replace
+                    } else {
+                        ImportMode::Create
+                    },
+                )
+                .map_err(|e| {
+                    format!(
+                        "{e}; {done} of {total} sessions were written, each whole, before this one"
+                    )
+                })?;
             done += 1;
             bar.inc(1);
             Ok(())

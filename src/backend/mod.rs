@@ -3,6 +3,7 @@
 //! The rest of the crate sees one ordered key space through [`Backend`]. Each
 //! engine lives in a module of its own, and only that module names its crate.
 
+mod engine;
 #[cfg(test)]
 pub(crate) mod memory;
 #[cfg(feature = "redb")]
@@ -16,8 +17,8 @@ compile_error!("sessionstore needs an engine: enable the cargo feature `sled`, `
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Engine;
 use crate::error::Result;
+pub use engine::Engine;
 
 /// Opens `engine`'s database in directory `dir`.
 pub(crate) fn open(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<Arc<dyn Backend>> {

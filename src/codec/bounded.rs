@@ -56,12 +56,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<'_, D> {
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        // Same bytes on the wire; the borrowed path allocates only what it read.
-        self.inner.deserialize_str(visitor)
+        // Same bytes on the wire; the borrowed path allocates only what it
+        // read, and the visitor still gets the owned value it asked for.
+        self.inner.deserialize_str(Owned(visitor))
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_bytes(visitor)
+        self.inner.deserialize_bytes(Owned(visitor))
     }
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
@@ -262,6 +263,26 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
             inner: data,
             limits: self.limits,
         })
+    }
+}
+
+/// Hands a visitor that asked for an owned string or byte buffer the owned
+/// copy of what the decoder lent, as bincode's owned path would have.
+struct Owned<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Owned<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.0.visit_string(v.to_owned())
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
+        self.0.visit_byte_buf(v.to_vec())
     }
 }
 

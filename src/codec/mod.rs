@@ -220,6 +220,44 @@ mod tests {
         }
     }
 
+    /// A string type whose visitor takes only owned strings, as bincode's
+    /// owned path hands them.
+    #[derive(Debug, PartialEq)]
+    struct OwnedOnly(String);
+
+    impl Serialize for OwnedOnly {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.serialize_str(&self.0)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for OwnedOnly {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct V;
+            #[expect(
+                clippy::serde_api_misuse,
+                reason = "the point of the test: a visitor that takes only owned strings"
+            )]
+            impl serde::de::Visitor<'_> for V {
+                type Value = OwnedOnly;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an owned string")
+                }
+                fn visit_string<E>(self, v: String) -> std::result::Result<OwnedOnly, E> {
+                    Ok(OwnedOnly(v))
+                }
+            }
+            d.deserialize_string(V)
+        }
+    }
+
+    #[test]
+    fn a_visitor_of_owned_strings_still_gets_one() {
+        let v = OwnedOnly("héllo".into());
+        let bytes = encode_value("k", &v).unwrap();
+        assert_eq!(decode_value::<OwnedOnly>(what, &bytes).unwrap(), v);
+    }
+
     #[test]
     fn hostile_nesting_fails_instead_of_overflowing_the_stack() {
         // Variant 1 (Node) a million times: a million levels claimed.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::admin::{ExportedScope, ExportedSession};
+use crate::admin::{ExportedScope, ExportedSession, ImportMode};
 use crate::clock;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -78,8 +78,9 @@ impl RedisStore {
 
     /// Writes an exported session, in one atomic script on its key, with a
     /// TTL from its deadline as every write has. A live session under the
-    /// same id is refused unless `replace` is true, in which case the old
-    /// key is replaced whole; an expired one is replaced either way.
+    /// same id is refused with [`ImportMode::Create`]; with
+    /// [`ImportMode::Replace`] the old key is replaced whole. An expired one
+    /// is replaced either way.
     ///
     /// # Errors
     ///
@@ -88,8 +89,9 @@ impl RedisStore {
     /// [`Error::AlreadyExists`], [`Error::Decode`] for a key under that id
     /// that is not a session of this store (never overwritten), and errors
     /// naming the server.
-    pub fn import_session(&self, session: &ExportedSession, replace: bool) -> Result<()> {
+    pub fn import_session(&self, session: &ExportedSession, mode: ImportMode) -> Result<()> {
         session.validate(self.max_value_size())?;
+        let replace = mode == ImportMode::Replace;
         let sid = session.id.as_str();
         let key = self.key(sid);
         let meta = Meta {

@@ -48,7 +48,7 @@ impl RedisStore {
 
     /// Live sessions (as [`session_ids`](RedisStore::session_ids) counts
     /// them) and the writes this store's handles made since open. `engine` is
-    /// `"redis"`; Redis's own expiry reaps, so the reaper counters and
+    /// `None`; Redis's own expiry reaps, so the reaper counters and
     /// `bytes_on_disk` are 0 (see Redis's `INFO memory`).
     ///
     /// # Errors
@@ -62,7 +62,7 @@ impl RedisStore {
             failed_reap_passes: 0,
             bytes_on_disk: 0,
             writes_since_open: self.inner.writes.load(Ordering::Relaxed),
-            engine: "redis",
+            engine: None,
         })
     }
 }

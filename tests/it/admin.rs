@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sessionstore::{Error, RawTarget};
+use sessionstore::{Error, ImportMode, RawTarget};
 
 engine_test!(ids_list_live_and_expired_sessions, |db| {
     let store = db.open()?;
@@ -37,10 +37,12 @@ engine_test!(export_then_import_round_trips_exactly, |db| {
     assert_eq!(exported.scopes.len(), 2);
     assert_eq!(exported.scopes[0].component, None);
 
-    let err = store.import_session(&exported, false).unwrap_err();
+    let err = store
+        .import_session(&exported, ImportMode::Create)
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
     store.destroy("s")?;
-    store.import_session(&exported, false)?;
+    store.import_session(&exported, ImportMode::Create)?;
     assert_eq!(store.export_session("s")?.as_ref(), Some(&exported));
     assert_eq!(
         store.get("s", Some("cart"))?.unwrap().get::<u16>("n")?,
@@ -52,7 +54,7 @@ engine_test!(export_then_import_round_trips_exactly, |db| {
     let mut extra = store.get("s", None)?.unwrap();
     extra.set("extra", &1u8)?;
     store.save(&mut extra)?;
-    store.import_session(&exported, true)?;
+    store.import_session(&exported, ImportMode::Replace)?;
     assert_eq!(store.get("s", None)?.unwrap().get::<u8>("extra")?, None);
     assert!(store.verify()?.is_ok());
     Ok(())
@@ -67,7 +69,7 @@ engine_test!(import_rejects_bad_contents_and_writes_nothing, |db| {
     bad.id = "t".into();
     bad.scopes[0].values.insert("bad\nkey".into(), vec![1]);
     assert!(matches!(
-        store.import_session(&bad, false),
+        store.import_session(&bad, ImportMode::Create),
         Err(Error::InvalidKey { .. })
     ));
     assert!(store.get("t", None)?.is_none());

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use sessionstore::{Error, RawTarget, Result, Store};
+use sessionstore::{Error, ImportMode, RawTarget, Result, Store};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -208,7 +208,7 @@ engine_test!(
         let mut exported = store.export_session("good")?.expect("good is stored");
         exported.last_access += MIN;
         store.__write_raw(RawTarget::Meta("good"), &[1, 0xFF])?;
-        store.import_session(&exported, true)?;
+        store.import_session(&exported, ImportMode::Replace)?;
         let ids: Vec<String> = store.session_ids().collect::<Result<_>>()?;
         assert_eq!(ids, vec!["good".to_string()], "one index entry");
         let report = store.verify()?;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessionstore::{Error, ExportedSession, RedisStore, SessionStore, Store};
+use sessionstore::{Error, ExportedSession, ImportMode, RedisStore, SessionStore, Store};
 
 use crate::common::{self, AnyStore, Kind, StoreDb};
 
@@ -41,7 +41,7 @@ fn embedded_to_redis_and_back(kind: Kind) -> sessionstore::Result<()> {
     let exported = embedded.export_session(&sid)?.expect("live");
 
     let redis = redis(&db)?;
-    redis.import_session(&exported, false)?;
+    redis.import_session(&exported, ImportMode::Create)?;
     assert_eq!(redis.export_session(&sid)?.as_ref(), Some(&exported));
     let cart = redis.get(&sid, Some("cart"))?.expect("imported and live");
     assert_eq!(cart.get::<u64>("n")?, Some(3));
@@ -51,12 +51,12 @@ fn embedded_to_redis_and_back(kind: Kind) -> sessionstore::Result<()> {
     );
 
     // A live session under the id is refused, unless replaced.
-    match redis.import_session(&exported, false) {
+    match redis.import_session(&exported, ImportMode::Create) {
         Err(Error::AlreadyExists { id }) => assert_eq!(id, sid),
         other => panic!("want AlreadyExists, got {other:?}"),
     }
     let smaller = ExportedSession::new(&sid, exported.created, exported.last_access);
-    redis.import_session(&smaller, true)?;
+    redis.import_session(&smaller, ImportMode::Replace)?;
     let back = redis.export_session(&sid)?.expect("replaced");
     assert!(back.scopes.is_empty(), "replaced whole: {back:?}");
 
@@ -76,7 +76,7 @@ fn redis_sessions_into_embedded(
     let session = redis.export_session(sid)?.expect("there");
     let dir = common::Db::new(sessionstore::Engine::default());
     let store = dir.open()?;
-    store.import_session(&session, false)?;
+    store.import_session(&session, ImportMode::Create)?;
     Ok(store.export_session(sid)?.expect("imported"))
 }
 

@@ -1,0 +1,173 @@
+//! The state every handle of one store shares, and the operations' building
+//! blocks: locks and settings here; time (`time`), metadata and engine reads
+//! (`read`), the one write path (`writes`) and the statistics (`counters`)
+//! in their own files.
+
+mod counters;
+mod read;
+mod time;
+mod writes;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+
+use crate::backend::{Backend, Engine};
+use crate::clock::{self, Clock};
+use crate::commit::Committer;
+use crate::config::Config;
+use crate::error::Result;
+use crate::id::{IdSource, OsRandom};
+use crate::locks::{Locks, PairGuard};
+use crate::meta::Policy;
+use crate::metacache::MetaCache;
+use crate::open;
+use crate::write::WriteSet;
+
+/// Substitutes for the engine and the id source: tests inside the crate pass
+/// them to [`Core::open`]; every other caller passes the default.
+#[derive(Default)]
+pub(crate) struct Parts {
+    pub backend: Option<Arc<dyn Backend>>,
+    pub ids: Option<Arc<dyn IdSource>>,
+}
+
+/// Shared by every `Store` handle and by the reaper thread.
+/// `Drop` stops the commit thread first; then field order is drop order: the
+/// engine closes before the lock file and the temporary directory go.
+pub(crate) struct Core {
+    committer: Committer,
+    engine: Engine,
+    backend: Arc<dyn Backend>,
+    locks: Locks,
+    metas: MetaCache,
+    clock: Arc<dyn Clock>,
+    /// The latest time the store has read, in microseconds: "now" never
+    /// goes below it (see `Clock`). Written with every batch.
+    floor: AtomicU64,
+    /// The floor the latest acknowledged write carried.
+    written_floor: AtomicU64,
+    policy: Policy,
+    max_value_size: usize,
+    ids: Arc<dyn IdSource>,
+    reaped: AtomicU64,
+    failed_reaps: AtomicU64,
+    path: PathBuf,
+    lock: Option<std::fs::File>,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl Drop for Core {
+    /// Writes the time floor if reads moved it since the last write, then
+    /// stops the commit thread. If that thread may still be inside the engine
+    /// (see `Committer::shut_down`), the engine stays open under it, so the
+    /// lock file stays held and a temporary directory is kept: no other store
+    /// may open those files while a write can still land in them.
+    fn drop(&mut self) {
+        // Keep a floor that reads moved, so that a clock that is behind after
+        // the reopen cannot bring back what this store already saw expire.
+        if !self.committer.is_stalled()
+            && self.floor.load(Ordering::Acquire) > self.written_floor.load(Ordering::Acquire)
+            && let Err(e) = self.write(WriteSet::default())
+        {
+            log::warn!("sessionstore: could not write the time floor at close: {e}");
+        }
+        if !self.committer.shut_down() {
+            if let Some(lock) = self.lock.take() {
+                std::mem::forget(lock);
+            }
+            if let Some(temp) = self.temp.take() {
+                let kept = temp.keep();
+                log::error!(
+                    "sessionstore: keeping {} while a write may still land in it",
+                    kept.display()
+                );
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Validates `config`, opens its directory and engine (see `open`), and
+    /// starts the commit thread.
+    pub fn open(config: &Config, parts: Parts) -> Result<Core> {
+        config.validate()?;
+        let opened = open::open(config, parts.backend)?;
+        let committer = Committer::start(
+            opened.backend.clone(),
+            config.durability,
+            config.write_timeout,
+        )?;
+        let micros = clock::duration_micros;
+        Ok(Core {
+            committer,
+            engine: opened.engine,
+            backend: opened.backend,
+            locks: Locks::new(),
+            metas: MetaCache::new(config.meta_cache_entries),
+            clock: config.clock.clone(),
+            floor: AtomicU64::new(opened.floor),
+            written_floor: AtomicU64::new(opened.floor),
+            policy: Policy {
+                idle: micros(config.idle_timeout),
+                absolute: config.absolute_timeout.map(micros),
+                touch_granularity: micros(config.effective_touch_granularity()),
+            },
+            max_value_size: config.max_value_size,
+            ids: parts.ids.unwrap_or_else(|| Arc::new(OsRandom)),
+            reaped: AtomicU64::new(0),
+            failed_reaps: AtomicU64::new(0),
+            path: opened.path,
+            lock: Some(opened.lock),
+            temp: opened.temp,
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The storage engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The largest value this store writes, in bytes.
+    pub fn max_value_size(&self) -> usize {
+        self.max_value_size
+    }
+
+    /// How new records are made and when a deadline moved enough to write.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// A fresh session id.
+    pub fn next_id(&self) -> Result<String> {
+        self.ids.next_id()
+    }
+
+    /// Locks session `sid` for reading: no writer of it runs meanwhile.
+    pub fn lock_shared(&self, sid: &str) -> RwLockReadGuard<'_, ()> {
+        self.locks.read(sid)
+    }
+
+    /// Locks session `sid` for writing: check-then-write is atomic under it.
+    pub fn lock(&self, sid: &str) -> RwLockWriteGuard<'_, ()> {
+        self.locks.write(sid)
+    }
+
+    /// Locks two sessions for writing, without deadlock.
+    pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
+        self.locks.write_pair(a, b)
+    }
+
+    /// The configured `write_timeout`: also how long a drop waits for a thread.
+    pub fn write_timeout(&self) -> Duration {
+        self.committer.timeout()
+    }
+}

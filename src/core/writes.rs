@@ -1,0 +1,91 @@
+//! The one write path, and the deletions the operations share.
+
+use std::sync::atomic::Ordering;
+
+use super::Core;
+use crate::backend::Batch;
+use crate::codec;
+use crate::commit::{Applier, Committer};
+use crate::error::Result;
+use crate::keys;
+use crate::meta::Meta;
+use crate::write::WriteSet;
+
+impl Core {
+    /// Writes `set` atomically at the store's durability. The caller holds
+    /// the lock of every session it touches.
+    pub fn write(&self, set: WriteSet) -> Result<()> {
+        self.commit(set, |c, batch| c.write(batch))
+    }
+
+    /// Writes `set` atomically without waiting for a flush, on the thread
+    /// `applier` allows: for the reaper, which flushes once per pass.
+    pub fn write_unflushed(&self, set: WriteSet, applier: Applier) -> Result<()> {
+        self.commit(set, |c, batch| c.write_unflushed(batch, applier))
+    }
+
+    /// The one write path: adds the time floor to the batch, hands it to the
+    /// committer, and brings the metadata cache in step (see `metacache`).
+    fn commit(
+        &self,
+        set: WriteSet,
+        submit: impl FnOnce(&Committer, Batch) -> Result<()>,
+    ) -> Result<()> {
+        let floor = self.floor.load(Ordering::Acquire);
+        let mut set = set;
+        set.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
+        let (batch, metas) = set.into_parts();
+        let result = submit(&self.committer, batch);
+        if result.is_ok() {
+            self.written_floor.fetch_max(floor, Ordering::AcqRel);
+        }
+        for (sid, meta) in metas {
+            match (&result, meta) {
+                (Ok(()), Some(meta)) => self.metas.insert(&sid, meta),
+                _ => self.metas.remove(&sid),
+            }
+        }
+        result
+    }
+
+    /// Makes every acknowledged write durable now.
+    pub fn flush(&self) -> Result<()> {
+        self.committer.flush()
+    }
+
+    /// Adds to `set` the deletion of every key of `sid`, its metadata record
+    /// and, if its record `meta` is known, its index entry.
+    pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
+        let record = keys::meta(sid);
+        let mut has_record = false;
+        for (key, _) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
+            if key == record {
+                has_record = true;
+            } else {
+                set.delete(key);
+            }
+        }
+        // A session that is not there writes nothing.
+        if has_record || meta.is_some() {
+            set.delete_meta(sid, meta);
+        }
+        Ok(())
+    }
+
+    /// Adds to `set` the deletion of every expiry index entry of `sid`,
+    /// found by walking the whole index: for a session whose metadata is
+    /// unreadable, so its deadline unknown. Only corruption takes this path.
+    pub fn delete_index_entries_of(&self, set: &mut WriteSet, sid: &str) -> Result<()> {
+        self.walk(
+            &keys::index_start(),
+            Some(&keys::index_end()),
+            1024,
+            &|| true,
+            &mut |key, _| {
+                if matches!(keys::parse(key), keys::Parsed::Index { sid: s, .. } if s == sid) {
+                    set.delete(key.to_vec());
+                }
+            },
+        )
+    }
+}
