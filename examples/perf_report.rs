@@ -39,6 +39,13 @@
 //! workload N times on one contender (`store-sled`, `store-redb`, `raw-sled`,
 //! `sqlite`), spread over S sessions (default 1,000; the full table uses
 //! 10,000), for a profiler such as `valgrind --tool=callgrind`.
+//!
+//! `--redis URL` (a build with `--features redis`) adds a Redis section: the
+//! `RedisStore` against raw redis-rs on the server at URL, from 1 and 16
+//! threads (`perf_report/redis.rs`), and its line
+//! `redis: save_ratio=… get_ratio=… threads16_vs_1=…`. With `--only redis`
+//! it runs that section alone. The section writes under its own namespace
+//! and deletes what it wrote.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -57,6 +64,10 @@ mod common;
 use common::contender::Mode;
 use common::workload::{self, Runner, Workload};
 use common::{Contender, RawSled, Sqlite, StoreContender};
+
+#[cfg(feature = "redis")]
+#[path = "perf_report/redis.rs"]
+mod redis_section;
 
 /// How long to measure, and on how much data.
 struct Plan {
@@ -116,11 +127,19 @@ fn main() {
     let mut quick = false;
     let mut background = false;
     let mut only: Option<String> = None;
+    let mut redis: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--background" => background = true,
             "--only" => only = args.next(),
+            "--redis" => match args.next() {
+                Some(url) => redis = Some(url),
+                None => {
+                    eprintln!("usage: perf_report --redis URL");
+                    std::process::exit(2);
+                }
+            },
             "--profile" => {
                 let which = args
                     .next()
@@ -144,7 +163,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "usage: perf_report [--quick] [--background] [--only WORKLOAD]; unknown argument {other:?}"
+                    "usage: perf_report [--quick] [--background] [--only WORKLOAD] [--redis URL]; unknown argument {other:?}"
                 );
                 std::process::exit(2);
             }
@@ -172,8 +191,18 @@ fn main() {
         measure_workload(&plan, w, &mut table);
         eprintln!("  {} done at {:.0?}", w.name(), started.elapsed());
     }
+    let redis_lines = redis.map(|url| {
+        let lines = redis_report(&url, &plan);
+        eprintln!("  redis done at {:.0?}", started.elapsed());
+        lines
+    });
     if only.is_some() {
-        print_table(&table, &[], &[], 0);
+        if !table.columns.is_empty() {
+            print_table(&table, &[], &[], 0);
+        }
+        for line in redis_lines.iter().flatten() {
+            println!("{line}");
+        }
         return;
     }
     let scaling: Vec<(Engine, f64)> = engines()
@@ -214,9 +243,48 @@ fn main() {
         peak_rss_kib() as f64 / 1024.0,
         started.elapsed()
     );
+    for line in redis_lines.iter().flatten() {
+        println!("{line}");
+    }
     println!(
         "perf: save_ratio={save_ratio:.2} get_ratio={get_ratio:.2} durable16_vs_1={durable16_vs_1:.2} vs_sqlite_durable={vs_sqlite_durable:.2} reap_scaling={reap:.2}"
     );
+}
+
+/// The Redis section's table and its `redis:` line; exits on an error.
+#[cfg(feature = "redis")]
+fn redis_report(url: &str, plan: &Plan) -> Vec<String> {
+    let budget = redis_section::Budget {
+        rounds: plan.rounds,
+        per_round: plan.budget / 2,
+    };
+    match redis_section::run(url, &budget) {
+        Ok(f) => {
+            let mut lines = vec![
+                String::new(),
+                format!("Redis at {url} (ops/s):"),
+                String::new(),
+                "| workload | RedisStore | raw redis-rs | store/raw |".into(),
+                "|---|---:|---:|---:|".into(),
+            ];
+            lines.extend(f.rows);
+            lines.push(String::new());
+            lines.push(f.line);
+            lines
+        }
+        Err(e) => {
+            eprintln!("perf_report: the Redis section failed on {url}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_report(_: &str, _: &Plan) -> Vec<String> {
+    eprintln!(
+        "perf_report: --redis needs a build with the Redis store: cargo run --release --features redis --example perf_report -- --redis URL"
+    );
+    std::process::exit(2);
 }
 
 /// Ops per second, by workload and contender.

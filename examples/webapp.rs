@@ -3,11 +3,18 @@
 //!
 //! ```text
 //! cargo run --example webapp -- [PORT] [DB]
+//! cargo run --features redis --example webapp -- --redis URL [--namespace NS] [PORT]
 //! ```
 //!
 //! `PORT` (or `WEBAPP_PORT`) defaults to 8000; 0 picks a free port. `DB` (or
 //! `WEBAPP_DB`) defaults to `./webapp-sessions`. The server listens on
 //! 127.0.0.1 only and prints the address it is bound to.
+//!
+//! With `--redis URL` the sessions live on that Redis server instead (in the
+//! namespace `NS`, default `webapp`), so several app servers, on several
+//! ports or machines, share them: a visitor logged in on one is logged in on
+//! all. The app is written against the `SessionStore` trait and does not
+//! know which store it runs on.
 //!
 //! - A visitor without a valid session gets a new one and a cookie
 //!   `sid=…; HttpOnly; SameSite=Lax; Path=/`. The cookie's id is only ever
@@ -25,8 +32,9 @@
 
 use std::io::{Cursor, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use sessionstore::{Error, Session, Store};
+use sessionstore::{Error, Session, SessionStore, Store};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 /// The cookie that carries the session id.
@@ -40,10 +48,19 @@ const MAX_BODY: u64 = 4096;
 /// The longest user name accepted, in characters.
 const MAX_USER: usize = 64;
 
+/// The namespace of the app's keys on Redis, unless `--namespace` says otherwise.
+pub const REDIS_NAMESPACE: &str = "webapp";
+
 /// The web app: a store, and a handler for each request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct App {
-    store: Store,
+    store: Arc<dyn SessionStore + Send + Sync>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
 }
 
 type Reply = Response<Cursor<Vec<u8>>>;
@@ -55,9 +72,12 @@ struct Visit {
 }
 
 impl App {
-    /// An app that keeps its sessions in `store`.
-    pub fn new(store: Store) -> App {
-        App { store }
+    /// An app that keeps its sessions in `store`: an embedded `Store`, a
+    /// `RedisStore`, or any other `SessionStore`.
+    pub fn new(store: impl SessionStore + Send + Sync + 'static) -> App {
+        App {
+            store: Arc::new(store),
+        }
     }
 
     /// Answers requests until the server is unblocked.
@@ -305,22 +325,92 @@ pub fn bind(port: u16) -> Result<(Server, SocketAddr), Box<dyn std::error::Error
     Ok((server, addr))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// What the command line asks for.
+struct Args {
+    port: u16,
+    db: String,
+    redis: Option<String>,
+    namespace: String,
+}
+
+fn parse_args() -> Result<Args, Box<dyn std::error::Error + Send + Sync>> {
+    let mut positional = Vec::new();
+    let mut redis = None;
+    let mut namespace = None;
     let mut args = std::env::args().skip(1);
-    let port = args
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
+            "--namespace" => namespace = Some(args.next().ok_or("--namespace needs a name")?),
+            flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}").into()),
+            _ => positional.push(arg),
+        }
+    }
+    if namespace.is_some() && redis.is_none() {
+        return Err("--namespace is for --redis only".into());
+    }
+    let mut positional = positional.into_iter();
+    let port = positional
         .next()
         .or_else(|| std::env::var("WEBAPP_PORT").ok())
         .unwrap_or_else(|| "8000".into());
     let port: u16 = port
         .parse()
         .map_err(|e| format!("bad port {port:?}: {e}"))?;
-    let db = args
-        .next()
-        .or_else(|| std::env::var("WEBAPP_DB").ok())
-        .unwrap_or_else(|| "webapp-sessions".into());
-    let store = Store::open(&db)?;
-    let (server, addr) = bind(port)?;
-    println!("webapp: sessions in {db}, listening on http://{addr}/");
-    App::new(store).serve(&server);
+    let db = positional.next();
+    if db.is_some() && redis.is_some() {
+        return Err("give a DB directory or --redis, not both".into());
+    }
+    if let Some(extra) = positional.next() {
+        return Err(format!("unexpected argument {extra:?}").into());
+    }
+    Ok(Args {
+        port,
+        db: db
+            .or_else(|| std::env::var("WEBAPP_DB").ok())
+            .unwrap_or_else(|| "webapp-sessions".into()),
+        redis,
+        namespace: namespace.unwrap_or_else(|| REDIS_NAMESPACE.into()),
+    })
+}
+
+/// The app on the Redis server at `url`, in `namespace`.
+///
+/// # Errors
+///
+/// The server cannot be reached, or the namespace is not valid.
+#[cfg(feature = "redis")]
+pub fn on_redis(url: &str, namespace: &str) -> sessionstore::Result<App> {
+    let store = sessionstore::RedisConfig::new(url)
+        .namespace(namespace)
+        .open()?;
+    Ok(App::new(store))
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(url: &str, namespace: &str) -> Result<App, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(on_redis(url, namespace)?)
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_: &str, _: &str) -> Result<App, Box<dyn std::error::Error + Send + Sync>> {
+    Err(
+        "this build has no Redis store: cargo run --features redis --example webapp -- --redis URL"
+            .into(),
+    )
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let args = parse_args()?;
+    let (app, place) = match &args.redis {
+        Some(url) => (
+            open_redis(url, &args.namespace)?,
+            format!("{url} (namespace {})", args.namespace),
+        ),
+        None => (App::new(Store::open(&args.db)?), args.db.clone()),
+    };
+    let (server, addr) = bind(args.port)?;
+    println!("webapp: sessions in {place}, listening on http://{addr}/");
+    app.serve(&server);
     Ok(())
 }

@@ -250,6 +250,19 @@ pub(crate) fn redis_field(component: Option<&str>, key: &str) -> Vec<u8> {
     f
 }
 
+/// The component and key of a Redis data field (`<component>/<key>`, see
+/// [`redis_field`]); `None` for the metadata field or anything that is not a
+/// valid field. Components hold no `/`, so the first one ends the component.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_parse_field(field: &[u8]) -> Option<(Option<&str>, &str)> {
+    let field = std::str::from_utf8(field).ok()?;
+    let (component, key) = field.split_once('/')?;
+    if key.is_empty() {
+        return None;
+    }
+    Some(((!component.is_empty()).then_some(component), key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

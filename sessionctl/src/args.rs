@@ -12,11 +12,28 @@ use sessionstore::Engine;
 #[derive(Debug, Parser)]
 #[command(name = "sessionctl", version)]
 pub struct Cli {
-    /// The store's directory. Required; accepted before or after the command.
+    /// The store's directory. Required unless --redis is given; accepted
+    /// before or after the command.
     // Optional to clap only because clap allows no required global argument:
     // `main` refuses a command line without it.
     #[arg(long, value_name = "PATH", global = true)]
     pub db: Option<PathBuf>,
+
+    /// Work on the sessions in Redis instead of a --db store: a server's URL
+    /// (`redis://host:port/`), or with --cluster a comma-separated list of
+    /// nodes of a Redis Cluster. Needs a sessionctl built with the feature
+    /// `redis`. The applications may keep running: their writes interleave
+    /// with the command's.
+    #[arg(long, value_name = "URL", global = true, conflicts_with_all = ["db", "engine"])]
+    pub redis: Option<String>,
+
+    /// The URLs of --redis are nodes of one Redis Cluster (every master is scanned).
+    #[arg(long, global = true, requires = "redis")]
+    pub cluster: bool,
+
+    /// The namespace of the sessions in Redis. Default: sessionstore, the library's.
+    #[arg(long, value_name = "NS", global = true, requires = "redis")]
+    pub namespace: Option<String>,
 
     /// The storage engine: sled or redb. Without it, an existing store is opened
     /// with the engine it was made with, and `import` makes a new one with the

@@ -10,6 +10,7 @@ use sessionstore::{Config, Durability, Engine, Error, ExportedScope, ExportedSes
 use crate::Fail;
 use crate::args::Cli;
 use crate::render::{self, Table, micros, preview};
+use crate::target::Target;
 
 /// The lock file every store directory holds; a directory holding only it has no store.
 const LOCK_FILE: &str = "sessionstore.lock";
@@ -90,13 +91,39 @@ pub fn emit(cli: &Cli, json: Value, text: impl FnOnce() -> String) {
 }
 
 /// `stats`.
-pub fn stats(cli: &Cli, store: &Store) -> Result<(), Fail> {
-    let stats = store.stats()?;
+pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
     let mut expired = 0u64;
-    for id in store.expired_session_ids() {
+    for id in target.expired_ids() {
         id?;
         expired += 1;
     }
+    // Only infallible in a build without the feature redis.
+    #[allow(clippy::infallible_destructuring_match)]
+    let store = match target {
+        Target::Embedded(store) => store,
+        #[cfg(feature = "redis")]
+        Target::Redis { url, namespace, .. } => {
+            let live = target.live_sessions()?;
+            let json = json!({
+                "redis": url,
+                "namespace": namespace,
+                "engine": "redis",
+                "live_sessions": live,
+                "expired_sessions": expired,
+            });
+            emit(cli, json, || {
+                render::pairs(&[
+                    ("redis", url.clone()),
+                    ("namespace", namespace.clone()),
+                    ("engine", "redis".to_owned()),
+                    ("live sessions", live.to_string()),
+                    ("expired, still stored", expired.to_string()),
+                ])
+            });
+            return Ok(());
+        }
+    };
+    let stats = store.stats()?;
     let engine = stats.engine.map_or("redis", |e| e.name());
     let json = json!({
         "path": store.path(),
@@ -118,11 +145,11 @@ pub fn stats(cli: &Cli, store: &Store) -> Result<(), Fail> {
 }
 
 /// `list`.
-pub fn list(cli: &Cli, store: &Store, limit: Option<usize>, expired: bool) -> Result<(), Fail> {
+pub fn list(cli: &Cli, store: &Target, limit: Option<usize>, expired: bool) -> Result<(), Fail> {
     let ids = if expired {
-        store.expired_session_ids()
+        store.expired_ids()
     } else {
-        store.session_ids()
+        store.live_ids()
     };
     let mut sessions = Vec::new();
     for id in ids.take(limit.unwrap_or(usize::MAX)) {
@@ -208,7 +235,7 @@ impl ScopeFilter<'_> {
 }
 
 /// `show`: also shows a session that expired but is not reaped yet, marked so.
-pub fn show(cli: &Cli, store: &Store, sid: &str, filter: ScopeFilter<'_>) -> Result<(), Fail> {
+pub fn show(cli: &Cli, store: &Target, sid: &str, filter: ScopeFilter<'_>) -> Result<(), Fail> {
     if let ScopeFilter::Component(c) = filter {
         // The store's input rules for a component name, checked through a scope
         // that holds nothing.
@@ -295,13 +322,14 @@ fn base64_of(bytes: &[u8]) -> String {
 
 /// `destroy`: deletes a live session, or an expired one that is not reaped
 /// yet, and says which; fails only if there was no session to delete.
-pub fn destroy(cli: &Cli, store: &Store, sid: &str) -> Result<(), Fail> {
-    // The CLI holds the store's lock, so the session found here is the one
-    // deleted; whether it was live is the store's own answer.
+pub fn destroy(cli: &Cli, store: &Target, sid: &str) -> Result<(), Fail> {
+    // The CLI holds an embedded store's lock, so the session found here is
+    // the one deleted; whether it was live is the store's own answer. (On
+    // Redis an application may destroy it in between; then it was not live.)
     if store.export_session(sid)?.is_none() {
         return Err(Fail(format!("no session {sid:?} in the store")));
     }
-    let was_live = store.destroy(sid)?;
+    let was_live = store.api().destroy(sid)?;
     let state = if was_live { "live" } else { "expired" };
     emit(cli, json!({ "destroyed": sid, "state": state }), || {
         if was_live {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! sessionctl --db PATH [--engine sled|redb] [--json] <command>
+//! sessionctl --redis URL [--cluster] [--namespace NS] [--json] <command>   (feature redis)
 //!   stats | list [--limit N] [--expired] | show SID [--component C | --global]
 //!   destroy SID | reap | verify | export [FILE|-] [--force]
 //!   import FILE|- [--replace] [--max-value-size BYTES]
@@ -15,11 +16,14 @@
 mod args;
 mod commands;
 mod render;
+mod target;
 mod transfer;
 
 use std::io::Write as _;
 use std::path::Path;
+
 use std::process::ExitCode;
+use target::Target;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
@@ -53,10 +57,17 @@ fn main() -> ExitCode {
             return usage_error(json, &clap_message(&e.render().to_string()));
         }
     };
-    let Some(db) = cli.db.as_deref() else {
-        return usage_error(cli.json, "the argument --db <PATH> is required");
+    let place = match (&cli.redis, cli.db.as_deref()) {
+        (Some(url), _) => Place::Redis(url),
+        (None, Some(db)) => Place::Db(db),
+        (None, None) => {
+            return usage_error(
+                cli.json,
+                "the argument --db <PATH> is required (or --redis <URL>)",
+            );
+        }
     };
-    match run(&cli, db) {
+    match run(&cli, place) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(message)) => {
             let _ = std::io::stdout().flush();
@@ -102,7 +113,16 @@ fn clap_message(rendered: &str) -> String {
     }
 }
 
-fn run(cli: &Cli, db: &Path) -> Result<(), Fail> {
+/// Where the sessions are: `--db` or `--redis`.
+#[derive(Debug, Clone, Copy)]
+pub enum Place<'a> {
+    /// A store directory.
+    Db(&'a Path),
+    /// A Redis URL (or a list of cluster nodes).
+    Redis(&'a str),
+}
+
+fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
     if let Command::Import {
         file,
         replace,
@@ -110,9 +130,12 @@ fn run(cli: &Cli, db: &Path) -> Result<(), Fail> {
     } = &cli.command
     {
         // Import opens the store itself: it creates one only if it has a session to write.
-        return transfer::import(cli, db, file, *replace, *max_value_size);
+        return transfer::import(cli, place, file, *replace, *max_value_size);
     }
-    let store = commands::open(cli, db)?;
+    let store = match place {
+        Place::Db(db) => Target::Embedded(commands::open(cli, db)?),
+        Place::Redis(url) => target::open_redis(cli, url, None)?,
+    };
     match &cli.command {
         Command::Stats => commands::stats(cli, &store),
         Command::List { limit, expired } => commands::list(cli, &store, *limit, *expired),
@@ -129,8 +152,8 @@ fn run(cli: &Cli, db: &Path) -> Result<(), Fail> {
             commands::show(cli, &store, sid, filter)
         }
         Command::Destroy { sid } => commands::destroy(cli, &store, sid),
-        Command::Reap => commands::reap(cli, &store),
-        Command::Verify => commands::verify(cli, &store),
+        Command::Reap => commands::reap(cli, store.embedded("reap")?),
+        Command::Verify => commands::verify(cli, store.embedded("verify")?),
         Command::Export { file, force } => transfer::export(cli, &store, file.as_deref(), *force),
         // Returned from above, before any store was opened.
         Command::Import { .. } => Ok(()),

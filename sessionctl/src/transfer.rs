@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use sessionstore::{Durability, ExportedSession, ImportMode, Store};
+use sessionstore::{Durability, ExportedSession, ImportMode};
 
-use crate::Fail;
 use crate::args::Cli;
 use crate::commands::{self, emit};
+use crate::target::{self, Target};
+use crate::{Fail, Place};
 
 /// The default `--max-value-size` of `import`: the library's ceiling for
 /// `Config::max_value_size`, so that every export, whatever the limit of the
@@ -96,7 +97,7 @@ fn is_stream(_: &std::fs::FileType) -> bool {
 }
 
 /// `export`: every live session, earliest deadline first.
-pub fn export(cli: &Cli, store: &Store, file: Option<&Path>, force: bool) -> Result<(), Fail> {
+pub fn export(cli: &Cli, store: &Target, file: Option<&Path>, force: bool) -> Result<(), Fail> {
     let path = file.unwrap_or(Path::new("-"));
     let never = AtomicBool::new(false);
     let n = match output(path, force)? {
@@ -107,7 +108,7 @@ pub fn export(cli: &Cli, store: &Store, file: Option<&Path>, force: bool) -> Res
             return Ok(());
         }
         Output::Stream(file) => {
-            let bar = progress(cli, store.stats()?.live_sessions, "exporting");
+            let bar = progress(cli, store.live_sessions()?, "exporting");
             let n = write_sessions(store, BufWriter::new(file), &bar, &never)
                 .map_err(|e| e.context(&path.display().to_string()))?;
             bar.finish_and_clear();
@@ -127,7 +128,7 @@ pub fn export(cli: &Cli, store: &Store, file: Option<&Path>, force: bool) -> Res
 /// temporary file.
 fn replace(
     cli: &Cli,
-    store: &Store,
+    store: &Target,
     path: &Path,
     keep: Option<std::fs::Permissions>,
 ) -> Result<u64, Fail> {
@@ -151,7 +152,7 @@ fn replace(
 /// The body of [`replace`]: stops, removing the temporary file, once `stop` is set.
 fn replace_unless(
     cli: &Cli,
-    store: &Store,
+    store: &Target,
     path: &Path,
     dir: &Path,
     keep: Option<std::fs::Permissions>,
@@ -163,7 +164,7 @@ fn replace_unless(
         .prefix(".sessionctl-export-")
         .tempfile_in(dir)
         .map_err(io)?;
-    let bar = progress(cli, store.stats()?.live_sessions, "exporting");
+    let bar = progress(cli, store.live_sessions()?, "exporting");
     // On an error the temporary file is dropped, which removes it.
     let n = write_sessions(store, BufWriter::new(tmp.as_file_mut()), &bar, stop)
         .map_err(|e| e.context(&shown))?;
@@ -197,13 +198,13 @@ impl WriteError {
 }
 
 fn write_sessions(
-    store: &Store,
+    store: &Target,
     mut out: impl Write,
     bar: &ProgressBar,
     stop: &AtomicBool,
 ) -> Result<u64, WriteError> {
     let mut n = 0;
-    for id in store.session_ids() {
+    for id in store.live_ids() {
         if stop.load(Ordering::Relaxed) {
             return Err(WriteError::Interrupted);
         }
@@ -233,7 +234,7 @@ fn write_sessions(
 /// and each session written in one atomic write.
 pub fn import(
     cli: &Cli,
-    db: &Path,
+    place: Place<'_>,
     file: &Path,
     replace: bool,
     max_value_size: Option<usize>,
@@ -256,10 +257,13 @@ pub fn import(
     };
     // Durability: import flushes once at its end instead of per session.
     let durability = Durability::Periodic(Duration::from_secs(1));
-    let mut store = if commands::store_present(db) {
-        Some(commands::open_or_create(cli, db, durability, Some(limit))?)
-    } else {
-        None
+    // Redis is opened at once: there is nothing to create.
+    let mut store = match place {
+        Place::Db(db) if commands::store_present(db) => Some(Target::Embedded(
+            commands::open_or_create(cli, db, durability, Some(limit))?,
+        )),
+        Place::Db(_) => None,
+        Place::Redis(url) => Some(target::open_redis(cli, url, Some(limit))?),
     };
     let spool_io = |e: std::io::Error| Fail(format!("cannot spool {shown}: {e}"));
     let mut spool = BufWriter::new(tempfile::tempfile().map_err(spool_io)?);
@@ -285,6 +289,7 @@ pub fn import(
         }
         if let Some(store) = &store {
             let live = store
+                .api()
                 .info(&session.id)
                 .map_err(|e| e.to_string())?
                 .is_some();
@@ -303,9 +308,12 @@ pub fn import(
     spool.seek(SeekFrom::Start(0)).map_err(spool_io)?;
     let mut done = 0u64;
     if total > 0 {
-        let store = match store.take() {
-            Some(store) => store,
-            None => commands::open_or_create(cli, db, durability, Some(limit))?,
+        let store = match (store.take(), place) {
+            (Some(store), _) => store,
+            (None, Place::Db(db)) => {
+                Target::Embedded(commands::open_or_create(cli, db, durability, Some(limit))?)
+            }
+            (None, Place::Redis(url)) => target::open_redis(cli, url, Some(limit))?,
         };
         let bar = progress(cli, total, "importing");
         for_each_line(&shown, spool, |_, text| {
@@ -433,8 +441,8 @@ mod tests {
     #[test]
     fn a_stopped_export_leaves_no_file() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store = sessionstore::Store::temporary()?;
-        store.create()?;
+        let store = Target::Embedded(sessionstore::Store::temporary()?);
+        store.api().create()?;
         let cli = Cli::try_parse_from(["sessionctl", "--db", "x", "export"])?;
         let path = dir.path().join("out.jsonl");
         let stopped = AtomicBool::new(true);

@@ -18,6 +18,20 @@ impl RedisStore {
     /// Errors naming the server, and [`Error::Decode`](crate::Error::Decode)
     /// for a session whose metadata record is not ours.
     pub fn session_ids(&self) -> Result<Vec<String>> {
+        let sids = self.stored_ids()?;
+        let now = self.now();
+        let mut live = Vec::with_capacity(sids.len());
+        for sid in sids {
+            if self.read_meta(&sid)?.is_some_and(|(m, _)| m.is_live(now)) {
+                live.push(sid);
+            }
+        }
+        Ok(live)
+    }
+
+    /// The id of every session key of the namespace, live or not, sorted:
+    /// SCAN on every master.
+    pub(super) fn stored_ids(&self) -> Result<Vec<String>> {
         let ns = &self.inner.namespace;
         let mut sids = Vec::new();
         self.inner
@@ -29,14 +43,7 @@ impl RedisStore {
             })?;
         sids.sort_unstable();
         sids.dedup();
-        let now = self.now();
-        let mut live = Vec::with_capacity(sids.len());
-        for sid in sids {
-            if self.read_meta(&sid)?.is_some_and(|(m, _)| m.is_live(now)) {
-                live.push(sid);
-            }
-        }
-        Ok(live)
+        Ok(sids)
     }
 
     /// Live sessions (as [`session_ids`](RedisStore::session_ids) counts

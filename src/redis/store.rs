@@ -101,12 +101,12 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// What one session's hash holds, as read.
-struct Read {
-    meta: Meta,
+pub(super) struct Read {
+    pub(super) meta: Meta,
     /// The exact bytes of the metadata record, for the check-and-write.
-    meta_bytes: Vec<u8>,
+    pub(super) meta_bytes: Vec<u8>,
     /// Every data field and its value.
-    fields: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(super) fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl RedisStore {
@@ -137,7 +137,7 @@ impl RedisStore {
         self.inner.max_value_size
     }
 
-    fn key(&self, sid: &str) -> String {
+    pub(super) fn key(&self, sid: &str) -> String {
         keys::redis_session(&self.inner.namespace, sid)
     }
 
@@ -190,18 +190,18 @@ impl RedisStore {
     /// The TTL argument for a session with `meta`, written at `now`: the
     /// milliseconds from now to its deadline, rounded up, so that the key
     /// lives at least until the deadline; `"0"` for a session that never expires.
-    fn ttl(meta: &Meta, now: u64) -> String {
+    pub(super) fn ttl(meta: &Meta, now: u64) -> String {
         match meta.deadline() {
             Some(d) => d.saturating_sub(now).div_ceil(1000).max(1).to_string(),
             None => "0".into(),
         }
     }
 
-    fn wrote(&self) {
+    pub(super) fn wrote(&self) {
         self.inner.writes.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn with<T>(
+    pub(super) fn with<T>(
         &self,
         what: &str,
         f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
@@ -209,7 +209,7 @@ impl RedisStore {
         self.inner.conns.with(what, f)
     }
 
-    fn foreign(&self, sid: &str) -> Error {
+    pub(super) fn foreign(&self, sid: &str) -> Error {
         Error::Decode {
             what: format!(
                 "the redis key {} on {}",
@@ -241,7 +241,7 @@ impl RedisStore {
     }
 
     /// The whole hash of `sid`, or `None` if there is no key.
-    fn read_all(&self, sid: &str) -> Result<Option<Read>> {
+    pub(super) fn read_all(&self, sid: &str) -> Result<Option<Read>> {
         let key = self.key(sid);
         let all: Vec<(Vec<u8>, Vec<u8>)> = self.with("reading a session", |c| {
             redis::cmd("HGETALL").arg(&key).query(c)

@@ -3,7 +3,9 @@
 //! step with a plain in-memory model (`tests/it/model/driver.rs`, which the fuzz
 //! target `ops` shares). Failing cases shrink to a minimal sequence.
 //!
-//! `MODEL_CASES=N cargo test --test it model` runs N cases per engine (default 96).
+//! `MODEL_CASES=N cargo test --test it model` runs N cases per engine (default 96);
+//! with the feature `redis`, the same model runs on a real redis-server and a
+//! real Redis Cluster (`MODEL_REDIS_CASES`, default 16).
 use crate::common;
 pub(crate) mod driver;
 
@@ -65,6 +67,113 @@ engine_test!(random_operation_sequences_match_the_model, |db| {
         Err(e) => panic!("{e}"),
     }
 });
+
+/// The model on Redis: `MODEL_REDIS_CASES=N` cases (default 16) per server
+/// kind, each in a fresh namespace of the shared test server. `Reopen` opens
+/// a new `RedisStore` on the namespace; the driver skips what Redis does not
+/// have or cannot keep exact (see `driver::execute_shared`).
+#[cfg(feature = "redis")]
+mod on_redis {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sessionstore::{Clock, RedisConfig, RedisStore};
+
+    impl driver::SharedStore for RedisStore {
+        fn live_ids(&self) -> sessionstore::Result<Vec<String>> {
+            self.session_ids()
+        }
+
+        fn live_sessions(&self) -> sessionstore::Result<u64> {
+            Ok(self.stats()?.live_sessions)
+        }
+    }
+
+    fn cases() -> u32 {
+        std::env::var("MODEL_REDIS_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16)
+    }
+
+    /// Runs `ops` in a fresh namespace of the server `config` names.
+    fn run_ops(name: &str, config: &dyn Fn() -> RedisConfig, ops: &[Op]) {
+        let namespace = common::fresh_namespace();
+        let open = |clock: Arc<dyn Clock>| -> Arc<dyn driver::SharedStore> {
+            let store = config()
+                .namespace(&namespace)
+                .clock(clock)
+                .idle_timeout(Duration::from_micros(driver::IDLE))
+                .absolute_timeout(Some(Duration::from_micros(driver::ABSOLUTE)))
+                .touch_granularity(Duration::from_micros(driver::GRANULARITY))
+                .open()
+                .unwrap_or_else(|e| panic!("{name}: opening the store: {e}"));
+            Arc::new(store)
+        };
+        driver::execute_shared(name, &open, ops);
+    }
+
+    fn run(name: &str, config: impl Fn() -> RedisConfig) {
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        let result = runner.run(&proptest::collection::vec(op(), 1..48), |ops| {
+            run_ops(name, &config, &ops);
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(TestError::Fail(why, ops)) => {
+                panic!("minimal failing sequence on {name}: {ops:#?}\n{why}")
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A write a moment before the deadline by a clock that stands still:
+    /// `set_idle_timeout` to the same timeout 1 µs before the deadline gives
+    /// the key a TTL of 1 ms of real time, and Redis drops it while the
+    /// store's clock still says the session is live. The driver skips such
+    /// writes (`driver::MIN_SHARED_TTL`); without that, this sequence fails
+    /// at once. Then `Reopen` takes the store's time back to the clock.
+    #[test]
+    fn a_write_just_before_the_deadline_is_skipped_and_reopen_resets_the_time() {
+        let url = common::servers::standalone();
+        let ops = [
+            Op::CreateNew {
+                handle: 0,
+                sid: 0,
+                slot: 0,
+            },
+            Op::ToDeadline { sid: 0, offset: 0 },
+            Op::SetIdle {
+                handle: 0,
+                sid: 0,
+                idle: 3,
+            },
+            Op::Advance { step: 0 },
+            Op::Advance { step: 251 },
+            Op::Reopen,
+            Op::Touch { handle: 1, sid: 0 },
+        ];
+        run_ops("redis", &|| RedisConfig::new(url.clone()), &ops);
+    }
+
+    #[test]
+    fn random_operation_sequences_match_the_model_on_redis() {
+        let url = common::servers::standalone();
+        run("redis", || RedisConfig::new(url.clone()));
+    }
+
+    #[test]
+    fn random_operation_sequences_match_the_model_on_redis_cluster() {
+        let nodes = common::servers::cluster();
+        run("redis cluster", || RedisConfig::cluster(nodes.clone()));
+    }
+}
 
 /// model_bug_01, found by `random_operation_sequences_match_the_model::sled`:
 /// a `Reopen` step failed with "could not acquire lock on \"…/db\":

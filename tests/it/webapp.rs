@@ -17,14 +17,70 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const IDLE: Duration = Duration::from_secs(600);
 
-/// The app on a thread, the store it uses, and a client.
-struct Harness {
-    store: Store,
-    clock: ManualClock,
+/// The app on a thread, serving on a free port, and a client.
+pub(crate) struct Web {
     base: String,
     agent: ureq::Agent,
     server: Arc<Server>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl Web {
+    /// Serves `app` on a free port of 127.0.0.1.
+    pub(crate) fn start(app: app::App) -> Result<Web, Box<dyn std::error::Error>> {
+        let (server, addr) = app::bind(0).map_err(|e| e.to_string())?;
+        let server = Arc::new(server);
+        let serving = server.clone();
+        let thread = std::thread::spawn(move || app.serve(&serving));
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        Ok(Web {
+            base: format!("http://{addr}"),
+            agent,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn get(&self, path: &str, sid: Option<&str>) -> Result<Reply, ureq::Error> {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(sid) = sid {
+            req = req.header("Cookie", format!("theme=dark; sid={sid}"));
+        }
+        Reply::read(req.call()?)
+    }
+
+    pub(crate) fn post(
+        &self,
+        path: &str,
+        sid: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Result<Reply, ureq::Error> {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(sid) = sid {
+            req = req.header("Cookie", format!("sid={sid}"));
+        }
+        Reply::read(req.send_form(form.iter().copied())?)
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The app on an embedded store, and that store.
+struct Harness {
+    store: Store,
+    clock: ManualClock,
+    web: Web,
     _dir: tempfile::TempDir,
 }
 
@@ -37,33 +93,17 @@ impl Harness {
             .idle_timeout(IDLE)
             .reap_interval(None)
             .open()?;
-        let (server, addr) = app::bind(0).map_err(|e| e.to_string())?;
-        let server = Arc::new(server);
-        let app = app::App::new(store.clone());
-        let serving = server.clone();
-        let thread = std::thread::spawn(move || app.serve(&serving));
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
+        let web = Web::start(app::App::new(store.clone()))?;
         Ok(Harness {
             store,
             clock,
-            base: format!("http://{addr}"),
-            agent,
-            server,
-            thread: Some(thread),
+            web,
             _dir: dir,
         })
     }
 
     fn get(&self, path: &str, sid: Option<&str>) -> Result<Reply, ureq::Error> {
-        let mut req = self.agent.get(format!("{}{path}", self.base));
-        if let Some(sid) = sid {
-            req = req.header("Cookie", format!("theme=dark; sid={sid}"));
-        }
-        Reply::read(req.call()?)
+        self.web.get(path, sid)
     }
 
     fn post(
@@ -72,11 +112,7 @@ impl Harness {
         sid: Option<&str>,
         form: &[(&str, &str)],
     ) -> Result<Reply, ureq::Error> {
-        let mut req = self.agent.post(format!("{}{path}", self.base));
-        if let Some(sid) = sid {
-            req = req.header("Cookie", format!("sid={sid}"));
-        }
-        Reply::read(req.send_form(form.iter().copied())?)
+        self.web.post(path, sid, form)
     }
 
     /// Whether the store has `sid` as a live session.
@@ -85,16 +121,7 @@ impl Harness {
     }
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     set_cookie: Option<String>,
     body: String,
@@ -287,4 +314,80 @@ fn other_paths_and_methods_are_refused_without_a_session() -> TestResult {
     assert_eq!(missing.set_cookie, None);
     assert_eq!(h.store.stats()?.live_sessions, 0);
     Ok(())
+}
+
+/// Scale-out: two app servers on two ports, each with its own `RedisStore`
+/// (its own connections, as two processes would have) on one real
+/// redis-server and one namespace, sharing one manual clock.
+#[cfg(feature = "redis")]
+mod on_redis {
+    use super::*;
+    use sessionstore::{RedisConfig, RedisStore, SessionStore};
+
+    fn store(clock: &ManualClock, namespace: &str) -> sessionstore::Result<RedisStore> {
+        RedisConfig::new(crate::common::servers::standalone())
+            .namespace(namespace)
+            .clock(Arc::new(clock.clone()))
+            .idle_timeout(IDLE)
+            .open()
+    }
+
+    fn two_servers() -> Result<(Web, Web, RedisStore, ManualClock), Box<dyn std::error::Error>> {
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let namespace = crate::common::fresh_namespace();
+        let first = Web::start(app::App::new(store(&clock, &namespace)?))?;
+        let second = Web::start(app::App::new(store(&clock, &namespace)?))?;
+        assert_ne!(first.base, second.base, "two ports");
+        Ok((first, second, store(&clock, &namespace)?, clock))
+    }
+
+    #[test]
+    fn two_app_servers_over_one_redis_share_login_and_logout() -> TestResult {
+        let (first, second, store, _clock) = two_servers()?;
+        let visitor = first.get("/", None)?.new_sid();
+        let login = first.post("/login", Some(&visitor), &[("user", "grace hopper")])?;
+        assert_eq!(login.status, 303);
+        let sid = login.new_sid();
+
+        // The second server sees the user the first one logged in.
+        let seen = second.get("/", Some(&sid))?;
+        assert_eq!(seen.set_cookie, None, "the second server knows the session");
+        assert_eq!(seen.field("user"), "grace hopper");
+        // One view and the login on the first server, this view on the second.
+        assert_eq!(seen.counters(), (3, 2));
+        // The id the visitor had before the login is dead on both.
+        assert_ne!(second.get("/", Some(&visitor))?.new_sid(), visitor);
+
+        // Log out on the second: the first has no session any more.
+        let out = second.post("/logout", Some(&sid), &[])?;
+        assert_eq!(out.status, 303);
+        assert!(
+            store.get(&sid, None)?.is_none(),
+            "logout destroyed it in Redis"
+        );
+        let after = first.get("/", Some(&sid))?;
+        assert_ne!(
+            after.new_sid(),
+            sid,
+            "the first server starts a new session"
+        );
+        assert_eq!(after.counters(), (1, 1));
+        assert!(!after.body.contains("grace hopper"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_session_idle_on_one_server_expires_on_both() -> TestResult {
+        let (first, second, _store, clock) = two_servers()?;
+        let sid = first.post("/login", None, &[("user", "ada")])?.new_sid();
+        clock.advance(IDLE * 2 / 3);
+        // A request on the second server is the heartbeat for both.
+        assert_eq!(second.get("/", Some(&sid))?.set_cookie, None);
+        clock.advance(IDLE * 2 / 3);
+        assert_eq!(first.get("/", Some(&sid))?.field("user"), "ada");
+        clock.advance(IDLE + Duration::from_secs(1));
+        assert_ne!(second.get("/", Some(&sid))?.new_sid(), sid);
+        assert_ne!(first.get("/", Some(&sid))?.new_sid(), sid);
+        Ok(())
+    }
 }

@@ -154,7 +154,7 @@ impl StoreDb {
 }
 
 /// A namespace no other test in any process uses.
-fn fresh_namespace() -> String {
+pub fn fresh_namespace() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -5,6 +5,10 @@
 //! target `ops` feeds it arbitrary bytes through [`run`], which decodes them
 //! into operations deterministically. Any disagreement is a panic that names
 //! the step and the operation.
+//!
+//! The model runs on an embedded [`Store`] ([`execute`]) or on a store the
+//! caller opens, such as the Redis store ([`execute_shared`]); the fuzz target
+//! has only the embedded engines.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +16,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sessionstore::{Config, Durability, Engine, Error, ManualClock, Session, Store};
+use sessionstore::{
+    Clock, Config, Durability, Engine, Error, ManualClock, Result, Session, SessionStore, Store,
+};
 
 /// The scopes operations pick from: the global one and two components.
 pub const COMPONENTS: [Option<&str>; 3] = [None, Some("cart"), Some("prefs")];
@@ -73,6 +79,54 @@ pub const IDLE_CHOICES: [Option<u64>; 5] = [
 ];
 /// The most operations [`run`] decodes from one input.
 pub const MAX_OPS: usize = 64;
+/// On a [`SharedStore`], the least time a write may leave before the
+/// session's deadline. Redis gives a key a TTL of the time left by the
+/// store's clock, but counts it down in real time; with a manual clock that
+/// stands still, a key written a moment before its deadline would vanish
+/// while the model still holds the session. So an operation that would write
+/// a key with less than this left (its TTL in real time, far longer than a
+/// run) is skipped there; see `Harness::short_ttl`.
+pub const MIN_SHARED_TTL: u64 = 60 * SEC;
+
+/// A store that is not an embedded [`Store`] (the Redis store), as the model
+/// needs it: the per-session API plus the listing of live sessions. It has no
+/// files: no `reap_expired` (its server reaps), no expired-id listing, no `verify`.
+pub trait SharedStore: SessionStore {
+    /// The ids of the live sessions.
+    fn live_ids(&self) -> Result<Vec<String>>;
+    /// `stats().live_sessions`.
+    fn live_sessions(&self) -> Result<u64>;
+}
+
+/// Opens a new handle on the same shared data, with this clock, idle timeout
+/// [`IDLE`], absolute timeout [`ABSOLUTE`] and touch granularity [`GRANULARITY`].
+pub type OpenShared<'a> = &'a dyn Fn(Arc<dyn Clock>) -> Arc<dyn SharedStore>;
+
+/// What a run's store is.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Embedded(Engine),
+    /// `Reopen` opens a new handle on the same data through the function.
+    /// The store's time floor lives in the handle, not in the data: a new
+    /// handle starts from the clock again.
+    Shared(&'a str, OpenShared<'a>),
+}
+
+/// One handle of the run's store.
+#[derive(Clone)]
+enum Handle {
+    Embedded(Store),
+    Shared(Arc<dyn SharedStore>),
+}
+
+impl Handle {
+    fn api(&self) -> &dyn SessionStore {
+        match self {
+            Handle::Embedded(s) => s,
+            Handle::Shared(s) => s.as_ref(),
+        }
+    }
+}
 
 /// One step. Indices are taken modulo the size of what they pick from, so
 /// every value is a valid operation.
@@ -197,7 +251,20 @@ pub fn run(bytes: &[u8]) {
 
 /// Runs `ops` on a fresh store of `engine` and on the model, comparing after every step.
 pub fn execute(engine: Engine, ops: &[Op]) {
-    let mut h = Harness::new(engine);
+    execute_on(Target::Embedded(engine), ops);
+}
+
+/// Runs `ops` on a shared store named `name` that `open` opens (with no
+/// sessions in it at first), and on the model, comparing after every step.
+/// `Reap` is skipped (the server reaps by itself), `Reopen` opens a new
+/// handle, and writes that would leave less than [`MIN_SHARED_TTL`] before a
+/// deadline are skipped.
+pub fn execute_shared(name: &str, open: OpenShared<'_>, ops: &[Op]) {
+    execute_on(Target::Shared(name, open), ops);
+}
+
+fn execute_on(target: Target<'_>, ops: &[Op]) {
+    let mut h = Harness::new(target);
     h.check(&"the fresh store");
     for (i, op) in ops.iter().enumerate() {
         h.step = i;
@@ -249,12 +316,12 @@ struct MCopy {
     cleared: bool,
 }
 
-struct Harness {
-    engine: Engine,
+struct Harness<'a> {
+    target: Target<'a>,
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     clock: ManualClock,
-    stores: Vec<Store>,
+    stores: Vec<Handle>,
     slots: Vec<Option<(Session, MCopy)>>,
     ids: Vec<String>,
     /// The store's time: the latest clock reading it has seen (it never goes back).
@@ -285,14 +352,14 @@ fn pick<T: Copy>(items: &[T], i: u8) -> T {
     items[usize::from(i) % items.len()]
 }
 
-impl Harness {
-    fn new(engine: Engine) -> Harness {
+impl<'a> Harness<'a> {
+    fn new(target: Target<'a>) -> Harness<'a> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("store");
         let clock = ManualClock::default();
         let now = micros(sessionstore::Clock::now(&clock));
         let mut h = Harness {
-            engine,
+            target,
             _dir: dir,
             path,
             clock,
@@ -310,9 +377,9 @@ impl Harness {
         h
     }
 
-    fn config(&self) -> Config {
+    fn config(&self, engine: Engine) -> Config {
         Config::new(&self.path)
-            .engine(self.engine)
+            .engine(engine)
             .clock(Arc::new(self.clock.clone()))
             .reap_interval(None)
             .durability(Durability::Periodic(Duration::from_secs(3600)))
@@ -325,16 +392,82 @@ impl Harness {
     }
 
     fn open(&mut self) {
-        let store = self
-            .config()
-            .open()
-            .unwrap_or_else(|e| panic!("{}: opening the store: {e}", self.engine));
+        let store = match self.target {
+            Target::Embedded(engine) => Handle::Embedded(
+                self.config(engine)
+                    .open()
+                    .unwrap_or_else(|e| panic!("{engine}: opening the store: {e}")),
+            ),
+            Target::Shared(_, open) => Handle::Shared(open(Arc::new(self.clock.clone()))),
+        };
         self.stores = (0..HANDLES).map(|_| store.clone()).collect();
         self.opens += 1;
     }
 
-    fn store(&self, handle: u8) -> &Store {
-        &self.stores[usize::from(handle) % HANDLES]
+    fn name(&self) -> String {
+        match self.target {
+            Target::Embedded(engine) => engine.to_string(),
+            Target::Shared(name, _) => name.to_owned(),
+        }
+    }
+
+    fn shared(&self) -> bool {
+        matches!(self.target, Target::Shared(..))
+    }
+
+    fn store(&self, handle: u8) -> &dyn SessionStore {
+        self.stores[usize::from(handle) % HANDLES].api()
+    }
+
+    /// The clock, clamped to the epoch as the store reads it.
+    fn clock_micros(&self) -> u64 {
+        u64::try_from(self.clock_now.max(0)).expect("fits")
+    }
+
+    /// On a shared store, whether `op` would write a session key whose
+    /// deadline is less than [`MIN_SHARED_TTL`] from now (see there). Every
+    /// write of these moves the last access to now, except `SetIdle`.
+    fn short_ttl(&self, op: &Op) -> bool {
+        let now = self.now;
+        let accessed = |s: &MSession| deadline(now.max(s.last_access), s.idle, s.absolute);
+        let written = match *op {
+            Op::Save { slot, .. } => {
+                let Some((_, copy)) = &self.slots[usize::from(slot) % SLOTS] else {
+                    return false;
+                };
+                match self.sessions.get(&copy.sid) {
+                    Some(s)
+                        if s.live(now)
+                            && s.incarnation == copy.incarnation
+                            && (copy.cleared
+                                || !copy.changes.is_empty()
+                                || self.moves_enough(s)) =>
+                    {
+                        accessed(s)
+                    }
+                    _ => return false,
+                }
+            }
+            Op::Touch { sid, .. } => match self.sessions.get(&self.sid(sid)) {
+                Some(s) if s.live(now) && self.moves_enough(s) => accessed(s),
+                _ => return false,
+            },
+            Op::Regenerate { sid, .. } => match self.sessions.get(&self.sid(sid)) {
+                Some(s) if s.live(now) => accessed(s),
+                _ => return false,
+            },
+            Op::SetIdle { sid, idle, .. } => match self.sessions.get(&self.sid(sid)) {
+                // Even a deadline already past: its key gets a TTL of 1 ms,
+                // and a later `Reopen` may take the time back before it.
+                Some(s) if s.live(now) => {
+                    deadline(s.last_access, pick(&IDLE_CHOICES, idle), s.absolute)
+                }
+                _ => return false,
+            },
+            // A new session has the whole idle timeout left.
+            _ => return false,
+        };
+        written.is_some_and(|d| d < now.saturating_add(MIN_SHARED_TTL))
     }
 
     fn sid(&self, i: u8) -> String {
@@ -343,19 +476,20 @@ impl Harness {
 
     fn fail(&self, op: &dyn fmt::Debug, what: fmt::Arguments<'_>) -> ! {
         panic!(
-            "engine {}, step {} ({op:?}), model time {}: {what}",
-            self.engine, self.step, self.now
+            "store {}, step {} ({op:?}), model time {}: {what}",
+            self.name(),
+            self.step,
+            self.now
         )
     }
 
     /// Makes the store read the clock (every operation does), so that its
     /// time and the model's agree: the later of what it saw and the clock.
     fn sync_time(&mut self) {
-        if let Err(e) = self.stores[0].info(FIXED_IDS[0]) {
+        if let Err(e) = self.stores[0].api().info(FIXED_IDS[0]) {
             self.fail(&"sync_time", format_args!("info failed: {e}"));
         }
-        let clock = u64::try_from(self.clock_now.max(0)).expect("fits");
-        self.now = self.now.max(clock);
+        self.now = self.now.max(self.clock_micros());
     }
 
     fn live(&self, sid: &str) -> bool {
@@ -401,6 +535,9 @@ impl Harness {
     }
 
     fn apply(&mut self, op: &Op) {
+        if self.shared() && self.short_ttl(op) {
+            return;
+        }
         match *op {
             Op::Create { handle, slot } => {
                 let real = self
@@ -514,7 +651,8 @@ impl Harness {
                 }
                 if want && self.moves_enough(&self.sessions[&sid]) {
                     let now = self.now;
-                    self.sessions.get_mut(&sid).expect("live").last_access = now;
+                    let s = self.sessions.get_mut(&sid).expect("live");
+                    s.last_access = s.last_access.max(now);
                 }
             }
             Op::Regenerate { handle, sid } => {
@@ -533,7 +671,7 @@ impl Harness {
                     self.fail(op, format_args!("regenerate gave a known id {new_sid:?}"));
                 }
                 let mut m = self.sessions.remove(&sid).expect("live");
-                m.last_access = self.now;
+                m.last_access = m.last_access.max(self.now);
                 self.sessions.insert(new_sid.clone(), m);
                 self.ids.push(new_sid);
             }
@@ -585,8 +723,12 @@ impl Harness {
                 }
             }
             Op::Reap { handle } => {
-                let got = self
-                    .store(handle)
+                // A shared store has no reap_expired: its server drops
+                // expired keys by their TTLs, which the model cannot see.
+                let Handle::Embedded(store) = &self.stores[usize::from(handle) % HANDLES] else {
+                    return;
+                };
+                let got = store
                     .reap_expired()
                     .unwrap_or_else(|e| self.fail(op, format_args!("reap failed: {e}")));
                 let now = self.now;
@@ -600,6 +742,12 @@ impl Harness {
             Op::Reopen => {
                 self.stores.clear();
                 self.open();
+                // A shared store's time floor was the old handle's: the new
+                // one's time is the clock again, even if that is behind.
+                // (An embedded store keeps its floor in its files.)
+                if self.shared() {
+                    self.now = self.clock_micros();
+                }
             }
         }
     }
@@ -655,7 +803,7 @@ impl Harness {
             s.scopes.remove(&copy.component);
         }
         if writes {
-            s.last_access = now;
+            s.last_access = s.last_access.max(now);
         }
         let clean = MCopy {
             changes: BTreeMap::new(),
@@ -667,7 +815,8 @@ impl Harness {
 
     /// Compares everything observable about the store with the model.
     fn check(&self, op: &dyn fmt::Debug) {
-        let store = &self.stores[self.step % HANDLES];
+        let handle = &self.stores[self.step % HANDLES];
+        let store = handle.api();
         let now = self.now;
         for sid in &self.ids {
             let model = self.sessions.get(sid).filter(|s| s.live(now));
@@ -742,16 +891,43 @@ impl Harness {
                 }
             }
         }
-        let ids = |it: sessionstore::SessionIds<'_>| -> BTreeSet<String> {
-            it.map(|r| r.unwrap_or_else(|e| self.fail(op, format_args!("listing ids: {e}"))))
-                .collect()
-        };
         let live: BTreeSet<String> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.live(now))
             .map(|(k, _)| k.clone())
             .collect();
+        let store = match handle {
+            Handle::Embedded(store) => store,
+            Handle::Shared(store) => {
+                let got_live: BTreeSet<String> = store
+                    .live_ids()
+                    .unwrap_or_else(|e| self.fail(op, format_args!("listing ids: {e}")))
+                    .into_iter()
+                    .collect();
+                if got_live != live {
+                    self.fail(
+                        op,
+                        format_args!("session_ids is {got_live:?}, want {live:?}"),
+                    );
+                }
+                let got = store
+                    .live_sessions()
+                    .unwrap_or_else(|e| self.fail(op, format_args!("stats failed: {e}")));
+                if got != live.len() as u64 {
+                    self.fail(
+                        op,
+                        format_args!("stats.live_sessions is {got}, want {}", live.len()),
+                    );
+                }
+                // No expired-id listing and no verify: a shared store has no files.
+                return;
+            }
+        };
+        let ids = |it: sessionstore::SessionIds<'_>| -> BTreeSet<String> {
+            it.map(|r| r.unwrap_or_else(|e| self.fail(op, format_args!("listing ids: {e}"))))
+                .collect()
+        };
         let expired: BTreeSet<String> = self
             .sessions
             .iter()

@@ -2,6 +2,7 @@
 //! under its keys that another program wrote, and TTLs. (Everything it shares
 //! with the embedded store runs through `store_test!`.)
 
+mod admin;
 mod bad_bytes;
 mod restart;
 mod ttl;

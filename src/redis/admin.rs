@@ -1,0 +1,141 @@
+//! Whole sessions in and out of a Redis store, for operators and
+//! `sessionctl`: export, import, and the listing of expired sessions whose
+//! keys Redis has not dropped yet.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::admin::{ExportedScope, ExportedSession, ImportMode};
+use crate::clock;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::meta::{Meta, fresh_incarnation};
+use crate::redis::scripts;
+use crate::redis::store::RedisStore;
+use crate::validate;
+
+/// How many times an import retries after another writer changed the key.
+const ATTEMPTS: usize = 64;
+
+impl RedisStore {
+    /// The ids of sessions that expired by the store's clock but whose keys
+    /// Redis has not dropped yet (their TTL runs a little past the deadline,
+    /// or the clock is not Redis's), sorted. Costs what
+    /// [`session_ids`](RedisStore::session_ids) costs.
+    ///
+    /// # Errors
+    ///
+    /// As [`session_ids`](RedisStore::session_ids).
+    pub fn expired_session_ids(&self) -> Result<Vec<String>> {
+        let now = self.now();
+        let mut expired = Vec::new();
+        for sid in self.stored_ids()? {
+            if self.read_meta(&sid)?.is_some_and(|(m, _)| !m.is_live(now)) {
+                expired.push(sid);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Every stored byte of session `sid`, live or expired but still
+    /// stored; `None` if there is no such session. Never writes. The same
+    /// shape as [`Store::export_session`](crate::Store::export_session), so
+    /// that an export from one store imports into the other.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a key that is not a
+    /// session of this store, and errors naming the server.
+    pub fn export_session(&self, sid: &str) -> Result<Option<ExportedSession>> {
+        validate::sid(sid)?;
+        let Some(read) = self.read_all(sid)? else {
+            return Ok(None);
+        };
+        let mut scopes: BTreeMap<Option<String>, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+        for (field, value) in read.fields {
+            // Fields that are not `<component>/<key>` are not the store's: left out.
+            if let Some((component, key)) = keys::redis_parse_field(&field) {
+                scopes
+                    .entry(component.map(str::to_owned))
+                    .or_default()
+                    .insert(key.to_owned(), value);
+            }
+        }
+        let meta = read.meta;
+        Ok(Some(ExportedSession {
+            id: sid.to_owned(),
+            created: clock::from_micros(meta.created),
+            last_access: clock::from_micros(meta.last_access),
+            idle_timeout: meta.idle.map(Duration::from_micros),
+            absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
+            scopes: scopes
+                .into_iter()
+                .map(|(component, values)| ExportedScope { component, values })
+                .collect(),
+        }))
+    }
+
+    /// Writes an exported session, in one atomic script on its key, with a
+    /// TTL from its deadline as every write has. A live session under the
+    /// same id is refused with [`ImportMode::Create`]; with
+    /// [`ImportMode::Replace`] the old key is replaced whole. An expired one
+    /// is replaced either way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidComponent`], [`Error::InvalidKey`]
+    /// and [`Error::ValueTooLarge`] for bad contents (nothing is written),
+    /// [`Error::AlreadyExists`], [`Error::Decode`] for a key under that id
+    /// that is not a session of this store (never overwritten), and errors
+    /// naming the server.
+    pub fn import_session(&self, session: &ExportedSession, mode: ImportMode) -> Result<()> {
+        session.validate(self.max_value_size())?;
+        let replace = mode == ImportMode::Replace;
+        let sid = session.id.as_str();
+        let key = self.key(sid);
+        let meta = Meta {
+            created: clock::micros(session.created),
+            last_access: clock::micros(session.last_access),
+            idle: session.idle_timeout.map(clock::duration_micros),
+            absolute_deadline: session.absolute_deadline.map(clock::micros),
+            incarnation: fresh_incarnation()?,
+        };
+        let bytes = codec::encode_meta(&meta);
+        for _ in 0..ATTEMPTS {
+            let now = self.now();
+            let expected = match self.read_meta(sid)? {
+                Some((old, _)) if !replace && old.is_live(now) => {
+                    return Err(Error::AlreadyExists { id: sid.to_owned() });
+                }
+                Some((_, old_bytes)) => old_bytes,
+                None => Vec::new(),
+            };
+            let ttl = Self::ttl(&meta, now);
+            let status: i64 = self.with("importing a session", |c| {
+                let mut inv = scripts::PUT.key(&key);
+                inv.arg(&expected).arg(&bytes).arg(&ttl);
+                for scope in &session.scopes {
+                    for (k, v) in &scope.values {
+                        inv.arg(keys::redis_field(scope.component.as_deref(), k))
+                            .arg(v);
+                    }
+                }
+                inv.invoke(c)
+            })?;
+            match status {
+                scripts::WRITTEN => {
+                    self.wrote();
+                    return Ok(());
+                }
+                scripts::FOREIGN => return Err(self.foreign(sid)),
+                // Someone wrote the key between the read and the script: again.
+                _ => {}
+            }
+        }
+        Err(Error::storage(
+            format!("importing session {sid:?}"),
+            format!("the key changed under {ATTEMPTS} attempts in a row"),
+        ))
+    }
+}
