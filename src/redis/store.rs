@@ -150,6 +150,14 @@ impl RedisStore {
             .max(clock)
     }
 
+    /// The stored version of a scope: `field` of the hash `key`; 0 if none.
+    fn read_version(&self, key: &str, field: &[u8]) -> Result<u64> {
+        let bytes: Option<Vec<u8>> = self.with("reading a scope's version", |c| {
+            redis::cmd("HGET").arg(key).arg(field).query(c)
+        })?;
+        Ok(bytes.and_then(|b| codec::decode_version(&b)).unwrap_or(0))
+    }
+
     /// A scope version no write has used: never 0, which means "never written".
     fn next_version(&self) -> u64 {
         loop {
@@ -407,7 +415,12 @@ impl RedisStore {
                 _ => return Err(Error::NotFound { id: sid }),
             };
             let new = meta.accessed(now);
-            if !writes_scope && !check && !self.moves_enough(&meta, &new) {
+            if !writes_scope && !self.moves_enough(&meta, &new) {
+                // Nothing to write; `save_if_unchanged` still answers whether
+                // the scope moved on, as the embedded store does.
+                if check && self.read_version(&key, &check_field)? != session.version() {
+                    return Err(Error::Conflict { sid, component });
+                }
                 return Ok(());
             }
             let new_bytes = codec::encode_meta(&new);

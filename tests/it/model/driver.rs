@@ -149,7 +149,8 @@ pub enum Op {
     Remove { slot: u8, key: u8 },
     /// `Session::clear` on the copy in a slot.
     Clear { slot: u8 },
-    /// `save` of the copy in a slot.
+    /// `save` of the copy in a slot; with a `handle` byte of 128 or more,
+    /// `save_if_unchanged` instead.
     Save { handle: u8, slot: u8 },
     /// `destroy` of a known id.
     Destroy { handle: u8, sid: u8 },
@@ -284,6 +285,8 @@ struct MSession {
     incarnation: u64,
     /// Only scopes that hold keys.
     scopes: BTreeMap<Option<String>, BTreeMap<String, u64>>,
+    /// How many saves wrote each scope: its version, as the model sees it.
+    versions: BTreeMap<Option<String>, u64>,
 }
 
 impl MSession {
@@ -314,6 +317,8 @@ struct MCopy {
     /// key -> true for set, false for removed.
     changes: BTreeMap<String, bool>,
     cleared: bool,
+    /// The scope's version when the copy was read or last saved.
+    version: u64,
 }
 
 struct Harness<'a> {
@@ -515,6 +520,7 @@ impl<'a> Harness<'a> {
             absolute: Some(self.now + ABSOLUTE),
             incarnation: self.next_incarnation,
             scopes: BTreeMap::new(),
+            versions: BTreeMap::new(),
         }
     }
 
@@ -531,6 +537,11 @@ impl<'a> Harness<'a> {
                 .unwrap_or_default(),
             changes: BTreeMap::new(),
             cleared: false,
+            version: s
+                .versions
+                .get(&component.map(str::to_owned))
+                .copied()
+                .unwrap_or(0),
         }
     }
 
@@ -756,12 +767,39 @@ impl<'a> Harness<'a> {
         let Some((mut real, copy)) = self.slots[slot].take() else {
             return;
         };
-        let got = self.store(handle).save(&mut real);
+        let checked = handle >= 128;
+        let got = if checked {
+            self.store(handle).save_if_unchanged(&mut real)
+        } else {
+            self.store(handle).save(&mut real)
+        };
         let now = self.now;
         let can = self
             .sessions
             .get(&copy.sid)
             .is_some_and(|s| s.live(now) && s.incarnation == copy.incarnation);
+        let stale = can && checked && {
+            let s = &self.sessions[&copy.sid];
+            s.versions.get(&copy.component).copied().unwrap_or(0) != copy.version
+        };
+        if stale {
+            match got {
+                Err(Error::Conflict {
+                    ref sid,
+                    ref component,
+                }) if *sid == copy.sid && *component == copy.component => {}
+                other => self.fail(op, format_args!("want Conflict, got {other:?}")),
+            }
+            let dirty = copy.cleared || !copy.changes.is_empty();
+            if real.is_dirty() != dirty {
+                self.fail(
+                    op,
+                    format_args!("a conflicting save must leave the copy as dirty as it was"),
+                );
+            }
+            self.slots[slot] = Some((real, copy));
+            return;
+        }
         if !can {
             match got {
                 Err(Error::NotFound { ref id }) if *id == copy.sid => {}
@@ -788,6 +826,12 @@ impl<'a> Harness<'a> {
             self.moves_enough(s)
         };
         let s = self.sessions.get_mut(&copy.sid).expect("live");
+        let mut version = copy.version;
+        if copy.cleared || !copy.changes.is_empty() {
+            let v = s.versions.entry(copy.component.clone()).or_default();
+            *v += 1;
+            version = *v;
+        }
         let scope = s.scopes.entry(copy.component.clone()).or_default();
         if copy.cleared {
             scope.retain(|k, _| copy.changes.get(k) == Some(&true));
@@ -808,6 +852,7 @@ impl<'a> Harness<'a> {
         let clean = MCopy {
             changes: BTreeMap::new(),
             cleared: false,
+            version,
             ..copy
         };
         self.slots[slot] = Some((real, clean));
