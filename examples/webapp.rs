@@ -21,7 +21,9 @@
 //!   used to look a session up: an unknown, forged or expired id is never
 //!   adopted, the visitor gets a fresh random one (strict mode).
 //! - `GET /` counts requests in the session's global scope and page views in
-//!   the `home` component's scope, and shows both.
+//!   the `home` component's scope, and shows both. The counters go through
+//!   `update_with`, so concurrent requests of one visitor never lose a count.
+//! - Requests are served by [`THREADS`] threads.
 //! - `POST /login` (form field `user`) moves the session to a new id with
 //!   `regenerate`, against session fixation, and stores the user name.
 //! - `POST /logout` destroys the session and clears the cookie.
@@ -47,6 +49,9 @@ pub const HOME: &str = "home";
 const MAX_BODY: u64 = 4096;
 /// The longest user name accepted, in characters.
 const MAX_USER: usize = 64;
+
+/// How many threads serve requests.
+pub const THREADS: usize = 4;
 
 /// The namespace of the app's keys on Redis, unless `--namespace` says otherwise.
 pub const REDIS_NAMESPACE: &str = "webapp";
@@ -80,11 +85,20 @@ impl App {
         }
     }
 
-    /// Answers requests until the server is unblocked.
+    /// Answers requests on [`THREADS`] threads until the server is unblocked.
     pub fn serve(&self, server: &Server) {
-        for request in server.incoming_requests() {
-            self.respond(request);
-        }
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    while let Ok(request) = server.recv() {
+                        self.respond(request);
+                    }
+                    // `unblock` wakes one waiting thread: pass it on, so
+                    // that every serving thread stops.
+                    server.unblock();
+                });
+            }
+        });
     }
 
     /// Answers one request. A store error is logged and answered with 500;
@@ -155,20 +169,26 @@ impl App {
     }
 
     fn home(&self, visit: &mut Visit) -> Result<Reply, Error> {
-        let session = &mut visit.session;
-        let requests = session.get::<u64>("requests")?.unwrap_or(0) + 1;
-        session.set("requests", &requests)?;
-        let mut home =
-            self.store
-                .get(session.id(), Some(HOME))?
-                .ok_or_else(|| Error::NotFound {
-                    id: session.id().to_owned(),
-                })?;
-        let views = home.get::<u64>("views")?.unwrap_or(0) + 1;
-        home.set("views", &views)?;
-        self.store.save(&mut home)?;
-        let user = session.get::<String>("user")?;
+        let sid = visit.session.id().to_owned();
+        let requests = self.count(&sid, None, "requests")?;
+        let views = self.count(&sid, Some(HOME), "views")?;
+        let user = visit.session.get::<String>("user")?;
         Ok(page(user.as_deref(), requests, views))
+    }
+
+    /// Adds one to the counter `key` of a scope and returns its new value,
+    /// through `update_with`: a concurrent request of the same visitor makes
+    /// it read and add again, never lose a count.
+    fn count(&self, sid: &str, component: Option<&str>, key: &str) -> Result<u64, Error> {
+        let mut value = 0;
+        let live = self.store.update_with(sid, component, &mut |s| {
+            value = s.get::<u64>(key)?.unwrap_or(0) + 1;
+            s.set(key, &value)
+        })?;
+        if !live {
+            return Err(Error::NotFound { id: sid.to_owned() });
+        }
+        Ok(value)
     }
 
     fn login(&self, visit: &mut Visit, request: &mut Request) -> Result<Reply, Error> {

@@ -90,6 +90,24 @@ pub trait SessionStore {
     /// change, or use `update`, which does. Otherwise as [`save`](SessionStore::save).
     fn save_if_unchanged(&self, session: &mut Session) -> Result<()>;
 
+    /// `update` for code written against the trait (`&dyn SessionStore`):
+    /// reads the scope, runs `change`, saves with
+    /// [`save_if_unchanged`](SessionStore::save_if_unchanged), and on a
+    /// conflict reads and runs `change` again, up to the store's
+    /// `update_attempts`. `change` may run more than once. Returns whether
+    /// the session was live. [`Store::update`] is the same, generic over
+    /// what `change` returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::update`].
+    fn update_with(
+        &self,
+        sid: &str,
+        component: Option<&str>,
+        change: &mut dyn FnMut(&mut Session) -> Result<()>,
+    ) -> Result<bool>;
+
     /// Deletes the session: every scope's keys and its metadata. Returns
     /// whether a live session was there.
     ///
@@ -396,6 +414,15 @@ impl SessionStore for Store {
 
     fn save_if_unchanged(&self, session: &mut Session) -> Result<()> {
         Store::save_if_unchanged(self, session)
+    }
+
+    fn update_with(
+        &self,
+        sid: &str,
+        component: Option<&str>,
+        change: &mut dyn FnMut(&mut Session) -> Result<()>,
+    ) -> Result<bool> {
+        Ok(Store::update(self, sid, component, change)?.is_some())
     }
 
     fn destroy(&self, sid: &str) -> Result<bool> {

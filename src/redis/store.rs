@@ -511,6 +511,15 @@ impl SessionStore for RedisStore {
         self.save_session(session, true)
     }
 
+    fn update_with(
+        &self,
+        sid: &str,
+        component: Option<&str>,
+        change: &mut dyn FnMut(&mut Session) -> Result<()>,
+    ) -> Result<bool> {
+        Ok(RedisStore::update(self, sid, component, change)?.is_some())
+    }
+
     fn destroy(&self, sid: &str) -> Result<bool> {
         validate::sid(sid)?;
         let key = self.key(sid);

@@ -202,6 +202,39 @@ fn the_counters_persist_across_requests() -> TestResult {
 }
 
 #[test]
+fn concurrent_requests_with_one_cookie_count_exactly() -> TestResult {
+    // The app serves on several threads and counts through `update_with`:
+    // requests of one visitor that race never lose a count.
+    const CLIENTS: u64 = 8;
+    const EACH: u64 = 25;
+    let h = Harness::start()?;
+    let sid = h.get("/", None)?.new_sid();
+    std::thread::scope(|scope| -> TestResult {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    for _ in 0..EACH {
+                        let reply = h.get("/", Some(&sid)).map_err(|e| e.to_string())?;
+                        if reply.status != 200 {
+                            return Err(format!("status {}", reply.status));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("no panic")?;
+        }
+        Ok(())
+    })?;
+    let last = h.get("/", Some(&sid))?;
+    let total = 1 + CLIENTS * EACH + 1;
+    assert_eq!(last.counters(), (total, total));
+    Ok(())
+}
+
+#[test]
 fn login_changes_the_cookie_and_keeps_the_data() -> TestResult {
     let h = Harness::start()?;
     let old = h.get("/", None)?.new_sid();
