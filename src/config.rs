@@ -67,6 +67,8 @@ pub struct Config {
     pub(crate) reap_interval: Option<Duration>,
     pub(crate) touch_granularity: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) live_readers: bool,
+    pub(crate) read_only: bool,
 }
 
 impl Config {
@@ -86,6 +88,8 @@ impl Config {
             reap_interval: Some(Duration::from_secs(60)),
             touch_granularity: None,
             clock: Arc::new(SystemClock),
+            live_readers: true,
+            read_only: false,
         }
     }
 
@@ -197,12 +201,52 @@ impl Config {
         self
     }
 
-    /// Opens the store, creating it if the directory does not hold one yet.
+    /// Whether a redb store opens its file so that read-only handles in other
+    /// processes ([`read_only`](Config::read_only), `sessionctl` on a running
+    /// application) can follow its commits. Default: `true`.
+    ///
+    /// The cost: redb then refuses non-durable commits, so every batch is a
+    /// durable commit (one `fdatasync`), and [`Durability::Periodic`] saves
+    /// no flushes on redb (see docs/performance.md). `false` locks the file
+    /// against every other process. The store's lock file keeps a second
+    /// writer out either way. sled cannot share its files and ignores this.
+    #[must_use]
+    pub fn live_readers(mut self, on: bool) -> Self {
+        self.live_readers = on;
+        self
+    }
+
+    /// Opens an existing store read-only. Default: `false`.
+    ///
+    /// A read-only open takes no lock file, starts no reaper and no commit
+    /// thread, creates nothing and writes nothing, at close either. It may run
+    /// beside the application that has the store open, in another process
+    /// (or in this one): reads see what that writer has committed, each read
+    /// the latest, and no metadata is cached. Liveness is judged by this
+    /// store's [`clock`](Config::clock). Every write ([`Store::save`],
+    /// [`Store::flush`], …) returns [`Error::ReadOnly`] naming the call.
+    /// [`Store::verify`] works.
+    ///
+    /// Only redb stores can be opened read-only, and only beside a writer
+    /// that kept [`live_readers`](Config::live_readers) on; a sled store fails
+    /// with [`Error::ReadOnlyUnsupported`]. The settings that shape writes
+    /// (durability, timeouts, reaper, caches) are ignored.
+    #[must_use]
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
+    /// Opens the store, creating it if the directory does not hold one yet
+    /// (unless [`read_only`](Config::read_only)).
     ///
     /// # Errors
     ///
     /// - [`Error::InUse`](crate::Error::InUse) if the store is already open, here or in another process;
-    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else;
+    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else,
+    ///   or, read-only, holds no store;
+    /// - [`Error::ReadOnlyUnsupported`](crate::Error::ReadOnlyUnsupported) for a
+    ///   read-only open of a sled store;
     /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting, for an
     ///   empty path or a setting out of the range its setter documents, before
     ///   anything is created or written;
@@ -214,6 +258,9 @@ impl Config {
     /// Checks every setting before anything is created or written.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.read_only && self.temporary {
+            return bad("read_only on a temporary store: there is nothing to read".into());
+        }
         if !self.temporary && self.path.as_os_str().is_empty() {
             return bad("the path is empty; name the store's directory (Config::new(path))".into());
         }
@@ -292,6 +339,8 @@ impl fmt::Debug for Config {
             .field("absolute_timeout", &self.absolute_timeout)
             .field("reap_interval", &self.reap_interval)
             .field("touch_granularity", &self.effective_touch_granularity())
+            .field("live_readers", &self.live_readers)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
