@@ -25,7 +25,7 @@ use clap::Parser as _;
 use clap::error::ErrorKind;
 
 use args::{Cli, Command};
-use commands::ScopeFilter;
+use commands::{Access, ScopeFilter};
 
 /// A failed command: the one line to print.
 #[derive(Debug)]
@@ -112,7 +112,12 @@ fn run(cli: &Cli, db: &Path) -> Result<(), Fail> {
         // Import opens the store itself: it creates one only if it has a session to write.
         return transfer::import(cli, db, file, *replace, *max_value_size);
     }
-    let store = commands::open(cli, db)?;
+    let access = match &cli.command {
+        Command::Destroy { .. } => Access::Write("destroy"),
+        Command::Reap => Access::Write("reap"),
+        _ => Access::Read,
+    };
+    let store = commands::open(cli, db, access)?;
     match &cli.command {
         Command::Stats => commands::stats(cli, &store),
         Command::List { limit, expired } => commands::list(cli, &store, *limit, *expired),

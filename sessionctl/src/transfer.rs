@@ -203,13 +203,18 @@ fn write_sessions(
     stop: &AtomicBool,
 ) -> Result<u64, WriteError> {
     let mut n = 0;
+    // On a live store (opened read-only) the application writes while the
+    // ids are walked in deadline order: a session saved meanwhile moves to a
+    // later deadline and is met again, and one deleted is gone when read.
+    let mut seen = std::collections::HashSet::new();
     for id in store.session_ids() {
         if stop.load(Ordering::Relaxed) {
             return Err(WriteError::Interrupted);
         }
         let id = id.map_err(WriteError::Store)?;
-        // The CLI holds the store's lock, so nothing deletes a listed session
-        // in between; a missing one is skipped all the same.
+        if !seen.insert(id.clone()) {
+            continue;
+        }
         let Some(session) = store.export_session(&id).map_err(WriteError::Store)? else {
             continue;
         };
@@ -257,7 +262,10 @@ pub fn import(
     // Durability: import flushes once at its end instead of per session.
     let durability = Durability::Periodic(Duration::from_secs(1));
     let mut store = if commands::store_present(db) {
-        Some(commands::open_or_create(cli, db, durability, Some(limit))?)
+        Some(
+            commands::open_or_create(cli, db, durability, Some(limit))
+                .map_err(|e| e.for_write(db, "import"))?,
+        )
     } else {
         None
     };
@@ -305,7 +313,8 @@ pub fn import(
     if total > 0 {
         let store = match store.take() {
             Some(store) => store,
-            None => commands::open_or_create(cli, db, durability, Some(limit))?,
+            None => commands::open_or_create(cli, db, durability, Some(limit))
+                .map_err(|e| e.for_write(db, "import"))?,
         };
         let bar = progress(cli, total, "importing");
         for_each_line(&shown, spool, |_, text| {
