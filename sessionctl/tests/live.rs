@@ -45,6 +45,10 @@ fn main() -> TestResult {
             reads_while_a_writer_saves,
         ),
         (
+            "a_reader_outlives_a_writer_killed_with_sigkill",
+            reader_outlives_a_killed_writer,
+        ),
+        (
             "sessionctl_on_a_live_sled_store_names_the_engine_and_the_way_out",
             live_sled,
         ),
@@ -273,6 +277,48 @@ fn reads_while_a_writer_saves() -> TestResult {
     let store = Store::open(&db)?;
     assert!(store.verify()?.is_ok());
     assert_eq!(store.stats()?.live_sessions, SESSIONS.min(saves));
+    Ok(())
+}
+
+/// What a reader sees when its writer dies: the reader (a library handle in
+/// this process) keeps reading the last commit the writer made durable; a
+/// new read-only open is refused until a writer has recovered the file;
+/// sessionctl, finding the lock free, opens the store for writing, which
+/// recovers it; and the next writer is followed by the same old reader.
+fn reader_outlives_a_killed_writer() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("store");
+    let (mut child, _out) = start_writer(&db, Engine::Redb)?;
+    let reader = Store::open_read_only(&db)?;
+    let start = Instant::now();
+    while reader.stats()?.live_sessions < 5 {
+        assert!(start.elapsed() < BOUND, "the writer made no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    let before = reader.stats()?.live_sessions;
+    assert!(before >= 5);
+    let first = reader.export_session("s000")?.ok_or("s000")?;
+    assert_eq!(first.scopes.len(), 1);
+    assert_eq!(first.scopes[0].values.len(), KEYS.len());
+    assert!(reader.verify()?.is_ok());
+
+    let err = Store::open_read_only(&db)
+        .err()
+        .ok_or("a read-only open of a crashed file")?;
+    assert!(err.to_string().contains("not closed cleanly"), "{err}");
+    let stats: Value = serde_json::from_str(&ok_stdout(&ctl(&db, &["--json", "stats"]), "stats"))?;
+    assert_eq!(stats["live_sessions"].as_u64(), Some(before));
+    let again = Store::open_read_only(&db)?;
+    assert_eq!(again.stats()?.live_sessions, before);
+
+    // The next writer opens the file a dead writer left, and the old reader follows it.
+    let writer = Config::new(&db).reap_interval(None).open()?;
+    assert!(writer.verify()?.is_ok());
+    writer.create_new_session("after")?;
+    assert!(reader.get("after", None)?.is_some());
+    assert_eq!(reader.stats()?.live_sessions, before + 1);
     Ok(())
 }
 

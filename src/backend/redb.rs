@@ -56,6 +56,12 @@
 //! nothing left to do. The store's own lock file still keeps a second writer
 //! out.
 //!
+//! If the writer dies, a reader that is open keeps reading the last commit
+//! the writer made durable, and follows the next writer once one opens the
+//! file. A new read-only open of a file whose writer died fails until a
+//! writer has opened (and so repaired) it: redb refuses a read-only open of a
+//! file that needs a repair (`RepairAborted`).
+//!
 //! With [`Sharing::Exclusive`] the file is opened in redb's default
 //! `ExclusiveWriter` mode, which locks it against every other process, and
 //! batches are committed with `Durability::None` as described above.
@@ -173,6 +179,14 @@ impl RedbBackend {
                     context,
                     "the writer opened it without live readers (Config::live_readers(false)); \
                      stop the application, or reopen it with live readers on",
+                ));
+            }
+            Ok(Err(DatabaseError::RepairAborted)) => {
+                return Err(Error::storage(
+                    context,
+                    "the file was not closed cleanly (its writer crashed) and needs a repair, \
+                     which a read-only open cannot make; open the store once for writing \
+                     (start the application) to recover it",
                 ));
             }
             Ok(Err(e)) => return Err(Error::storage(context, e)),
