@@ -32,6 +32,10 @@
 //! second, `synchronous=NORMAL`). With sled the store then risks sled's log
 //! deadlock; see "Stalls" in src/contract.md.
 //!
+//! `--no-live-readers` adds a column: the store on redb with its file opened
+//! without live readers (`Config::live_readers(false)`), beside the default
+//! `store (redb)`, which opens it for them.
+//!
 //! `--quick` measures shorter and writes fewer sessions for the memory rows;
 //! it is meant to finish in under 2 minutes on 2 cores. `--only NAME` runs
 //! the workloads whose name contains NAME and prints only their rows;
@@ -83,6 +87,8 @@ struct Plan {
     reap_repeats: usize,
     /// Whether the single-threaded workloads flush in the background instead of durably.
     background: bool,
+    /// Whether to add the store on redb without live readers.
+    no_live_readers: bool,
 }
 
 const QUICK: Plan = Plan {
@@ -92,6 +98,7 @@ const QUICK: Plan = Plan {
     memory_sessions: 5_000,
     reap_repeats: 3,
     background: false,
+    no_live_readers: false,
 };
 
 const FULL: Plan = Plan {
@@ -101,6 +108,7 @@ const FULL: Plan = Plan {
     memory_sessions: 50_000,
     reap_repeats: 5,
     background: false,
+    no_live_readers: false,
 };
 
 /// Expired sessions per reap-scaling measurement.
@@ -126,12 +134,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut quick = false;
     let mut background = false;
+    let mut no_live_readers = false;
     let mut only: Option<String> = None;
     let mut redis: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--background" => background = true,
+            "--no-live-readers" => no_live_readers = true,
             "--only" => only = args.next(),
             "--redis" => match args.next() {
                 Some(url) => redis = Some(url),
@@ -163,7 +173,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "usage: perf_report [--quick] [--background] [--only WORKLOAD] [--redis URL]; unknown argument {other:?}"
+                    "usage: perf_report [--quick] [--background] [--no-live-readers] [--only WORKLOAD] [--redis URL]; unknown argument {other:?}"
                 );
                 std::process::exit(2);
             }
@@ -171,6 +181,7 @@ fn main() {
     }
     let mut plan = if quick { QUICK } else { FULL };
     plan.background = background;
+    plan.no_live_readers = no_live_readers;
     let started = Instant::now();
     eprintln!(
         "perf_report ({}): {} rounds of {:?} per cell; {}",
@@ -319,10 +330,18 @@ fn measure_workload(plan: &Plan, w: Workload, table: &mut Table) {
         Arc::new(SystemClock)
     };
     let mode = w.mode(plan.background);
-    let stores: Vec<StoreContender> = engines()
+    let mut stores: Vec<StoreContender> = engines()
         .into_iter()
         .map(|e| StoreContender::new(e, mode, clock.clone()))
         .collect();
+    let redb = engines().into_iter().find(|e| e.name() == "redb");
+    if let Some(redb) = redb.filter(|_| plan.no_live_readers) {
+        stores.push(StoreContender::without_live_readers(
+            redb,
+            mode,
+            clock.clone(),
+        ));
+    }
     let raw = RawSled::new(mode, clock.clone());
     let sqlite = Sqlite::new(mode, clock.clone());
     let mut runners: Vec<(String, Runner<'_>)> = Vec::new();

@@ -1,6 +1,11 @@
 //! Opening a store's directory: the path (or a temporary directory), the
 //! engine found there or asked for, the lock file that makes this process
 //! the only writer, the format marker, and the time floor.
+//!
+//! A read-only open (`Config::read_only`) takes another way through the same
+//! steps: it finds the engine without creating anything, takes no lock file
+//! (the writer may hold it), opens the engine read-only, and checks the
+//! format marker without writing one.
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -26,7 +31,8 @@ pub(crate) struct Opened {
     pub backend: Arc<dyn Backend>,
     /// The time floor the store last wrote; 0 for a new store.
     pub floor: u64,
-    pub lock: File,
+    /// The lock file; `None` for a read-only open, which takes none.
+    pub lock: Option<File>,
     pub temp: Option<tempfile::TempDir>,
 }
 
@@ -35,6 +41,9 @@ pub(crate) struct Opened {
 /// (`engine`, if the caller supplies one: tests inside the crate do) and
 /// checks or writes the format marker.
 pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
+    if config.read_only {
+        return open_read_only(config, engine);
+    }
     let temp = if config.temporary {
         Some(tempfile::tempdir().map_err(|e| Error::Io {
             path: std::env::temp_dir(),
@@ -46,28 +55,80 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
     let path = temp
         .as_ref()
         .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
-    let kind = prepare_dir(&path, config.engine)?;
+    let kind = create_dir(&path, config.engine)?;
     let lock = lock_dir(&path)?;
     let backend = match engine {
         Some(b) => b,
-        None => backend::open(kind, &path, config.cache_capacity)?,
+        None => backend::open(
+            kind,
+            &path,
+            config.cache_capacity,
+            config.effective_live_readers(),
+        )?,
     };
-    check_format(&*backend, &path)?;
+    check_format(&*backend, &path, true)?;
     let floor = read_floor(&*backend)?;
     Ok(Opened {
         path,
         engine: kind,
         backend,
         floor,
-        lock,
+        lock: Some(lock),
         temp,
+    })
+}
+
+/// Opens the existing store of `config` read-only: no lock file, nothing
+/// created or written. A directory without a store is `NotAStore`.
+fn open_read_only(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
+    let path = config.path.clone();
+    let kind = match fs::metadata(&path) {
+        Ok(_) => prepare_dir(&path, config.engine)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(Error::Io { path, source }),
+    };
+    let Some(kind) = kind else {
+        return Err(Error::NotAStore {
+            path,
+            reason: "it holds no store, and a read-only open creates none".into(),
+        });
+    };
+    let backend = match engine {
+        Some(b) => b,
+        None => backend::open_read_only(kind, &path, config.cache_capacity)?,
+    };
+    check_format(&*backend, &path, false)?;
+    let floor = read_floor(&*backend)?;
+    Ok(Opened {
+        path,
+        engine: kind,
+        backend,
+        floor,
+        lock: None,
+        temp: None,
     })
 }
 
 /// Creates the directory, or checks that it holds nothing or one store.
 /// Returns the engine to open: the one asked for, else the one whose store is
 /// there, else the default.
-fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
+fn create_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(wanted.unwrap_or_default())
+        }
+        _ => Ok(prepare_dir(path, wanted)?.unwrap_or(wanted.unwrap_or_default())),
+    }
+}
+
+/// Checks that the existing directory `path` holds nothing or one store, and
+/// returns that store's engine (`None` if it is empty), which must be
+/// `wanted` if given.
+fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Option<Engine>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -76,14 +137,9 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
         path: path.to_path_buf(),
         reason,
     };
-    let fresh = wanted.unwrap_or_default();
     match fs::metadata(path) {
         Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory".into())),
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(path).map_err(io)?;
-            return Ok(fresh);
-        }
         Err(e) => return Err(io(e)),
     }
     let names: Vec<String> = fs::read_dir(path)
@@ -96,8 +152,8 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
         !markers.is_empty() && markers.iter().all(|m| names.iter().any(|n| n == m))
     };
     match (wanted, Engine::ALL.iter().copied().find(|e| holds(*e))) {
-        (None, Some(found)) => return Ok(found),
-        (Some(w), Some(found)) if w == found => return Ok(found),
+        (None, Some(found)) => return Ok(Some(found)),
+        (Some(w), Some(found)) if w == found => return Ok(Some(found)),
         (Some(w), Some(found)) => {
             return Err(not_a_store(format!(
                 "it holds a {} store, and this one was configured for {}; open it with Config::engine(Engine::{:?})",
@@ -109,7 +165,7 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Engine> {
         (_, None) => {}
     }
     match names.iter().find(|n| n.as_str() != LOCK_FILE) {
-        None => Ok(fresh),
+        None => Ok(None),
         Some(other) => Err(not_a_store(format!(
             "the directory holds other files, such as {other:?}, and no store"
         ))),
@@ -146,8 +202,8 @@ fn lock_dir(path: &Path) -> Result<File> {
     })
 }
 
-/// Reads the format marker; writes it into a new, empty database.
-fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
+/// Reads the format marker; writes it into a new, empty database if `write`.
+fn check_format(backend: &dyn Backend, path: &Path, write: bool) -> Result<()> {
     let not_a_store = |reason: String| Error::NotAStore {
         path: path.to_path_buf(),
         reason,
@@ -158,7 +214,7 @@ fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
             "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
             v.first()
         ))),
-        None if backend.scan_range(&[], None, 1)?.is_empty() => {
+        None if write && backend.scan_range(&[], None, 1)?.is_empty() => {
             let mut batch = Batch::default();
             let mut marker = vec![FORMAT_VERSION];
             marker.extend_from_slice(backend.name().as_bytes());

@@ -14,6 +14,8 @@ use super::contender::{Contender, IDLE, Mode};
 pub struct StoreContender {
     store: Store,
     engine: Engine,
+    /// Whether the store opened its file for live readers (`Config::live_readers`, the default).
+    live_readers: bool,
     path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -26,6 +28,22 @@ impl StoreContender {
 
     /// A new, empty store on `engine` with `cache_capacity` bytes of cache.
     pub fn with_cache(engine: Engine, mode: Mode, clock: Arc<dyn Clock>, cache: u64) -> Self {
+        Self::build(engine, mode, clock, cache, true)
+    }
+
+    /// A new, empty store on `engine` with the default cache, its file
+    /// opened without live readers (`Config::live_readers(false)`).
+    pub fn without_live_readers(engine: Engine, mode: Mode, clock: Arc<dyn Clock>) -> Self {
+        Self::build(engine, mode, clock, 64 << 20, false)
+    }
+
+    fn build(
+        engine: Engine,
+        mode: Mode,
+        clock: Arc<dyn Clock>,
+        cache: u64,
+        live_readers: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("store");
         let durability = match mode {
@@ -40,11 +58,13 @@ impl StoreContender {
             .reap_interval(None)
             .touch_granularity(Duration::from_micros(1))
             .clock(clock)
+            .live_readers(live_readers)
             .open()
             .expect("opening the store");
         StoreContender {
             store,
             engine,
+            live_readers,
             path,
             _dir: dir,
         }
@@ -60,7 +80,11 @@ impl Contender for StoreContender {
     type Scope = Session;
 
     fn label(&self) -> String {
-        format!("store ({})", self.engine.name())
+        if self.live_readers {
+            format!("store ({})", self.engine.name())
+        } else {
+            format!("store ({}, no live readers)", self.engine.name())
+        }
     }
 
     fn create(&self) -> Session {

@@ -15,17 +15,79 @@ use crate::target::Target;
 /// The lock file every store directory holds; a directory holding only it has no store.
 const LOCK_FILE: &str = "sessionstore.lock";
 
+/// What a command does to the store: decides how a live store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// It only reads: on a store the application has open, it opens it read-only.
+    Read,
+    /// It writes (the command is named): on a live store it fails.
+    Write(&'static str),
+}
+
 /// Opens the existing store at `db` for a command other than `import`,
 /// with no reaper thread. Never creates a store: a missing directory, an empty
 /// one, or one that holds only the lock file is refused.
-pub fn open(cli: &Cli, db: &Path) -> Result<Store, Fail> {
+///
+/// A store that another process (the application) has open is opened
+/// read-only for a command that only reads (redb; sled cannot, and says so),
+/// and refused for one that writes.
+pub fn open(cli: &Cli, db: &Path, access: Access) -> Result<Store, Fail> {
     if !store_present(db) {
         return Err(Fail(format!(
             "no store at {}: the directory does not exist, or holds no store",
             db.display()
         )));
     }
-    open_or_create(cli, db, Durability::Immediate, None)
+    match open_or_create(cli, db, Durability::Immediate, None) {
+        Err(Opening::InUse) => match access {
+            Access::Read => open_live(cli, db),
+            Access::Write(command) => Err(in_use(db, command)),
+        },
+        Err(Opening::Other(fail)) => Err(fail),
+        Ok(store) => Ok(store),
+    }
+}
+
+/// The one line for a command that writes to a store the application has open.
+pub fn in_use(db: &Path, command: &str) -> Fail {
+    Fail(format!(
+        "the store at {} is in use by another process (the application); `{command}` writes, and writes need the application stopped (or go through the application's own API)",
+        db.display()
+    ))
+}
+
+/// Opens the store at `db`, which another process has open, read-only.
+fn open_live(cli: &Cli, db: &Path) -> Result<Store, Fail> {
+    let mut config = Config::new(db).read_only(true);
+    if let Some(engine) = cli.engine {
+        config = config.engine(engine);
+    }
+    match config.open() {
+        Ok(store) => Ok(store),
+        Err(Error::ReadOnlyUnsupported { engine, .. }) => Err(Fail(format!(
+            "the store at {} is in use by another process (the application), and it is a {engine} store: {engine} lets one process at a time open its files, so stop the application to inspect it",
+            db.display()
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why `open_or_create` failed: the store is in use, or anything else.
+pub enum Opening {
+    /// Another handle or process has the store open.
+    InUse,
+    /// Any other failure, as its one line.
+    Other(Fail),
+}
+
+impl Opening {
+    /// The one line for `command`, which writes to the store at `db`.
+    pub fn for_write(self, db: &Path, command: &str) -> Fail {
+        match self {
+            Opening::Other(fail) => fail,
+            Opening::InUse => in_use(db, command),
+        }
+    }
 }
 
 /// Opens the store at `db` with no reaper thread, creating it if there is
@@ -36,7 +98,7 @@ pub fn open_or_create(
     db: &Path,
     durability: Durability,
     max_value_size: Option<usize>,
-) -> Result<Store, Fail> {
+) -> Result<Store, Opening> {
     let config = |engine: Option<Engine>| {
         let mut config = Config::new(db).durability(durability).reap_interval(None);
         if let Some(bytes) = max_value_size {
@@ -49,20 +111,21 @@ pub fn open_or_create(
     };
     match (config(cli.engine).open(), cli.engine) {
         (Ok(store), _) => Ok(store),
+        (Err(Error::InUse { .. }), _) => Err(Opening::InUse),
         (Err(e @ Error::NotAStore { .. }), Some(wanted)) => {
             // Perhaps a store of another engine: name the flag that opens it.
             // Opening with another engine creates nothing where no store is.
             for other in Engine::ALL.iter().filter(|e| **e != wanted) {
                 if config(Some(*other)).open().is_ok() {
-                    return Err(Fail(format!(
+                    return Err(Opening::Other(Fail(format!(
                         "{} holds a {other} store, not a {wanted} one; use --engine {other}, or leave --engine out",
                         db.display()
-                    )));
+                    ))));
                 }
             }
-            Err(e.into())
+            Err(Opening::Other(e.into()))
         }
-        (Err(e), _) => Err(e.into()),
+        (Err(e), _) => Err(Opening::Other(e.into())),
     }
 }
 
@@ -152,10 +215,19 @@ pub fn list(cli: &Cli, store: &Target, limit: Option<usize>, expired: bool) -> R
         store.live_ids()
     };
     let mut sessions = Vec::new();
-    for id in ids.take(limit.unwrap_or(usize::MAX)) {
-        // Nothing else can write while the CLI holds the store, so a listed id
-        // has a record; a missing one is skipped rather than reported.
-        if let Some(s) = store.export_session(&id?)? {
+    // On a live store (opened read-only) the application writes meanwhile: a
+    // session saved during the walk moves to a later deadline and is met
+    // again (listed once), and one deleted before it is read is skipped.
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if sessions.len() >= limit.unwrap_or(usize::MAX) {
+            break;
+        }
+        let id = id?;
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if let Some(s) = store.export_session(&id)? {
             sessions.push(s);
         }
     }

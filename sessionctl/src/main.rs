@@ -29,7 +29,7 @@ use clap::Parser as _;
 use clap::error::ErrorKind;
 
 use args::{Cli, Command};
-use commands::ScopeFilter;
+use commands::{Access, ScopeFilter};
 
 /// A failed command: the one line to print.
 #[derive(Debug)]
@@ -132,8 +132,13 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
         // Import opens the store itself: it creates one only if it has a session to write.
         return transfer::import(cli, place, file, *replace, *max_value_size);
     }
+    let access = match &cli.command {
+        Command::Destroy { .. } => Access::Write("destroy"),
+        Command::Reap => Access::Write("reap"),
+        _ => Access::Read,
+    };
     let store = match place {
-        Place::Db(db) => Target::Embedded(commands::open(cli, db)?),
+        Place::Db(db) => Target::Embedded(commands::open(cli, db, access)?),
         Place::Redis(url) => target::open_redis(cli, url, None)?,
     };
     match &cli.command {

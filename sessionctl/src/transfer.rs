@@ -204,13 +204,18 @@ fn write_sessions(
     stop: &AtomicBool,
 ) -> Result<u64, WriteError> {
     let mut n = 0;
+    // On a live store (opened read-only) the application writes while the
+    // ids are walked in deadline order: a session saved meanwhile moves to a
+    // later deadline and is met again, and one deleted is gone when read.
+    let mut seen = std::collections::HashSet::new();
     for id in store.live_ids() {
         if stop.load(Ordering::Relaxed) {
             return Err(WriteError::Interrupted);
         }
         let id = id.map_err(WriteError::Store)?;
-        // The CLI holds the store's lock, so nothing deletes a listed session
-        // in between; a missing one is skipped all the same.
+        if !seen.insert(id.clone()) {
+            continue;
+        }
         let Some(session) = store.export_session(&id).map_err(WriteError::Store)? else {
             continue;
         };
@@ -260,7 +265,8 @@ pub fn import(
     // Redis is opened at once: there is nothing to create.
     let mut store = match place {
         Place::Db(db) if commands::store_present(db) => Some(Target::Embedded(
-            commands::open_or_create(cli, db, durability, Some(limit))?,
+            commands::open_or_create(cli, db, durability, Some(limit))
+                .map_err(|e| e.for_write(db, "import"))?,
         )),
         Place::Db(_) => None,
         Place::Redis(url) => Some(target::open_redis(cli, url, Some(limit))?),
@@ -310,9 +316,10 @@ pub fn import(
     if total > 0 {
         let store = match (store.take(), place) {
             (Some(store), _) => store,
-            (None, Place::Db(db)) => {
-                Target::Embedded(commands::open_or_create(cli, db, durability, Some(limit))?)
-            }
+            (None, Place::Db(db)) => Target::Embedded(
+                commands::open_or_create(cli, db, durability, Some(limit))
+                    .map_err(|e| e.for_write(db, "import"))?,
+            ),
             (None, Place::Redis(url)) => target::open_redis(cli, url, Some(limit))?,
         };
         let bar = progress(cli, total, "importing");

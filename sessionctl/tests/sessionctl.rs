@@ -449,16 +449,38 @@ fn bad_input_is_one_line_and_a_non_zero_exit() -> TestResult {
 }
 
 #[test]
-fn a_store_in_use_says_so() -> TestResult {
+fn a_store_in_use_is_read_live_and_refuses_writes() -> TestResult {
     let f = Fixture::new()?;
     let store = Store::open(&f.db)?;
-    for args in [&["stats"][..], &["list"], &["export"]] {
+    // Reads open the store read-only beside its writer.
+    assert_eq!(f.json(&["stats"])["live_sessions"], 2);
+    assert_eq!(ids(&f.json(&["list"])), ["alice", "bob"]);
+    assert!(f.ctl(&["export"]).status.success());
+    assert!(f.ctl(&["verify"]).status.success());
+    assert!(f.ctl(&["show", "alice"]).status.success());
+    // Writes are refused, in one line naming the command and the way out.
+    let export = f.path("all.jsonl");
+    drop(store);
+    assert!(
+        f.ctl(&["export", &export.to_string_lossy()])
+            .status
+            .success()
+    );
+    let store = Store::open(&f.db)?;
+    for args in [
+        &["destroy", "alice"][..],
+        &["reap"],
+        &["import", &export.to_string_lossy(), "--replace"],
+    ] {
         let err = one_line_error(&f.ctl(args));
         assert!(err.contains("is in use"), "{err}");
         assert!(err.contains(&f.db.display().to_string()), "{err}");
+        assert!(err.contains(&format!("`{}` writes", args[0])), "{err}");
+        assert!(err.contains("writes need the application stopped"), "{err}");
     }
+    assert!(store.get("alice", None)?.is_some());
     drop(store);
-    assert!(f.ctl(&["stats"]).status.success());
+    assert!(f.ctl(&["reap"]).status.success());
     Ok(())
 }
 

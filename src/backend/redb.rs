@@ -40,9 +40,31 @@
 //! committed trees is verified, so a file altered outside redb fails to open
 //! with an error instead of being trusted (a plain redb open may panic on such
 //! a file). The check reads the whole file, so the open costs time in
-//! proportion to the store's size. The file is opened in redb's default
-//! exclusive mode, which locks it against every other process, on top of the
-//! store's own lock file.
+//! proportion to the store's size.
+//!
+//! # Live readers
+//!
+//! By default ([`Sharing::LiveReaders`]) the writer opens the file in redb's
+//! `ConcurrencyMode::SingleWriter`: one process writes, and any number of
+//! processes may open the file read-only ([`RedbBackend::open_read_only`],
+//! in the same mode) and follow its commits. Such a reader needs no call to
+//! see them: every read transaction it begins reads the file's header and
+//! starts from the latest commit the writer has made durable. redb refuses
+//! `Durability::None` in this mode (a commit held in one process's memory
+//! would be invisible to the others), so every [`apply`](Backend::apply) is
+//! then a durable commit (`fdatasync`), and [`flush`](Backend::flush) has
+//! nothing left to do. The store's own lock file still keeps a second writer
+//! out.
+//!
+//! If the writer dies, a reader that is open keeps reading the last commit
+//! the writer made durable, and follows the next writer once one opens the
+//! file. A new read-only open of a file whose writer died fails until a
+//! writer has opened (and so repaired) it: redb refuses a read-only open of a
+//! file that needs a repair (`RepairAborted`).
+//!
+//! With [`Sharing::Exclusive`] the file is opened in redb's default
+//! `ExclusiveWriter` mode, which locks it against every other process, and
+//! batches are committed with `Durability::None` as described above.
 //!
 //! # Errors and panics
 //!
@@ -59,8 +81,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, TableDefinition,
-    TableHandle,
+    ConcurrencyMode, Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase,
+    ReadOnlyTable, ReadableDatabase, TableDefinition, TableHandle,
 };
 
 use super::{Backend, Batch, Entry, panic_message};
@@ -74,24 +96,47 @@ pub(crate) const MARKER_FILES: &[&str] = &[FILE];
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("sessionstore");
 
+/// How the writer shares its file with other processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// `ConcurrencyMode::SingleWriter`: read-only handles in other processes follow the commits.
+    LiveReaders,
+    /// `ConcurrencyMode::ExclusiveWriter`: no other process may open the file.
+    Exclusive,
+}
+
+/// The open database: a writer, or a read-only handle beside one.
+enum Db {
+    Writer(Database),
+    Reader(ReadOnlyDatabase),
+}
+
 /// A redb database holding the store's one table.
 pub(crate) struct RedbBackend {
-    db: Database,
+    db: Db,
+    /// Whether every commit must be durable (the file is shared with readers).
+    shared: bool,
     file: PathBuf,
 }
 
 impl RedbBackend {
     /// Opens or creates the redb database `data.redb` in directory `dir`, with
-    /// a page cache of `cache_capacity` bytes.
-    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self> {
+    /// a page cache of `cache_capacity` bytes, shared with other processes as
+    /// `sharing` says.
+    pub fn open(dir: &Path, cache_capacity: u64, sharing: Sharing) -> Result<Self> {
         let file = dir.join(FILE);
         let context = || format!("opening the redb database {}", file.display());
         let created = !file.exists();
         let cache = usize::try_from(cache_capacity).unwrap_or(usize::MAX);
+        let mode = match sharing {
+            Sharing::LiveReaders => ConcurrencyMode::SingleWriter,
+            Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
+        };
         let db = guard(context, || {
             Ok(Database::builder()
                 .set_cache_size(cache)
                 .set_check_integrity_on_open(true)
+                .set_concurrency_mode(mode)
                 .create(&file)?)
         })?;
         if created {
@@ -104,9 +149,71 @@ impl RedbBackend {
                     source,
                 })?;
         }
-        let backend = RedbBackend { db, file };
+        let backend = RedbBackend {
+            db: Db::Writer(db),
+            shared: sharing == Sharing::LiveReaders,
+            file,
+        };
         backend.create_table()?;
         Ok(backend)
+    }
+
+    /// Opens the existing database `data.redb` in directory `dir` read-only,
+    /// beside a writer that opened it with [`Sharing::LiveReaders`], or with
+    /// no writer at all. Creates and writes nothing. The integrity check does
+    /// not apply: it would write.
+    pub fn open_read_only(dir: &Path, cache_capacity: u64) -> Result<Self> {
+        let file = dir.join(FILE);
+        let cache = usize::try_from(cache_capacity).unwrap_or(usize::MAX);
+        let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+            Database::builder()
+                .set_cache_size(cache)
+                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                .open_read_only(&file)
+        }));
+        let context = format!("opening the redb database {} read-only", file.display());
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(Error::storage(
+                    context,
+                    "the writer opened it without live readers (Config::live_readers(false), \
+                     or Durability::Periodic, where it is off by default); stop the \
+                     application, or reopen it with live readers on",
+                ));
+            }
+            Ok(Err(DatabaseError::RepairAborted)) => {
+                return Err(Error::storage(
+                    context,
+                    "the file was not closed cleanly (its writer crashed) and needs a repair, \
+                     which a read-only open cannot make; open the store once for writing \
+                     (start the application) to recover it",
+                ));
+            }
+            Ok(Err(e)) => return Err(Error::storage(context, e)),
+            Err(payload) => {
+                return Err(Error::storage(
+                    context,
+                    format!("redb panicked: {}", panic_message(&*payload)),
+                ));
+            }
+        };
+        Ok(RedbBackend {
+            db: Db::Reader(db),
+            shared: true,
+            file,
+        })
+    }
+
+    /// The writer, or an error naming `what` on a read-only handle.
+    fn writer(&self, what: &str) -> Result<&Database, redb::Error> {
+        match &self.db {
+            Db::Writer(db) => Ok(db),
+            Db::Reader(_) => Err(redb::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{what} on a read-only handle"),
+            ))),
+        }
     }
 
     /// Creates the table in a new database; refuses a database that holds
@@ -115,7 +222,7 @@ impl RedbBackend {
         let foreign = guard(
             || "listing the tables of the redb database",
             || {
-                let txn = self.db.begin_write()?;
+                let txn = self.writer("creating the table")?.begin_write()?;
                 let mut names: Vec<String> = txn
                     .list_tables()?
                     .map(|t| t.name().to_string())
@@ -153,7 +260,10 @@ impl RedbBackend {
         guard(
             || context,
             || {
-                let txn = self.db.begin_read()?;
+                let txn = match &self.db {
+                    Db::Writer(db) => db.begin_read()?,
+                    Db::Reader(db) => db.begin_read()?,
+                };
                 let table = txn.open_table(TABLE)?;
                 f(&table)
             },
@@ -234,8 +344,11 @@ impl Backend for RedbBackend {
         guard(
             || "applying a batch",
             || {
-                let mut txn = self.db.begin_write()?;
-                txn.set_durability(Durability::None)?;
+                let mut txn = self.writer("applying a batch")?.begin_write()?;
+                // A file shared with readers takes durable commits only (see the module docs).
+                if !self.shared {
+                    txn.set_durability(Durability::None)?;
+                }
                 {
                     let mut table = txn.open_table(TABLE)?;
                     for (key, value) in batch.ops() {
@@ -253,10 +366,14 @@ impl Backend for RedbBackend {
     }
 
     fn flush(&self) -> Result<()> {
+        if self.shared {
+            // Every commit was durable already.
+            return Ok(());
+        }
         guard(
             || "flushing",
             || {
-                let mut txn = self.db.begin_write()?;
+                let mut txn = self.writer("flushing")?.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 txn.commit()?;
                 Ok(())
@@ -298,13 +415,13 @@ mod tests {
     fn crash_copy(b: &RedbBackend, to: &Path) -> Result<RedbBackend> {
         fs::create_dir_all(to).map_err(|e| Error::storage("test", e))?;
         fs::copy(&b.file, to.join(FILE)).map_err(|e| Error::storage("test", e))?;
-        RedbBackend::open(to, 1 << 20)
+        RedbBackend::open(to, 1 << 20, Sharing::Exclusive)
     }
 
     #[test]
     fn scans_follow_byte_order_and_bounds() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20)?;
+        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders)?;
         b.apply(&batch(&[
             ("ab/", Some("1")),
             ("ab/x", Some("2")),
@@ -331,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let live = dir.path().join("live");
         fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20)?;
+        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
         b.apply(&batch(&[("k1", Some("v1"))]))?;
         b.apply(&batch(&[("k2", Some("v2"))]))?;
         // Not yet durable: a crash now goes back to the last durable commit.
@@ -362,7 +479,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         fs::write(dir.path().join(FILE), vec![0xA5; 64 << 10])
             .map_err(|e| Error::storage("test", e))?;
-        let err = RedbBackend::open(dir.path(), 1 << 20).err();
+        let err = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders).err();
         assert!(matches!(err, Some(Error::Storage { .. })), "{err:?}");
         Ok(())
     }
@@ -372,7 +489,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let file = dir.path().join(FILE);
         {
-            let b = RedbBackend::open(dir.path(), 1 << 20)?;
+            let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders)?;
             for i in 0..200u32 {
                 let k = format!("key{i:05}");
                 b.apply(&batch(&[(&k, Some(&"x".repeat(500)))]))?;
@@ -388,7 +505,7 @@ mod tests {
         fs::write(&file, &bytes).map_err(|e| Error::storage("test", e))?;
         // A plain redb open would trust these pages and read the damaged
         // values back; the integrity check refuses the file instead.
-        match RedbBackend::open(dir.path(), 1 << 20) {
+        match RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders) {
             Err(e @ Error::Storage { .. }) => assert!(e.to_string().contains("corrupt"), "{e}"),
             Err(e) => panic!("expected a storage error, got {e}"),
             Ok(_) => panic!("a file with damaged pages was opened"),
@@ -410,7 +527,7 @@ mod tests {
             );
             txn.commit().map_err(|e| Error::storage("test", e))?;
         }
-        let err = RedbBackend::open(dir.path(), 1 << 20).err();
+        let err = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders).err();
         assert!(
             matches!(&err, Some(Error::NotAStore { reason, .. }) if reason.contains("accounts")),
             "{err:?}"

@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Core;
+use crate::commit::Committer;
 use crate::error::Result;
 
 impl Core {
@@ -28,12 +29,12 @@ impl Core {
 
     /// Batches applied since open.
     pub fn writes(&self) -> u64 {
-        self.committer.writes()
+        self.committer.as_ref().map_or(0, Committer::writes)
     }
 
     /// Flushes made since open.
     pub fn flushes(&self) -> u64 {
-        self.committer.flushes()
+        self.committer.as_ref().map_or(0, Committer::flushes)
     }
 
     /// Bytes the engine's files take on disk.
@@ -44,6 +45,6 @@ impl Core {
     /// Requests queued for the commit thread and not answered yet.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        self.committer.queued()
+        self.committer.as_ref().map_or(0, Committer::queued)
     }
 }

@@ -19,7 +19,7 @@ use crate::backend::{Backend, Engine};
 use crate::clock::{self, Clock};
 use crate::commit::Committer;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{IdSource, OsRandom};
 use crate::locks::{Locks, PairGuard};
 use crate::meta::Policy;
@@ -39,7 +39,8 @@ pub(crate) struct Parts {
 /// `Drop` stops the commit thread first; then field order is drop order: the
 /// engine closes before the lock file and the temporary directory go.
 pub(crate) struct Core {
-    committer: Committer,
+    /// The commit thread and write path; `None` for a read-only store, which writes nothing.
+    committer: Option<Committer>,
     engine: Engine,
     backend: Arc<dyn Backend>,
     locks: Locks,
@@ -71,15 +72,20 @@ impl Drop for Core {
     /// lock file stays held and a temporary directory is kept: no other store
     /// may open those files while a write can still land in them.
     fn drop(&mut self) {
+        // A read-only store writes nothing, at close either.
+        let Some(committer) = &self.committer else {
+            return;
+        };
         // Keep a floor that reads moved, so that a clock that is behind after
         // the reopen cannot bring back what this store already saw expire.
-        if !self.committer.is_stalled()
+        if !committer.is_stalled()
             && self.floor.load(Ordering::Acquire) > self.written_floor.load(Ordering::Acquire)
             && let Err(e) = self.write(WriteSet::default())
         {
             log::warn!("sessionstore: could not write the time floor at close: {e}");
         }
-        if !self.committer.shut_down() {
+        let stopped = self.committer.as_mut().is_none_or(Committer::shut_down);
+        if !stopped {
             if let Some(lock) = self.lock.take() {
                 std::mem::forget(lock);
             }
@@ -96,15 +102,19 @@ impl Drop for Core {
 
 impl Core {
     /// Validates `config`, opens its directory and engine (see `open`), and
-    /// starts the commit thread.
+    /// starts the commit thread, unless the store is read-only.
     pub fn open(config: &Config, parts: Parts) -> Result<Core> {
         config.validate()?;
         let opened = open::open(config, parts.backend)?;
-        let committer = Committer::start(
-            opened.backend.clone(),
-            config.durability,
-            config.write_timeout,
-        )?;
+        let committer = if config.read_only {
+            None
+        } else {
+            Some(Committer::start(
+                opened.backend.clone(),
+                config.durability,
+                config.write_timeout,
+            )?)
+        };
         let micros = clock::duration_micros;
         Ok(Core {
             committer,
@@ -127,7 +137,7 @@ impl Core {
             failed_reaps: AtomicU64::new(0),
             versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
             path: opened.path,
-            lock: Some(opened.lock),
+            lock: opened.lock,
             temp: opened.temp,
         })
     }
@@ -187,8 +197,40 @@ impl Core {
         self.locks.write_pair(a, b)
     }
 
-    /// The configured `write_timeout`: also how long a drop waits for a thread.
+    /// The configured `write_timeout`: also how long a drop waits for a
+    /// thread. A read-only store has no thread and answers zero.
     pub fn write_timeout(&self) -> Duration {
-        self.committer.timeout()
+        self.committer
+            .as_ref()
+            .map_or(Duration::ZERO, Committer::timeout)
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.committer.is_none()
+    }
+
+    /// Refuses `op`, a write, on a read-only store with `Error::ReadOnly`.
+    pub fn check_writable(&self, op: &'static str) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                op,
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The committer, or `Error::ReadOnly` naming `op`.
+    fn committer(&self, op: &'static str) -> Result<&Committer> {
+        self.committer.as_ref().ok_or_else(|| Error::ReadOnly {
+            op,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Whether a write timed out (see `Committer::is_stalled`).
+    fn is_stalled(&self) -> bool {
+        self.committer.as_ref().is_some_and(Committer::is_stalled)
     }
 }

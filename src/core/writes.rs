@@ -31,11 +31,12 @@ impl Core {
         set: WriteSet,
         submit: impl FnOnce(&Committer, Batch) -> Result<()>,
     ) -> Result<()> {
+        let committer = self.committer("a write")?;
         let floor = self.floor.load(Ordering::Acquire);
         let mut set = set;
         set.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
         let (batch, metas) = set.into_parts();
-        let result = submit(&self.committer, batch);
+        let result = submit(committer, batch);
         if result.is_ok() {
             self.written_floor.fetch_max(floor, Ordering::AcqRel);
         }
@@ -50,7 +51,7 @@ impl Core {
 
     /// Makes every acknowledged write durable now.
     pub fn flush(&self) -> Result<()> {
-        self.committer.flush()
+        self.committer("flush")?.flush()
     }
 
     /// Adds to `set` the deletion of every key of `sid`, its metadata record

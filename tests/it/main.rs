@@ -27,6 +27,7 @@ mod hardening;
 mod input;
 mod model;
 mod open;
+mod read_only;
 mod reaper;
 #[cfg(feature = "redis")]
 mod redis;
