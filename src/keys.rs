@@ -289,6 +289,21 @@ mod tests {
             }
         );
         assert_eq!(parse(b"ab/"), Parsed::Meta { sid: "ab" });
+        assert_eq!(version("ab", Some("c")), b"ab/c/");
+        assert_eq!(
+            parse(&version("ab", Some("c"))),
+            Parsed::Version {
+                sid: "ab",
+                component: Some("c")
+            }
+        );
+        assert_eq!(
+            parse(&version("ab", None)),
+            Parsed::Version {
+                sid: "ab",
+                component: None
+            }
+        );
         assert_eq!(
             parse(&index(7, "ab")),
             Parsed::Index {
@@ -308,7 +323,6 @@ mod tests {
             b"a b/",
             b"ab",
             b"ab/c",
-            b"ab/c/",
             b"\xff/",
         ] {
             assert_eq!(parse(bad), Parsed::Unknown, "{bad:?}");
