@@ -5,6 +5,7 @@
 mod admin;
 mod bad_bytes;
 mod restart;
+mod round_trips;
 mod ttl;
 
 use std::sync::Arc;
