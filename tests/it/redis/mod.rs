@@ -6,6 +6,7 @@ mod admin;
 mod bad_bytes;
 mod restart;
 mod round_trips;
+mod timeouts;
 mod ttl;
 
 use std::sync::Arc;
