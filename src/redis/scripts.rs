@@ -41,9 +41,13 @@ end
 /// clear first (empty for none), the scope's version field to check (empty
 /// for no check) and the version expected there (empty: none), the number
 /// `n` of fields to set, then `n` field/value pairs, then the fields to delete.
+///
+/// The fields are set (with the metadata record) by one `HSET` and deleted
+/// by one `HDEL`, `BATCH` arguments at a time at most (an even number: whole
+/// pairs), so that a save of many keys stays within what Lua's `unpack` takes.
 pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{SET_TTL}{}",
+        "{SET_TTL}local BATCH = 256\n{}",
         r"
 local cur = redis.call('HGET', KEYS[1], 'm')
 if cur ~= ARGV[1] then return 0 end
@@ -57,17 +61,20 @@ if prefix ~= '' then
     if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', KEYS[1], f) end
   end
 end
-local n = tonumber(ARGV[7])
-local i = 8
-for _ = 1, n do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
+local last = 7 + 2 * tonumber(ARGV[7])
+local j = math.min(last, 7 + BATCH)
+redis.call('HSET', KEYS[1], 'm', ARGV[2], unpack(ARGV, 8, j))
+local i = j + 1
+while i <= last do
+  j = math.min(last, i + BATCH - 1)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
 end
 while i <= #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  i = i + 1
+  j = math.min(#ARGV, i + BATCH - 1)
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[2])
 set_ttl(ARGV[3])
 return 1
 "

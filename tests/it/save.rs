@@ -288,3 +288,27 @@ store_test!(save_if_unchanged_after_a_save_sees_a_later_write, |db| {
     assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(4));
     Ok(())
 });
+
+// A save of thousands of keys set and removed at once, in the global scope
+// and a component's, keeps each of them.
+store_test!(a_save_of_thousands_of_keys_keeps_them_all, |db| {
+    let store = db.open()?;
+    let mut s = store.create_new_session("s")?;
+    for i in 0..3000u32 {
+        s.set(&format!("k{i}"), &i)?;
+    }
+    store.save(&mut s)?;
+    for i in (0..3000u32).step_by(2) {
+        s.remove(&format!("k{i}"));
+    }
+    for i in 3000..5000u32 {
+        s.set(&format!("k{i}"), &i)?;
+    }
+    store.save(&mut s)?;
+    let got = store.get("s", None)?.unwrap();
+    assert_eq!(got.len(), 1500 + 2000);
+    assert_eq!(got.get::<u32>("k0")?, None);
+    assert_eq!(got.get::<u32>("k2999")?, Some(2999));
+    assert_eq!(got.get::<u32>("k4999")?, Some(4999));
+    Ok(())
+});
