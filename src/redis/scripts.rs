@@ -3,9 +3,11 @@
 //!
 //! Each script touches exactly one key, `KEYS[1]`, the session's hash, so it
 //! runs in one Cluster slot. The check is a compare-and-set on the exact
-//! bytes of the metadata record the caller read: the caller decides, with
-//! the store's clock, that the session is live and of the right incarnation,
-//! and the script writes only if the record is still those bytes. Every
+//! bytes of a metadata record the caller holds (read just now, or, for a
+//! save, carried by the session since its read or last save): the caller
+//! decides, with the store's clock, that the session is live and of the
+//! right incarnation by that record, and the script writes only if the
+//! stored record is still those bytes. Every
 //! script that writes sets the key's TTL in the same step, so the key is
 //! never without one (`PERSIST` only for a session that never expires).
 //! Scripts return status codes, never errors: a Lua `error()` would arrive as
