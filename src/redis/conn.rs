@@ -42,7 +42,11 @@ impl Connections {
         let pool = match &config.target {
             Target::Single(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(invalid)?;
-                Pool::Single(pool_builder(config).build(client).map_err(pool_error)?)
+                let pool = pool_builder(config)
+                    .connection_customizer(Box::new(Timeouts(config.io_timeout)))
+                    .build(client)
+                    .map_err(pool_error)?;
+                Pool::Single(pool)
             }
             Target::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes.clone())
@@ -105,14 +109,9 @@ impl Connections {
         let checkout =
             |e: r2d2::Error| Error::storage(format!("{what} on {}: no connection", self.target), e);
         match &self.pool {
+            // Its timeouts were set once, when it connected (`Timeouts`).
             Pool::Single(pool) => {
                 let mut conn = pool.get().map_err(checkout)?;
-                let timeouts = conn
-                    .set_read_timeout(Some(self.io_timeout))
-                    .and_then(|()| conn.set_write_timeout(Some(self.io_timeout)));
-                if let Err(e) = timeouts {
-                    return Ok(Err(e));
-                }
                 Ok(f(&mut *conn))
             }
             Pool::Cluster(pool) => {
@@ -169,6 +168,19 @@ impl Connections {
     /// A `redis` error as ours, naming the server.
     pub fn error(&self, what: &str, e: redis::RedisError) -> Error {
         Error::storage(format!("{what} on {}", self.target), e)
+    }
+}
+
+/// Sets the read and write timeouts of each new connection to one server,
+/// once, when the pool opens it: not on every checkout, which would cost two
+/// system calls per call. Nothing else changes a pooled connection's timeouts.
+#[derive(Debug)]
+struct Timeouts(Duration);
+
+impl r2d2::CustomizeConnection<redis::Connection, redis::RedisError> for Timeouts {
+    fn on_acquire(&self, conn: &mut redis::Connection) -> redis::RedisResult<()> {
+        conn.set_read_timeout(Some(self.0))?;
+        conn.set_write_timeout(Some(self.0))
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Each script touches exactly one key, `KEYS[1]`, the session's hash, so it
 //! runs in one Cluster slot. The check is a compare-and-set on the exact
-//! bytes of the metadata record the caller read: the caller decides, with
-//! the store's clock, that the session is live and of the right incarnation,
-//! and the script writes only if the record is still those bytes. Every
+//! bytes of a metadata record the caller holds (read just now, or, for a
+//! save, carried by the session since its read or last save): the caller
+//! decides, with the store's clock, that the session is live and of the
+//! right incarnation by that record, and the script writes only if the
+//! stored record is still those bytes. Every
 //! script that writes sets the key's TTL in the same step, so the key is
 //! never without one (`PERSIST` only for a session that never expires).
 //! Scripts return status codes, never errors: a Lua `error()` would arrive as
@@ -41,9 +43,13 @@ end
 /// clear first (empty for none), the scope's version field to check (empty
 /// for no check) and the version expected there (empty: none), the number
 /// `n` of fields to set, then `n` field/value pairs, then the fields to delete.
+///
+/// The fields are set (with the metadata record) by one `HSET` and deleted
+/// by one `HDEL`, `BATCH` arguments at a time at most (an even number: whole
+/// pairs), so that a save of many keys stays within what Lua's `unpack` takes.
 pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{SET_TTL}{}",
+        "{SET_TTL}local BATCH = 256\n{}",
         r"
 local cur = redis.call('HGET', KEYS[1], 'm')
 if cur ~= ARGV[1] then return 0 end
@@ -57,17 +63,20 @@ if prefix ~= '' then
     if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', KEYS[1], f) end
   end
 end
-local n = tonumber(ARGV[7])
-local i = 8
-for _ = 1, n do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
+local last = 7 + 2 * tonumber(ARGV[7])
+local j = math.min(last, 7 + BATCH)
+redis.call('HSET', KEYS[1], 'm', ARGV[2], unpack(ARGV, 8, j))
+local i = j + 1
+while i <= last do
+  j = math.min(last, i + BATCH - 1)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
 end
 while i <= #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  i = i + 1
+  j = math.min(#ARGV, i + BATCH - 1)
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[2])
 set_ttl(ARGV[3])
 return 1
 "

@@ -109,6 +109,22 @@ pub(super) struct Read {
     pub(super) fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// What a save writes, whatever metadata record it checks against.
+struct SaveArgs<'a> {
+    /// The session's key.
+    key: &'a str,
+    /// The prefix of the scope to clear first; empty for none.
+    clear: &'a [u8],
+    /// The scope's version field to check; empty for no check.
+    check_field: &'a [u8],
+    /// The version expected in `check_field`; empty for none.
+    expected: &'a [u8],
+    /// Fields to set, with their values.
+    sets: &'a [(Vec<u8>, &'a [u8])],
+    /// Fields to delete.
+    dels: &'a [Vec<u8>],
+}
+
 impl RedisStore {
     pub(crate) fn open(config: RedisConfig) -> Result<RedisStore> {
         let conns = Connections::open(&config)?;
@@ -356,7 +372,8 @@ impl RedisStore {
                         meta.incarnation,
                         self.inner.max_value_size,
                         Snapshot::default(),
-                    ));
+                    )
+                    .with_read_token(bytes));
                 }
                 scripts::FOREIGN => return Err(self.foreign(sid)),
                 scripts::CONFLICT => continue,
@@ -364,6 +381,32 @@ impl RedisStore {
             }
         }
         Err(self.contention("creating a session", sid))
+    }
+
+    /// Runs `SAVE` for `args` against the expected metadata record `old`,
+    /// writing `new` and the TTL `ttl`; counts the write if there was one.
+    fn run_save(&self, args: &SaveArgs<'_>, old: &[u8], new: &[u8], ttl: &str) -> Result<i64> {
+        let status: i64 = self.with("saving a session", |c| {
+            let mut inv = scripts::SAVE.key(args.key);
+            inv.arg(old)
+                .arg(new)
+                .arg(ttl)
+                .arg(args.clear)
+                .arg(args.check_field)
+                .arg(args.expected)
+                .arg(args.sets.len());
+            for (f, v) in args.sets {
+                inv.arg(f).arg(*v);
+            }
+            for f in args.dels {
+                inv.arg(f);
+            }
+            inv.invoke(c)
+        })?;
+        if status == scripts::WRITTEN {
+            self.wrote();
+        }
+        Ok(status)
     }
 
     /// Writes the dirty keys of `session`'s scope, a new version of the
@@ -408,6 +451,48 @@ impl RedisStore {
         if writes_scope {
             sets.push((version_field, &version_bytes));
         }
+        let args = SaveArgs {
+            key: &key,
+            clear: &clear,
+            check_field: &check_field,
+            expected: &expected,
+            sets: &sets,
+            dels: &dels,
+        };
+        // The fast path: one round trip. The session carries the metadata
+        // record it was read or last saved with; if that record is live now,
+        // of the session's incarnation, and the save writes, the script
+        // writes against those exact bytes. Their match proves the stored
+        // record is that one, so the liveness judged here from it holds; any
+        // write since (a touch, a save, a destroy, a recreate, a regenerate)
+        // changed or removed it, and the script answers CONFLICT.
+        if let Some(token) = session.read_token() {
+            let now = self.now();
+            if let Ok(meta) = codec::decode_meta(&sid, token)
+                && meta.incarnation == session.incarnation()
+                && meta.is_live(now)
+            {
+                let new = meta.accessed(now);
+                if writes_scope || self.moves_enough(&meta, &new) {
+                    let new_bytes = codec::encode_meta(&new);
+                    let ttl = Self::ttl(&new, now);
+                    match self.run_save(&args, token, &new_bytes, &ttl)? {
+                        scripts::WRITTEN => {
+                            session.saved_at(version);
+                            session.set_read_token(new_bytes);
+                            return Ok(());
+                        }
+                        scripts::VERSION_CHANGED => {
+                            return Err(Error::Conflict { sid, component });
+                        }
+                        // The record changed since: read it, as below.
+                        scripts::CONFLICT => {}
+                        other => return Err(self.unexpected("saving a session", other)),
+                    }
+                }
+            }
+        }
+        // The slow path: read the record, judge it, check-and-write.
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let (meta, old_bytes) = match self.live_meta(&sid, now)? {
@@ -421,31 +506,15 @@ impl RedisStore {
                 if check && self.read_version(&key, &check_field)? != session.version() {
                     return Err(Error::Conflict { sid, component });
                 }
+                session.set_read_token(old_bytes);
                 return Ok(());
             }
             let new_bytes = codec::encode_meta(&new);
             let ttl = Self::ttl(&new, now);
-            let status: i64 = self.with("saving a session", |c| {
-                let mut inv = scripts::SAVE.key(&key);
-                inv.arg(&old_bytes)
-                    .arg(&new_bytes)
-                    .arg(&ttl)
-                    .arg(&clear)
-                    .arg(&check_field)
-                    .arg(&expected)
-                    .arg(sets.len());
-                for (f, v) in &sets {
-                    inv.arg(f).arg(*v);
-                }
-                for f in &dels {
-                    inv.arg(f);
-                }
-                inv.invoke(c)
-            })?;
-            match status {
+            match self.run_save(&args, &old_bytes, &new_bytes, &ttl)? {
                 scripts::WRITTEN => {
-                    self.wrote();
                     session.saved_at(version);
+                    session.set_read_token(new_bytes);
                     return Ok(());
                 }
                 scripts::VERSION_CHANGED => {
@@ -499,7 +568,8 @@ impl SessionStore for RedisStore {
                 self.inner.max_value_size,
                 values,
             )
-            .with_version(version),
+            .with_version(version)
+            .with_read_token(read.meta_bytes),
         ))
     }
 

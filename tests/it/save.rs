@@ -166,3 +166,149 @@ store_test!(a_wrong_type_is_a_decode_error_for_that_key_only, |db| {
     assert_eq!(got.get::<String>("name")?.as_deref(), Some("ada"));
     Ok(())
 });
+
+// A copy saved again and again keeps the session alive: each save moves the
+// last access, and the next save starts from there, not from the read.
+store_test!(repeated_saves_of_one_copy_keep_moving_the_deadline, |db| {
+    let store = db.open()?;
+    let mut s = store.create_new_session("s")?;
+    for i in 0..4u8 {
+        db.clock.advance(std::time::Duration::from_secs(7 * 60));
+        s.set("k", &i)?;
+        store.save(&mut s)?;
+    }
+    db.clock.advance(std::time::Duration::from_secs(7 * 60));
+    assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(3));
+    Ok(())
+});
+
+// A copy whose session was written since its read (another copy's save, a
+// touch) still saves, merging per key, and keeps the other write.
+store_test!(
+    a_copy_saves_after_the_session_was_written_since_its_read,
+    |db| {
+        let store = db.open()?;
+        let mut first = store.create_new_session("s")?;
+        first.set("a", &1u8)?;
+        store.save(&mut first)?;
+        let mut other = store.get("s", None)?.unwrap();
+        other.set("b", &2u8)?;
+        store.save(&mut other)?;
+        first.set("c", &3u8)?;
+        store.save(&mut first)?;
+        db.clock.advance(std::time::Duration::from_secs(2 * 60));
+        assert!(store.touch("s")?);
+        first.set("a", &4u8)?;
+        store.save(&mut first)?;
+        let now = store.get("s", None)?.unwrap();
+        assert_eq!(
+            (
+                now.get::<u8>("a")?,
+                now.get::<u8>("b")?,
+                now.get::<u8>("c")?
+            ),
+            (Some(4), Some(2), Some(3))
+        );
+        Ok(())
+    }
+);
+
+// A copy read before its session expired by the store's clock cannot save;
+// one read before a touch that kept the session alive can, though by its
+// own read the session would have expired.
+store_test!(
+    a_copy_read_before_expiry_saves_only_if_a_touch_kept_it,
+    |db| {
+        let store = db.open()?;
+        let mut gone = store.create_new_session("gone")?;
+        let mut kept = store.create_new_session("kept")?;
+        db.clock.advance(std::time::Duration::from_secs(6 * 60));
+        assert!(store.touch("kept")?);
+        db.clock.advance(std::time::Duration::from_secs(6 * 60));
+        gone.set("k", &1u8)?;
+        assert!(matches!(store.save(&mut gone), Err(Error::NotFound { .. })));
+        assert!(gone.is_dirty());
+        assert!(store.get("gone", None)?.is_none());
+        kept.set("k", &1u8)?;
+        store.save(&mut kept)?;
+        assert_eq!(store.get("kept", None)?.unwrap().get::<u8>("k")?, Some(1));
+        Ok(())
+    }
+);
+
+// A copy saved once, then destroyed and recreated under the same id, or
+// regenerated away, cannot save: no resurrection, nothing into the new one.
+store_test!(
+    a_saved_copy_cannot_save_after_destroy_recreate_or_regenerate,
+    |db| {
+        let store = db.open()?;
+        let mut old = store.create_new_session("s")?;
+        old.set("k", &1u8)?;
+        store.save(&mut old)?;
+        store.destroy("s")?;
+        old.set("k", &2u8)?;
+        assert!(matches!(store.save(&mut old), Err(Error::NotFound { .. })));
+        assert!(store.get("s", None)?.is_none(), "no resurrection");
+        store.create_new_session("s")?;
+        assert!(matches!(store.save(&mut old), Err(Error::NotFound { .. })));
+        assert!(store.get("s", None)?.unwrap().is_empty());
+
+        let mut moved = store.get("s", None)?.unwrap();
+        moved.set("m", &1u8)?;
+        store.save(&mut moved)?;
+        let new_id = store.regenerate("s")?;
+        moved.set("m", &2u8)?;
+        assert!(matches!(
+            store.save(&mut moved),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(store.get("s", None)?.is_none());
+        assert_eq!(store.get(&new_id, None)?.unwrap().get::<u8>("m")?, Some(1));
+        Ok(())
+    }
+);
+
+// `save_if_unchanged` of a copy saved before still sees another copy's
+// write to its scope.
+store_test!(save_if_unchanged_after_a_save_sees_a_later_write, |db| {
+    let store = db.open()?;
+    let mut a = store.create_new_session("s")?;
+    a.set("k", &1u8)?;
+    store.save_if_unchanged(&mut a)?;
+    let mut b = store.get("s", None)?.unwrap();
+    b.set("k", &2u8)?;
+    store.save_if_unchanged(&mut b)?;
+    a.set("k", &3u8)?;
+    assert!(matches!(
+        store.save_if_unchanged(&mut a),
+        Err(Error::Conflict { .. })
+    ));
+    b.set("k", &4u8)?;
+    store.save_if_unchanged(&mut b)?;
+    assert_eq!(store.get("s", None)?.unwrap().get::<u8>("k")?, Some(4));
+    Ok(())
+});
+
+// A save of thousands of keys set and removed at once, in the global scope
+// and a component's, keeps each of them.
+store_test!(a_save_of_thousands_of_keys_keeps_them_all, |db| {
+    let store = db.open()?;
+    let mut s = store.create_new_session("s")?;
+    for i in 0..3000u32 {
+        s.set(&format!("k{i}"), &i)?;
+    }
+    store.save(&mut s)?;
+    for i in (0..3000u32).step_by(2) {
+        s.remove(&format!("k{i}"));
+    }
+    for i in 3000..5000u32 {
+        s.set(&format!("k{i}"), &i)?;
+    }
+    store.save(&mut s)?;
+    let got = store.get("s", None)?.unwrap();
+    assert_eq!(got.len(), 1500 + 2000);
+    assert_eq!(got.get::<u32>("k0")?, None);
+    assert_eq!(got.get::<u32>("k2999")?, Some(2999));
+    assert_eq!(got.get::<u32>("k4999")?, Some(4999));
+    Ok(())
+});

@@ -5,6 +5,8 @@
 mod admin;
 mod bad_bytes;
 mod restart;
+mod round_trips;
+mod timeouts;
 mod ttl;
 
 use std::sync::Arc;

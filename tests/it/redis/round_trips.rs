@@ -1,0 +1,92 @@
+//! A save of a copy whose session nobody wrote since its read (or its last
+//! save) is one round trip: the check-and-write script, with no read of the
+//! metadata record first. A copy whose session was written since falls back
+//! to reading the record, and still saves right.
+
+use std::time::Duration;
+
+use sessionstore::{Error, ManualClock, SessionStore};
+
+use crate::common::servers::Server;
+
+/// Calls of `command` that did not fail since the last `CONFIG RESETSTAT`,
+/// as `INFO commandstats` counts them (a failed one: an `EVALSHA` of a
+/// script the server did not hold yet).
+fn calls(server: &Server, command: &str) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:");
+    let Some(line) = info.lines().find_map(|l| l.strip_prefix(&prefix)) else {
+        return 0;
+    };
+    let field = |name: &str| -> u64 {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name))
+            .map_or(0, |n| n.parse().expect("a number of calls"))
+    };
+    field("calls=") - field("failed_calls=")
+}
+
+/// Since the last reset: the scripts run (`EVALSHA`), and the `HGET`s, those
+/// the scripts call included (the check of `m`, then the scope's version for
+/// `save_if_unchanged`).
+fn client_calls(server: &Server) -> (u64, u64) {
+    let evalsha = calls(server, "evalsha") + calls(server, "eval");
+    (evalsha, calls(server, "hget"))
+}
+
+#[test]
+fn an_unchanged_session_saves_in_one_round_trip_and_a_changed_one_falls_back()
+-> sessionstore::Result<()> {
+    let server = Server::start(&[]);
+    let clock = ManualClock::default();
+    let store = super::config(&server.url(), &clock, "trips").open()?;
+    let mut s = store.create_new_session("s")?;
+    let mut other = store.get("s", None)?.expect("live");
+
+    // Fresh from create, then from its own save, then after a get.
+    // Each save a second later: a new last access, so new metadata bytes.
+    for round in 0..3u8 {
+        clock.advance(Duration::from_secs(1));
+        s.set("k", &round)?;
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        store.save(&mut s)?;
+        assert_eq!(client_calls(&server), (1, 1), "round {round}");
+    }
+    clock.advance(Duration::from_secs(1));
+    let mut read = store.get("s", None)?.expect("live");
+    read.set("r", &1u8)?;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    store.save_if_unchanged(&mut read)?;
+    assert_eq!(client_calls(&server), (1, 2), "after a get");
+
+    // `other` was read before those saves: its first try finds another
+    // record, it reads the record and tries again.
+    other.set("o", &1u8)?;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    store.save(&mut other)?;
+    assert_eq!(client_calls(&server), (2, 3), "a stale copy");
+    // Then it holds the record it wrote: one round trip again.
+    other.set("o", &2u8)?;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    store.save(&mut other)?;
+    assert_eq!(client_calls(&server), (1, 1), "after its own save");
+
+    // Past the deadline by the store's clock the key is still on the
+    // server (its TTL runs on real time), bytes unchanged: no write.
+    clock.advance(Duration::from_secs(601));
+    other.set("o", &3u8)?;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    assert!(matches!(
+        store.save(&mut other),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(client_calls(&server), (0, 1), "expired: read, no script");
+    assert_eq!(
+        server
+            .cli(&["EXISTS", &super::keys_of(&server, "trips")[0]])
+            .trim(),
+        "1"
+    );
+    assert!(store.get("s", None)?.is_none());
+    Ok(())
+}
