@@ -61,6 +61,7 @@ pub struct Session {
     /// Opaque to everything but the store that set it: for `RedisStore`, the
     /// exact bytes of the metadata record this session was read with or last
     /// saved with, so that a save can check-and-write against them at once.
+    #[cfg(feature = "redis")]
     read_token: Option<Vec<u8>>,
 }
 
@@ -82,22 +83,26 @@ impl Session {
             read,
             changes: BTreeMap::new(),
             cleared: false,
+            #[cfg(feature = "redis")]
             read_token: None,
         }
     }
 
     /// The session carrying `token` (see `read_token`).
+    #[cfg(feature = "redis")]
     pub(crate) fn with_read_token(mut self, token: Vec<u8>) -> Self {
         self.read_token = Some(token);
         self
     }
 
     /// The token set by the store this session was read from or last saved to.
+    #[cfg(feature = "redis")]
     pub(crate) fn read_token(&self) -> Option<&[u8]> {
         self.read_token.as_deref()
     }
 
     /// Replaces the token (after a save, or a read of the metadata record).
+    #[cfg(feature = "redis")]
     pub(crate) fn set_read_token(&mut self, token: Vec<u8>) {
         self.read_token = Some(token);
     }

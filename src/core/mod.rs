@@ -3,6 +3,7 @@
 //! (`read`), the one write path (`writes`) and the statistics (`counters`)
 //! in their own files.
 
+mod access;
 mod counters;
 mod read;
 mod time;
@@ -11,7 +12,6 @@ mod writes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
@@ -19,7 +19,7 @@ use crate::backend::{Backend, Engine};
 use crate::clock::{self, Clock};
 use crate::commit::Committer;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::{IdSource, OsRandom};
 use crate::locks::{Locks, PairGuard};
 use crate::meta::Policy;
@@ -195,42 +195,5 @@ impl Core {
     /// Locks two sessions for writing, without deadlock.
     pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
         self.locks.write_pair(a, b)
-    }
-
-    /// The configured `write_timeout`: also how long a drop waits for a
-    /// thread. A read-only store has no thread and answers zero.
-    pub fn write_timeout(&self) -> Duration {
-        self.committer
-            .as_ref()
-            .map_or(Duration::ZERO, Committer::timeout)
-    }
-
-    /// Whether the store was opened read-only.
-    pub fn is_read_only(&self) -> bool {
-        self.committer.is_none()
-    }
-
-    /// Refuses `op`, a write, on a read-only store with `Error::ReadOnly`.
-    pub fn check_writable(&self, op: &'static str) -> Result<()> {
-        if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                op,
-                path: self.path.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    /// The committer, or `Error::ReadOnly` naming `op`.
-    fn committer(&self, op: &'static str) -> Result<&Committer> {
-        self.committer.as_ref().ok_or_else(|| Error::ReadOnly {
-            op,
-            path: self.path.clone(),
-        })
-    }
-
-    /// Whether a write timed out (see `Committer::is_stalled`).
-    fn is_stalled(&self) -> bool {
-        self.committer.as_ref().is_some_and(Committer::is_stalled)
     }
 }
