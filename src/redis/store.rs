@@ -474,20 +474,12 @@ impl RedisStore {
             {
                 let new = meta.accessed(now);
                 if writes_scope || self.moves_enough(&meta, &new) {
-                    let new_bytes = codec::encode_meta(&new);
-                    let ttl = Self::ttl(&new, now);
-                    match self.run_save(&args, token, &new_bytes, &ttl)? {
-                        scripts::WRITTEN => {
-                            session.saved_at(version);
-                            session.set_read_token(new_bytes);
-                            return Ok(());
-                        }
-                        scripts::VERSION_CHANGED => {
-                            return Err(Error::Conflict { sid, component });
-                        }
-                        // The record changed since: read it, as below.
-                        scripts::CONFLICT => {}
-                        other => return Err(self.unexpected("saving a session", other)),
+                    // `None`: the record changed since; read it, as below.
+                    let written = self.save_against(&args, token, &new, now, &sid, &component)?;
+                    if let Some(new_bytes) = written {
+                        session.saved_at(version);
+                        session.set_read_token(new_bytes);
+                        return Ok(());
                     }
                 }
             }
@@ -509,22 +501,40 @@ impl RedisStore {
                 session.set_read_token(old_bytes);
                 return Ok(());
             }
-            let new_bytes = codec::encode_meta(&new);
-            let ttl = Self::ttl(&new, now);
-            match self.run_save(&args, &old_bytes, &new_bytes, &ttl)? {
-                scripts::WRITTEN => {
-                    session.saved_at(version);
-                    session.set_read_token(new_bytes);
-                    return Ok(());
-                }
-                scripts::VERSION_CHANGED => {
-                    return Err(Error::Conflict { sid, component });
-                }
-                scripts::CONFLICT => {}
-                other => return Err(self.unexpected("saving a session", other)),
+            if let Some(new_bytes) =
+                self.save_against(&args, &old_bytes, &new, now, &sid, &component)?
+            {
+                session.saved_at(version);
+                session.set_read_token(new_bytes);
+                return Ok(());
             }
         }
         Err(self.contention("saving a session", &sid))
+    }
+
+    /// Runs `SAVE` against `expected`, the exact metadata bytes judged live,
+    /// writing the record `new`: `Some(its bytes)` once written, `None` if
+    /// the record changed since, and `Conflict` if the scope's version did.
+    fn save_against(
+        &self,
+        args: &SaveArgs<'_>,
+        expected: &[u8],
+        new: &Meta,
+        now: u64,
+        sid: &str,
+        component: &Option<String>,
+    ) -> Result<Option<Vec<u8>>> {
+        let new_bytes = codec::encode_meta(new);
+        let ttl = Self::ttl(new, now);
+        match self.run_save(args, expected, &new_bytes, &ttl)? {
+            scripts::WRITTEN => Ok(Some(new_bytes)),
+            scripts::VERSION_CHANGED => Err(Error::Conflict {
+                sid: sid.to_owned(),
+                component: component.clone(),
+            }),
+            scripts::CONFLICT => Ok(None),
+            other => Err(self.unexpected("saving a session", other)),
+        }
     }
 }
 
