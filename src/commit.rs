@@ -30,6 +30,7 @@ use crate::backend::{Backend, Batch};
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::join::Worker;
+use crate::{codec, keys};
 
 /// Which thread may apply a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +81,29 @@ struct Shared {
     unflushed: AtomicBool,
     writes: AtomicU64,
     flushes: AtomicU64,
+    /// The store's time floor (see `Clock`), shared with the core.
+    floor: Arc<AtomicU64>,
+    /// The floor the latest applied batch carried: what the engine holds.
+    stamped: AtomicU64,
 }
 
 impl Shared {
+    /// Adds the time floor to `batch`, unless it writes that record itself
+    /// (a raw write of a corruption test). The caller holds the engine lock,
+    /// so the values the engine receives only ever rise.
+    fn stamp(&self, batch: &mut Batch) -> u64 {
+        let floor = self.floor.load(Ordering::Acquire);
+        if !batch.ops().iter().any(|(k, _)| k == keys::CLOCK_KEY) {
+            batch.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
+        }
+        floor
+    }
+
+    /// Notes that a batch stamped with `floor` was applied.
+    fn stamped(&self, floor: u64) {
+        self.stamped.fetch_max(floor, Ordering::AcqRel);
+    }
+
     /// Flushes the engine; the caller holds the engine lock.
     fn flush(&self) -> Result<()> {
         self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -103,9 +124,11 @@ impl Committer {
     /// Starts the thread `sessionstore-commit`.
     pub fn start(
         backend: Arc<dyn Backend>,
+        floor: Arc<AtomicU64>,
         durability: Durability,
         timeout: Duration,
     ) -> Result<Self> {
+        let stamped = AtomicU64::new(floor.load(Ordering::Acquire));
         let (tx, rx) = unbounded();
         let shared = Arc::new(Shared {
             backend,
@@ -114,6 +137,8 @@ impl Committer {
             unflushed: AtomicBool::new(false),
             writes: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            floor,
+            stamped,
         });
         let thread = {
             let shared = shared.clone();
@@ -157,7 +182,7 @@ impl Committer {
             && self.shared.pending.load(Ordering::Acquire) == 0
             && let Some(_engine) = self.shared.engine.try_lock()
         {
-            return self.write_direct(&batch, durable);
+            return self.write_direct(batch, durable);
         }
         self.call(|reply| Request::Write {
             batch,
@@ -167,13 +192,13 @@ impl Committer {
     }
 
     /// The direct path; the caller holds the engine lock.
-    fn write_direct(&self, batch: &Batch, durable: bool) -> Result<()> {
-        if !batch.is_empty() {
-            self.shared.backend.apply(batch)?;
-            let first = self.shared.applied();
-            if first && !durable && !self.is_durable() {
-                self.wake();
-            }
+    fn write_direct(&self, mut batch: Batch, durable: bool) -> Result<()> {
+        let floor = self.shared.stamp(&mut batch);
+        self.shared.backend.apply(&batch)?;
+        self.shared.stamped(floor);
+        let first = self.shared.applied();
+        if first && !durable && !self.is_durable() {
+            self.wake();
         }
         if durable {
             self.shared.flush()?;
@@ -195,6 +220,11 @@ impl Committer {
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
         self.call(|reply| Request::Flush { reply })
+    }
+
+    /// The time floor the engine holds: the one the latest applied batch carried.
+    pub fn stamped_floor(&self) -> u64 {
+        self.shared.stamped.load(Ordering::Acquire)
     }
 
     /// How many batches were applied since the store was opened.
@@ -361,10 +391,15 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
             Request::Wake => {}
         }
     }
-    let applied = if merged.is_empty() {
+    let applied = if writers.is_empty() {
         Ok(())
     } else {
-        shared.backend.apply(&merged).map_err(|e| e.to_string())
+        let floor = shared.stamp(&mut merged);
+        let applied = shared.backend.apply(&merged).map_err(|e| e.to_string());
+        if applied.is_ok() {
+            shared.stamped(floor);
+        }
+        applied
     };
     let mut need_flush = !flushers.is_empty();
     let mut answers = Vec::with_capacity(writers.len() + flushers.len());

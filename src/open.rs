@@ -233,10 +233,14 @@ fn check_format(backend: &dyn Backend, path: &Path, write: bool) -> Result<()> {
 /// record is logged and read as 0: the clock then decides alone.
 fn read_floor(backend: &dyn Backend) -> Result<u64> {
     Ok(match backend.get(keys::CLOCK_KEY)? {
-        Some(bytes) => codec::decode_time(&bytes).unwrap_or_else(|| {
-            log::warn!("sessionstore: ignoring an unreadable time floor record {bytes:?}");
-            0
-        }),
+        // A floor past the latest time the store reads is damage: from it,
+        // every new session would be born dead.
+        Some(bytes) => codec::decode_time(&bytes)
+            .filter(|t| *t <= crate::clock::MAX_MICROS)
+            .unwrap_or_else(|| {
+                log::warn!("sessionstore: ignoring an unreadable time floor record {bytes:?}");
+                0
+            }),
         None => 0,
     })
 }

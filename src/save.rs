@@ -111,10 +111,15 @@ impl Store {
         if !writes_scope && !core.policy().moves_enough(&meta, &new) {
             return Ok(());
         }
+        // The session takes the version it writes only if it held the
+        // current one: a plain save of a copy read before another write
+        // keeps its old version, so a later `save_if_unchanged` of it still
+        // conflicts. (A checked save has just compared them.)
         let version = if writes_scope {
+            let fresh = check || core.read_version(sid, component)? == session.version();
             let v = core.next_version();
             batch.put(keys::version(sid, component), codec::encode_version(v));
-            v
+            if fresh { v } else { session.version() }
         } else {
             session.version()
         };

@@ -48,9 +48,8 @@ pub(crate) struct Core {
     clock: Arc<dyn Clock>,
     /// The latest time the store has read, in microseconds: "now" never
     /// goes below it (see `Clock`). Written with every batch.
-    floor: AtomicU64,
-    /// The floor the latest acknowledged write carried.
-    written_floor: AtomicU64,
+    /// Shared with the committer, which stamps it on every batch it applies.
+    floor: Arc<AtomicU64>,
     policy: Policy,
     max_value_size: usize,
     update_attempts: u32,
@@ -79,7 +78,10 @@ impl Drop for Core {
         // Keep a floor that reads moved, so that a clock that is behind after
         // the reopen cannot bring back what this store already saw expire.
         if !committer.is_stalled()
-            && self.floor.load(Ordering::Acquire) > self.written_floor.load(Ordering::Acquire)
+            && self
+                .committer
+                .as_ref()
+                .is_some_and(|c| self.floor.load(Ordering::Acquire) > c.stamped_floor())
             && let Err(e) = self.write(WriteSet::default())
         {
             log::warn!("sessionstore: could not write the time floor at close: {e}");
@@ -106,11 +108,13 @@ impl Core {
     pub fn open(config: &Config, parts: Parts) -> Result<Core> {
         config.validate()?;
         let opened = open::open(config, parts.backend)?;
+        let floor = Arc::new(AtomicU64::new(opened.floor));
         let committer = if config.read_only {
             None
         } else {
             Some(Committer::start(
                 opened.backend.clone(),
+                floor.clone(),
                 config.durability,
                 config.write_timeout,
             )?)
@@ -123,8 +127,7 @@ impl Core {
             locks: Locks::new(),
             metas: MetaCache::new(config.meta_cache_entries),
             clock: config.clock.clone(),
-            floor: AtomicU64::new(opened.floor),
-            written_floor: AtomicU64::new(opened.floor),
+            floor,
             policy: Policy {
                 idle: micros(config.idle_timeout),
                 absolute: config.absolute_timeout.map(micros),

@@ -1,10 +1,7 @@
 //! The one write path, and the deletions the operations share.
 
-use std::sync::atomic::Ordering;
-
 use super::Core;
 use crate::backend::Batch;
-use crate::codec;
 use crate::commit::{Applier, Committer};
 use crate::error::Result;
 use crate::keys;
@@ -24,22 +21,17 @@ impl Core {
         self.commit(set, |c, batch| c.write_unflushed(batch, applier))
     }
 
-    /// The one write path: adds the time floor to the batch, hands it to the
-    /// committer, and brings the metadata cache in step (see `metacache`).
+    /// The one write path: hands the batch to the committer (which adds the
+    /// time floor under the engine lock) and brings the metadata cache in
+    /// step (see `metacache`).
     fn commit(
         &self,
         set: WriteSet,
         submit: impl FnOnce(&Committer, Batch) -> Result<()>,
     ) -> Result<()> {
         let committer = self.committer("a write")?;
-        let floor = self.floor.load(Ordering::Acquire);
-        let mut set = set;
-        set.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
         let (batch, metas) = set.into_parts();
         let result = submit(committer, batch);
-        if result.is_ok() {
-            self.written_floor.fetch_max(floor, Ordering::AcqRel);
-        }
         for (sid, meta) in metas {
             match (&result, meta) {
                 (Ok(()), Some(meta)) => self.metas.insert(&sid, meta),

@@ -25,6 +25,10 @@ pub(crate) const CONFLICT: i64 = 0;
 pub(crate) const FOREIGN: i64 = 2;
 /// The scope's version was not the expected one (`save_if_unchanged`).
 pub(crate) const VERSION_CHANGED: i64 = 3;
+/// The script wrote, but the scope's version was not the one the session
+/// had (a plain `save` of a copy read before another write): the session
+/// must not take the new version as its own.
+pub(crate) const WRITTEN_STALE: i64 = 4;
 
 /// Sets the TTL of `KEYS[1]` from `ARGV[ttl_at]`: milliseconds, or `0` for none.
 const SET_TTL: &str = r"
@@ -40,8 +44,10 @@ end
 /// Save, touch and `set_idle_timeout`.
 ///
 /// `ARGV`: expected metadata, new metadata, TTL, the prefix of the scope to
-/// clear first (empty for none), the scope's version field to check (empty
-/// for no check) and the version expected there (empty: none), the number
+/// clear first (empty for none), the scope's version field to compare (empty
+/// for none) and the version expected there, after a mode byte: `!` refuses
+/// to write on a mismatch (`save_if_unchanged`), `?` writes and answers
+/// `WRITTEN_STALE` (a plain save), then the number
 /// `n` of fields to set, then `n` field/value pairs, then the fields to delete.
 ///
 /// The fields are set (with the metadata record) by one `HSET` and deleted
@@ -53,9 +59,13 @@ pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local cur = redis.call('HGET', KEYS[1], 'm')
 if cur ~= ARGV[1] then return 0 end
+local fresh = true
 if ARGV[5] ~= '' then
   local v = redis.call('HGET', KEYS[1], ARGV[5]) or ''
-  if v ~= ARGV[6] then return 3 end
+  if v ~= string.sub(ARGV[6], 2) then
+    if string.sub(ARGV[6], 1, 1) == '!' then return 3 end
+    fresh = false
+  end
 end
 local prefix = ARGV[4]
 if prefix ~= '' then
@@ -78,7 +88,8 @@ while i <= #ARGV do
   i = j + 1
 end
 set_ttl(ARGV[3])
-return 1
+if fresh then return 1 end
+return 4
 "
     ))
 });

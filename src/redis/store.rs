@@ -309,7 +309,7 @@ impl RedisStore {
                 .arg(0)
                 .invoke(c)
         })?;
-        if status == scripts::WRITTEN {
+        if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
             self.wrote();
         }
         Ok(status)
@@ -418,15 +418,6 @@ impl RedisStore {
         let key = self.key(&sid);
         let component = session.component().map(str::to_owned);
         let version_field = keys::redis_version_field(component.as_deref());
-        let (check_field, expected) = if check {
-            let expected = match session.version() {
-                0 => Vec::new(),
-                v => codec::encode_version(v),
-            };
-            (version_field.clone(), expected)
-        } else {
-            (Vec::new(), Vec::new())
-        };
         let mut sets: Vec<(Vec<u8>, &[u8])> = Vec::new();
         let mut dels: Vec<Vec<u8>> = Vec::new();
         for (k, v) in session.changes() {
@@ -442,6 +433,17 @@ impl RedisStore {
             Vec::new()
         };
         let writes_scope = !sets.is_empty() || !dels.is_empty() || session.cleared();
+        // The script compares the scope's version with the session's: to
+        // refuse (`!`, save_if_unchanged), or to report a stale copy (`?`).
+        let (check_field, expected) = if check || writes_scope {
+            let mut expected = vec![if check { b'!' } else { b'?' }];
+            if session.version() != 0 {
+                expected.extend(codec::encode_version(session.version()));
+            }
+            (version_field.clone(), expected)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let version = if writes_scope {
             self.next_version()
         } else {
@@ -476,8 +478,8 @@ impl RedisStore {
                 if writes_scope || self.moves_enough(&meta, &new) {
                     // `None`: the record changed since; read it, as below.
                     let written = self.save_against(&args, token, &new, now, &sid, &component)?;
-                    if let Some(new_bytes) = written {
-                        session.saved_at(version);
+                    if let Some((new_bytes, fresh)) = written {
+                        session.saved_at(if fresh { version } else { session.version() });
                         session.set_read_token(new_bytes);
                         return Ok(());
                     }
@@ -501,10 +503,10 @@ impl RedisStore {
                 session.set_read_token(old_bytes);
                 return Ok(());
             }
-            if let Some(new_bytes) =
+            if let Some((new_bytes, fresh)) =
                 self.save_against(&args, &old_bytes, &new, now, &sid, &component)?
             {
-                session.saved_at(version);
+                session.saved_at(if fresh { version } else { session.version() });
                 session.set_read_token(new_bytes);
                 return Ok(());
             }
@@ -513,8 +515,9 @@ impl RedisStore {
     }
 
     /// Runs `SAVE` against `expected`, the exact metadata bytes judged live,
-    /// writing the record `new`: `Some(its bytes)` once written, `None` if
-    /// the record changed since, and `Conflict` if the scope's version did.
+    /// writing the record `new`: `Some((its bytes, whether the session's
+    /// version was current))` once written, `None` if the record changed
+    /// since, and `Conflict` if `save_if_unchanged` found the scope moved on.
     fn save_against(
         &self,
         args: &SaveArgs<'_>,
@@ -523,11 +526,12 @@ impl RedisStore {
         now: u64,
         sid: &str,
         component: &Option<String>,
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<Option<(Vec<u8>, bool)>> {
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
         match self.run_save(args, expected, &new_bytes, &ttl)? {
-            scripts::WRITTEN => Ok(Some(new_bytes)),
+            scripts::WRITTEN => Ok(Some((new_bytes, true))),
+            scripts::WRITTEN_STALE => Ok(Some((new_bytes, false))),
             scripts::VERSION_CHANGED => Err(Error::Conflict {
                 sid: sid.to_owned(),
                 component: component.clone(),

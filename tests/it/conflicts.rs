@@ -126,6 +126,37 @@ store_test!(a_plain_save_also_changes_the_version, |db| {
     Ok(())
 });
 
+store_test!(
+    a_plain_save_of_a_stale_copy_does_not_make_it_current,
+    |db| {
+        // A and B read; B increments; A saves another key with plain save (per-key
+        // merge keeps B's increment), then increments its stale count with
+        // save_if_unchanged: that must conflict, or B's increment is lost.
+        let store = db.open()?;
+        let sid = store.create()?.id().to_owned();
+        let mut a = store.get(&sid, None)?.expect("live");
+        let mut b = store.get(&sid, None)?.expect("live");
+        add_one(&mut b)?;
+        store.save_if_unchanged(&mut b)?;
+        a.set("other", "x")?;
+        store.save(&mut a)?;
+        add_one(&mut a)?;
+        assert!(matches!(
+            store.save_if_unchanged(&mut a),
+            Err(Error::Conflict { .. })
+        ));
+        assert_eq!(count(&store, &sid)?, Some(1));
+        // A copy that was current stays current through its own plain saves.
+        let mut c = store.get(&sid, None)?.expect("live");
+        c.set("other", "y")?;
+        store.save(&mut c)?;
+        add_one(&mut c)?;
+        store.save_if_unchanged(&mut c)?;
+        assert_eq!(count(&store, &sid)?, Some(2));
+        Ok(())
+    }
+);
+
 store_test!(conflicts_are_per_scope, |db| {
     let store = db.open()?;
     let sid = store.create()?.id().to_owned();

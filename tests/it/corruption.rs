@@ -507,3 +507,22 @@ fn run_child(test: &str, store: &Path, tmp: &Path) -> std::result::Result<String
         )),
     }
 }
+
+engine_test!(
+    a_damaged_time_floor_is_ignored_and_new_sessions_live,
+    |db| {
+        for damage in [&u64::MAX.to_be_bytes()[..], b"\x01\x02\x03"] {
+            {
+                let store = db.open()?;
+                store.__write_raw(RawTarget::Key(b"#clock"), damage)?;
+            }
+            let store = db.open()?;
+            let s = store.create()?;
+            assert!(
+                store.get(s.id(), None)?.is_some(),
+                "a new session is live after the floor read {damage:?}"
+            );
+        }
+        Ok(())
+    }
+);
