@@ -139,7 +139,20 @@ impl ExportedSession {
         self.meta(0).deadline().map(clock::from_micros)
     }
 
-    fn meta(&self, incarnation: u64) -> Meta {
+    /// The export of session `sid` whose record is `meta`, with `scopes`:
+    /// the inverse of [`meta`](Self::meta), for every store's export.
+    pub(crate) fn from_meta(sid: &str, meta: &Meta, scopes: Vec<ExportedScope>) -> Self {
+        ExportedSession {
+            id: sid.to_owned(),
+            created: clock::from_micros(meta.created),
+            last_access: clock::from_micros(meta.last_access),
+            idle_timeout: meta.idle.map(Duration::from_micros),
+            absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
+            scopes,
+        }
+    }
+
+    pub(crate) fn meta(&self, incarnation: u64) -> Meta {
         Meta {
             created: clock::micros(self.created),
             last_access: clock::micros(self.last_access),
@@ -205,14 +218,7 @@ impl Store {
                 }),
             }
         }
-        Ok(Some(ExportedSession {
-            id: sid.to_owned(),
-            created: clock::from_micros(meta.created),
-            last_access: clock::from_micros(meta.last_access),
-            idle_timeout: meta.idle.map(Duration::from_micros),
-            absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
-            scopes,
-        }))
+        Ok(Some(ExportedSession::from_meta(sid, &meta, scopes)))
     }
 
     /// Writes an exported session back, in one atomic batch. A live session

@@ -3,14 +3,12 @@
 //! keys Redis has not dropped yet.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::admin::{ExportedScope, ExportedSession, ImportMode};
-use crate::clock;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::meta::{Meta, fresh_incarnation};
+use crate::meta::fresh_incarnation;
 use crate::redis::scripts;
 use crate::redis::store::RedisStore;
 use crate::validate;
@@ -63,17 +61,11 @@ impl RedisStore {
             }
         }
         let meta = read.meta;
-        Ok(Some(ExportedSession {
-            id: sid.to_owned(),
-            created: clock::from_micros(meta.created),
-            last_access: clock::from_micros(meta.last_access),
-            idle_timeout: meta.idle.map(Duration::from_micros),
-            absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
-            scopes: scopes
-                .into_iter()
-                .map(|(component, values)| ExportedScope { component, values })
-                .collect(),
-        }))
+        let scopes = scopes
+            .into_iter()
+            .map(|(component, values)| ExportedScope { component, values })
+            .collect();
+        Ok(Some(ExportedSession::from_meta(sid, &meta, scopes)))
     }
 
     /// Writes an exported session, in one atomic script on its key, with a
@@ -94,13 +86,7 @@ impl RedisStore {
         let replace = mode == ImportMode::Replace;
         let sid = session.id.as_str();
         let key = self.key(sid);
-        let meta = Meta {
-            created: clock::micros(session.created),
-            last_access: clock::micros(session.last_access),
-            idle: session.idle_timeout.map(clock::duration_micros),
-            absolute_deadline: session.absolute_deadline.map(clock::micros),
-            incarnation: fresh_incarnation()?,
-        };
+        let meta = session.meta(fresh_incarnation()?);
         let bytes = codec::encode_meta(&meta);
         for _ in 0..ATTEMPTS {
             let now = self.now();
