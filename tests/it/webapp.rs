@@ -21,8 +21,8 @@ const IDLE: Duration = Duration::from_secs(600);
 pub(crate) struct Web {
     base: String,
     agent: ureq::Agent,
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
+    /// The server and its thread, when the app runs in this process.
+    local: Option<(Arc<Server>, JoinHandle<()>)>,
 }
 
 impl Web {
@@ -32,17 +32,23 @@ impl Web {
         let server = Arc::new(server);
         let serving = server.clone();
         let thread = std::thread::spawn(move || app.serve(&serving));
+        let mut web = Web::remote(format!("http://{addr}"));
+        web.local = Some((server, thread));
+        Ok(web)
+    }
+
+    /// A client of an app served elsewhere (another process) at `base`.
+    pub(crate) fn remote(base: String) -> Web {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .build()
             .into();
-        Ok(Web {
-            base: format!("http://{addr}"),
+        Web {
+            base,
             agent,
-            server,
-            thread: Some(thread),
-        })
+            local: None,
+        }
     }
 
     pub(crate) fn get(&self, path: &str, sid: Option<&str>) -> Result<Reply, ureq::Error> {
@@ -69,9 +75,9 @@ impl Web {
 
 impl Drop for Web {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some((server, thread)) = self.local.take() {
+            server.unblock();
+            let _ = thread.join();
         }
     }
 }
@@ -386,6 +392,8 @@ fn a_read_only_store_follows_the_app_while_it_serves() -> TestResult {
 /// redis-server and one namespace, sharing one manual clock.
 #[cfg(feature = "redis")]
 mod on_redis {
+    mod processes;
+
     use super::*;
     use sessionstore::{RedisConfig, RedisStore, SessionStore};
 
