@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Instructions redis-server spends per save: the store's SAVE script against
+# raw redis-rs's MULTI/EXEC, and the floors under a Lua script. Each case
+# runs a fresh redis-server under callgrind, sends it 5,000 pipelined calls
+# (redis-cli --pipe), and reports (total - a server that served one PING) / 5,000.
+# Instruction counts do not depend on the machine's load.
+# Usage: benches/redis_server_cost/run.sh   (needs redis-server, redis-cli, valgrind, python3)
+set -euo pipefail
+cd "$(dirname "$0")"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+N=5000
+python3 - "$work" "$N" <<'PY'
+import hashlib, re, sys
+work, n = sys.argv[1], int(sys.argv[2])
+src = open('../../src/redis/scripts.rs').read()
+set_ttl = re.search(r'const SET_TTL: &str = r"(.*?)";', src, re.S).group(1)
+save = re.search(r'pub\(crate\) static SAVE.*?r"(.*?)"\n    \)\)', src, re.S).group(1)
+scripts = {
+    'save': set_ttl + 'local BATCH = 256\n' + save,
+    'empty': 'return 1',
+    'three_calls': "redis.call('HSET', KEYS[1], 'm', ARGV[2], ARGV[8], ARGV[9])\n"
+                   "redis.call('HDEL', KEYS[1], ARGV[10])\n"
+                   "redis.call('PEXPIRE', KEYS[1], ARGV[3])\nreturn 1",
+}
+def resp(*a):
+    out = f'*{len(a)}\r\n'
+    for x in a:
+        x = str(x).encode()
+        out += f'${len(x)}\r\n' + x.decode() + '\r\n'
+    return out
+v = 'v' * 32
+# The arguments of a save that sets k0 and removes k1 of the global scope.
+args = ['OLD', 'OLD', 1800000, '', '/', '?V1', 1, 'k0', v, 'k1']
+setup = resp('HSET', 'bench', 'm', 'OLD', 'k0', 'x', 'k1', 'y', '/', 'V1')
+for name, body in scripts.items():
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    s = setup + resp('SCRIPT', 'LOAD', body) + ''.join(resp('EVALSHA', sha, 1, 'bench', *args) for _ in range(n))
+    open(f'{work}/{name}.resp', 'w').write(s)
+raw = ''.join(resp('MULTI') + resp('HSET', 'bench', 'm', 'OLD', 'k0', v) + resp('HDEL', 'bench', 'k1')
+              + resp('PEXPIRE', 'bench', 1800000) + resp('EXEC') for _ in range(n))
+open(f'{work}/raw.resp', 'w').write(setup + raw)
+open(f'{work}/none.resp', 'w').write(resp('PING'))
+PY
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+total() {
+  valgrind --tool=callgrind --callgrind-out-file="$work/$1.cg" \
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+  for _ in $(seq 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-cli -p "$port" --pipe <"$work/$1.resp" >/dev/null
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  wait
+  sed -n 's/^summary: //p' "$work/$1.cg"
+}
+base=$(total none)
+for case in raw save empty three_calls; do
+  t=$(total "$case")
+  echo "$case: $(( (t - base) / N )) instructions per call"
+done
