@@ -166,10 +166,11 @@ impl Committer {
         self.submit(batch, self.is_durable(), Applier::CallerIfFree)
     }
 
-    /// Applies `batch` atomically without waiting for a flush, on the thread
-    /// `applier` allows: for the reaper, which flushes once per pass.
-    pub fn write_unflushed(&self, batch: Batch, applier: Applier) -> Result<()> {
-        self.submit(batch, false, applier)
+    /// Applies `batch` atomically and returns once it is flushed, whatever
+    /// the store's durability, on the thread `applier` allows: for the
+    /// reaper, whose every chunk is one such batch.
+    pub fn write_durable(&self, batch: Batch, applier: Applier) -> Result<()> {
+        self.submit(batch, true, applier)
     }
 
     /// Applies `batch` atomically, flushed before returning if `durable`,
