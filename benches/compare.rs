@@ -1,8 +1,8 @@
-//! The store side by side with raw sled and SQLite, one criterion group per
-//! workload: `cargo bench --bench compare`.
+//! The store side by side with raw sled, raw redb and SQLite, one criterion
+//! group per workload: `cargo bench --bench compare`.
 //!
 //! Each group opens a fresh store for every engine this build has, a fresh
-//! raw sled database and a fresh SQLite database, prepares the same workload
+//! raw sled database, a fresh raw redb database and a fresh SQLite database, prepares the same workload
 //! on each (see `common/workload.rs`), and measures them in turn.
 //! `cargo run --release --example perf_report` prints the same comparison as
 //! one table with ratios.
@@ -20,7 +20,7 @@ use sessionstore::{Clock, Engine, ManualClock, SystemClock};
 mod common;
 
 use common::workload::{self, Workload};
-use common::{Contender, RawSled, Sqlite, StoreContender};
+use common::{Contender, RawRedb, RawSled, Sqlite, StoreContender};
 
 /// Sessions the save, get, touch and regenerate workloads spread over.
 const POPULATION: usize = 1_000;
@@ -59,6 +59,7 @@ fn compare(c: &mut Criterion) {
             bench_one(&mut group, &store, w, &manual);
         }
         bench_one(&mut group, &RawSled::new(mode, clock.clone()), w, &manual);
+        bench_one(&mut group, &RawRedb::new(mode, clock.clone()), w, &manual);
         bench_one(&mut group, &Sqlite::new(mode, clock.clone()), w, &manual);
         group.finish();
     }

@@ -67,7 +67,7 @@ mod common;
 
 use common::contender::Mode;
 use common::workload::{self, Runner, Workload};
-use common::{Contender, RawSled, Sqlite, StoreContender};
+use common::{Contender, RawRedb, RawSled, Sqlite, StoreContender};
 
 #[cfg(feature = "redis")]
 #[path = "perf_report/redis.rs"]
@@ -464,6 +464,14 @@ fn profile(which: &str, name: &str, n: u64, background: bool, population: usize)
     let took = match which {
         "raw-sled" => {
             let c = RawSled::new(mode, clock);
+            workload::prepare(&c, w, population, &manual)(n)
+        }
+        "raw-redb" => {
+            let c = RawRedb::new(mode, clock);
+            workload::prepare(&c, w, population, &manual)(n)
+        }
+        "raw-redb-exclusive" => {
+            let c = RawRedb::exclusive(mode, clock);
             workload::prepare(&c, w, population, &manual)(n)
         }
         "sqlite" => {

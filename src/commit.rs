@@ -3,15 +3,20 @@
 //! group commit.
 //!
 //! - **Direct path.** When nothing is queued for the commit thread and the
-//!   engine lock is free, the writer applies its batch (and flushes, if
-//!   durable) on its own thread, under the engine lock. A lone writer thus
+//!   engine lock is free, the writer applies its batch (durably, if the
+//!   store's durability asks for it) on its own thread, under the engine lock. A lone writer thus
 //!   pays no thread handoff: two wake-ups per write cost about as much as the
 //!   rest of the store's work on a save (see docs/performance.md).
 //! - **Group commit.** Otherwise the writer queues its batch and waits for
 //!   the answer, at most `write_timeout`. The commit thread takes the engine
 //!   lock, concatenates whatever batches have queued up, in order, applies
-//!   them as one atomic engine batch, flushes once if any asked for
-//!   durability, and answers them all. One engine batch per group matters on
+//!   them as one atomic engine batch, durably if any asked for durability
+//!   or a flush, and answers them all.
+//! - **One step per durable write.** A durable batch goes to the engine as
+//!   `Backend::apply_durable`: on redb one write transaction committed with
+//!   `Durability::Immediate` (one `fdatasync`), not a non-durable commit and
+//!   then an empty durable one; on sled `apply_batch` then `flush`. A flush
+//!   with no batch (`Store::flush`, the periodic flush) is `Backend::flush`. One engine batch per group matters on
 //!   sled 0.34: every `apply_batch` rolls and syncs its log buffer twice
 //!   (`PageCache::pin_log`), whatever the batch holds.
 //! - **Stalls.** While anything is queued, every writer queues (so direct
@@ -112,11 +117,23 @@ impl Shared {
         Ok(())
     }
 
-    /// Counts an applied batch; the caller holds the engine lock. Returns
-    /// whether it is the first one since the last flush.
-    fn applied(&self) -> bool {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        !self.unflushed.swap(true, Ordering::Relaxed)
+    /// Applies `batch`, the writes of `writers` requests, and if `durable`
+    /// makes it and everything before it durable in the same step (one
+    /// engine transaction on redb, not a batch and then a flush). The caller
+    /// holds the engine lock. Returns whether it is the first batch left
+    /// unflushed since the last flush.
+    fn apply(&self, batch: &Batch, durable: bool, writers: u64) -> Result<bool> {
+        if durable {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            self.backend.apply_durable(batch)?;
+            self.writes.fetch_add(writers, Ordering::Relaxed);
+            self.unflushed.store(false, Ordering::Relaxed);
+            Ok(false)
+        } else {
+            self.backend.apply(batch)?;
+            self.writes.fetch_add(writers, Ordering::Relaxed);
+            Ok(!self.unflushed.swap(true, Ordering::Relaxed))
+        }
     }
 }
 
@@ -166,10 +183,11 @@ impl Committer {
         self.submit(batch, self.is_durable(), Applier::CallerIfFree)
     }
 
-    /// Applies `batch` atomically without waiting for a flush, on the thread
-    /// `applier` allows: for the reaper, which flushes once per pass.
-    pub fn write_unflushed(&self, batch: Batch, applier: Applier) -> Result<()> {
-        self.submit(batch, false, applier)
+    /// Applies `batch` atomically and returns once it is flushed, whatever
+    /// the store's durability, on the thread `applier` allows: for the
+    /// reaper, whose every chunk is one such batch.
+    pub fn write_durable(&self, batch: Batch, applier: Applier) -> Result<()> {
+        self.submit(batch, true, applier)
     }
 
     /// Applies `batch` atomically, flushed before returning if `durable`,
@@ -194,14 +212,10 @@ impl Committer {
     /// The direct path; the caller holds the engine lock.
     fn write_direct(&self, mut batch: Batch, durable: bool) -> Result<()> {
         let floor = self.shared.stamp(&mut batch);
-        self.shared.backend.apply(&batch)?;
+        let first = self.shared.apply(&batch, durable, 1)?;
         self.shared.stamped(floor);
-        let first = self.shared.applied();
-        if first && !durable && !self.is_durable() {
+        if first && !self.is_durable() {
             self.wake();
-        }
-        if durable {
-            self.shared.flush()?;
         }
         Ok(())
     }
@@ -367,16 +381,18 @@ fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
     }
 }
 
-/// Applies a group as one engine batch, flushes if any member needs it, and
-/// answers every member. The caller holds the engine lock.
+/// Applies a group as one engine batch, durably if any member needs it, and
+/// answers every member: all succeed or all fail. The caller holds the
+/// engine lock.
 fn commit_group(shared: &Shared, group: Vec<Request>) {
     // Applying the batches one after the other or concatenated gives the same
     // state (a later operation on a key wins either way), so the group goes to
     // the engine as one batch. If it fails, nothing of it was applied.
     let answered = group.len();
     let mut merged = Batch::default();
-    let mut writers = Vec::with_capacity(group.len());
-    let mut flushers = Vec::new();
+    let mut replies = Vec::with_capacity(group.len());
+    let mut writes = 0u64;
+    let mut need_flush = false;
     for req in group {
         match req {
             Request::Write {
@@ -385,54 +401,45 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
                 reply,
             } => {
                 merged.append(batch);
-                writers.push((reply, durable));
+                writes += 1;
+                need_flush |= durable;
+                replies.push(reply);
             }
-            Request::Flush { reply } => flushers.push(reply),
+            Request::Flush { reply } => {
+                need_flush = true;
+                replies.push(reply);
+            }
             Request::Wake => {}
         }
     }
-    let applied = if writers.is_empty() {
-        Ok(())
+    // One engine step applies the group and, if any member needs it, makes
+    // it durable: on redb one transaction, not a batch and then a flush.
+    let (done, what) = if writes == 0 {
+        let done = if need_flush { shared.flush() } else { Ok(()) };
+        (done, "flushing")
     } else {
         let floor = shared.stamp(&mut merged);
-        let applied = shared.backend.apply(&merged).map_err(|e| e.to_string());
-        if applied.is_ok() {
+        let done = shared.apply(&merged, need_flush, writes).map(drop);
+        if done.is_ok() {
             shared.stamped(floor);
         }
-        applied
-    };
-    let mut need_flush = !flushers.is_empty();
-    let mut answers = Vec::with_capacity(writers.len() + flushers.len());
-    for (reply, durable) in writers {
-        let result = match &applied {
-            Ok(()) => {
-                shared.applied();
-                need_flush |= durable;
-                Ok(())
-            }
-            Err(msg) => Err(Error::storage("applying a group of writes", msg.clone())),
+        let what = if need_flush {
+            "committing a group of writes durably"
+        } else {
+            "applying a group of writes"
         };
-        answers.push((reply, result, durable));
-    }
-    for reply in flushers {
-        answers.push((reply, Ok(()), true));
-    }
-    let flushed = if need_flush {
-        shared.flush().map_err(|e| e.to_string())
-    } else {
-        Ok(())
+        (done, what)
     };
+    let done = done.map_err(|e| e.to_string());
     // The group is done: it no longer counts as queued, before anyone hears
     // so. Should this thread die instead (a panic in the engine), `pending`
     // stays above zero: every later write then queues and fails with "the
     // commit thread has stopped", rather than writing on with nobody to flush.
     shared.pending.fetch_sub(answered, Ordering::AcqRel);
-    for (reply, result, durable) in answers {
-        let result = match (&flushed, result) {
-            (Err(msg), Ok(())) if durable => {
-                Err(Error::storage("flushing a group of writes", msg.clone()))
-            }
-            (_, r) => r,
+    for reply in replies {
+        let result = match &done {
+            Ok(()) => Ok(()),
+            Err(msg) => Err(Error::storage(what, msg.clone())),
         };
         // A caller that timed out has dropped its receiver; nobody is left to tell.
         let _ = reply.send(result);

@@ -207,7 +207,7 @@ impl Store {
     /// Storage errors. A corrupt metadata record is skipped and logged, not an error.
     pub fn reap_expired(&self) -> Result<usize> {
         self.core().check_writable("reap_expired")?;
-        reaper::reap_once(self.core(), &|| false, Applier::CallerIfFree)
+        reaper::reap_once(self.core(), &|| false, Applier::CallerIfFree, &mut |_| {})
     }
 
     /// Live sessions, sessions reaped since open, bytes on disk.

@@ -57,6 +57,26 @@ impl Locks {
             _second: second,
         }
     }
+
+    /// Exclusive access to every session of `sids` at once. The stripes are
+    /// taken in ascending order, each once, as `write_pair` takes its two:
+    /// so no two callers of either can deadlock.
+    pub fn write_many<'s>(&self, sids: impl Iterator<Item = &'s str>) -> ManyGuard<'_> {
+        let mut stripes: Vec<usize> = sids.map(|sid| self.stripe(sid)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        ManyGuard {
+            _guards: stripes
+                .into_iter()
+                .map(|i| self.stripes[i].write())
+                .collect(),
+        }
+    }
+}
+
+/// The write guards of many sessions, taken in ascending stripe order.
+pub(crate) struct ManyGuard<'a> {
+    _guards: Vec<RwLockWriteGuard<'a, ()>>,
 }
 
 #[cfg(test)]
@@ -88,6 +108,44 @@ mod tests {
         // Both stripes are free again afterwards.
         assert!(locks.stripes[locks.stripe("a")].try_write().is_some());
         assert!(locks.stripes[locks.stripe("b")].try_write().is_some());
+    }
+
+    #[test]
+    fn many_overlapping_sets_in_any_order_do_not_deadlock() {
+        let locks = Arc::new(Locks::new());
+        let ids: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
+        let ids = Arc::new(ids);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (locks, ids) = (locks.clone(), ids.clone());
+                std::thread::spawn(move || {
+                    for j in 0..500 {
+                        // Each thread names the sessions in another order,
+                        // with pairs taken between the sets.
+                        let set = ids.iter().rev().skip((t + j) % 8).map(String::as_str);
+                        drop(locks.write_many(set));
+                        let _p = locks.write_pair(&ids[(t * 7 + j) % 64], &ids[j % 64]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for id in ids.iter() {
+            assert!(locks.stripes[locks.stripe(id)].try_write().is_some());
+        }
+    }
+
+    #[test]
+    fn many_takes_each_stripe_once_and_holds_them_all() {
+        let locks = Locks::new();
+        // The same session twice would deadlock if its stripe were taken twice.
+        let g = locks.write_many(["x", "y", "x"].into_iter());
+        assert!(locks.stripes[locks.stripe("x")].try_read().is_none());
+        assert!(locks.stripes[locks.stripe("y")].try_read().is_none());
+        drop(g);
+        assert!(locks.stripes[locks.stripe("x")].try_read().is_some());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use sessionstore::Clock;
 
 use super::contender::{Contender, Mode, fresh_id, idle_micros, now_micros};
+use super::raw_keys::{index_key, meta_key, meta_value, parse_meta, scope_prefix};
 
 /// A sled database configured as the store configures its own.
 pub struct RawSled {
@@ -23,6 +24,7 @@ pub struct RawSled {
 }
 
 /// An open scope: its session, its component, and the deadline read with it.
+/// Raw redb uses it too.
 pub struct RawScope {
     sid: String,
     component: Option<String>,
@@ -30,41 +32,36 @@ pub struct RawScope {
     deadline: u64,
 }
 
-fn meta_key(sid: &str) -> Vec<u8> {
-    let mut k = sid.as_bytes().to_vec();
-    k.push(b'/');
-    k
-}
+impl RawScope {
+    /// A scope of `sid` read at `deadline`.
+    pub fn new(sid: String, component: Option<String>, created: u64, deadline: u64) -> Self {
+        RawScope {
+            sid,
+            component,
+            created,
+            deadline,
+        }
+    }
 
-fn scope_prefix(sid: &str, component: Option<&str>) -> Vec<u8> {
-    let mut k = meta_key(sid);
-    k.extend_from_slice(component.unwrap_or("").as_bytes());
-    k.push(b'/');
-    k
-}
+    /// Its session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
 
-fn index_key(deadline: u64, sid: &str) -> Vec<u8> {
-    let mut k = vec![b'!'];
-    k.extend_from_slice(&deadline.to_be_bytes());
-    k.extend_from_slice(sid.as_bytes());
-    k
-}
+    /// Id, component, creation time and deadline.
+    pub fn parts(&self) -> (&str, Option<&str>, u64, u64) {
+        (
+            &self.sid,
+            self.component.as_deref(),
+            self.created,
+            self.deadline,
+        )
+    }
 
-fn meta_value(created: u64, last_access: u64, deadline: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(24);
-    v.extend_from_slice(&created.to_be_bytes());
-    v.extend_from_slice(&last_access.to_be_bytes());
-    v.extend_from_slice(&deadline.to_be_bytes());
-    v
-}
-
-/// (created, deadline) of a metadata value.
-fn parse_meta(v: &[u8]) -> (u64, u64) {
-    let word = |i: usize| {
-        let bytes: [u8; 8] = v[i * 8..i * 8 + 8].try_into().expect("a u64");
-        u64::from_be_bytes(bytes)
-    };
-    (word(0), word(2))
+    /// Notes the deadline a save wrote.
+    pub fn set_deadline(&mut self, deadline: u64) {
+        self.deadline = deadline;
+    }
 }
 
 impl RawSled {

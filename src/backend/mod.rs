@@ -183,6 +183,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Applies every operation of `batch`, all or nothing.
     fn apply(&self, batch: &Batch) -> Result<()>;
+    /// Applies `batch` as [`apply`](Self::apply) does and makes it, and every
+    /// batch applied before it, durable: what `apply` then
+    /// [`flush`](Self::flush) do, which is the default. An engine that can
+    /// commit a batch durably in one step (redb) overrides it. On an error
+    /// the batch may or may not have been applied, and nothing is known to
+    /// be durable.
+    fn apply_durable(&self, batch: &Batch) -> Result<()> {
+        self.apply(batch)?;
+        self.flush()
+    }
     /// Makes every applied batch durable.
     fn flush(&self) -> Result<()>;
     /// Bytes the engine's files take on disk.

@@ -15,16 +15,20 @@
 //!   followed by a commit with `Durability::Immediate`": the file's header
 //!   still names the last durable commit, so a crash (of the process or of the
 //!   machine) goes back to that state, never to half a batch.
+//! - [`apply_durable`](Backend::apply_durable) commits the batch's write
+//!   transaction with `Durability::Immediate`. redb promises that such a
+//!   commit is persistent as soon as `commit` returns; it writes every page of
+//!   the earlier non-durable commits too, flips the header to the new root and
+//!   calls `fdatasync` (1-phase commit: the header's slots carry checksums,
+//!   and a reopen after a crash picks the newest valid one). So a durable
+//!   write is one transaction and one `fdatasync`, and it makes every batch
+//!   applied before it durable, which is what group commit needs.
 //! - [`flush`](Backend::flush) commits an empty write transaction with
-//!   `Durability::Immediate`. redb promises that such a commit is persistent
-//!   as soon as `commit` returns; it writes every page of the earlier
-//!   non-durable commits, flips the header to the new root and calls
-//!   `fdatasync` (1-phase commit: the header's slots carry checksums, and a
-//!   reopen after a crash picks the newest valid one). So one flush makes every
-//!   batch applied before it durable, which is what group commit needs.
+//!   `Durability::Immediate`: for a flush with no batch to carry it
+//!   (`Store::flush`, the periodic flush).
 //!
 //! With the store's `Durability::Immediate`, every acknowledged write was
-//! followed by such a flush; with `Durability::Periodic(d)`, a crash loses at
+//! committed durably; with `Durability::Periodic(d)`, a crash loses at
 //! most the batches of the last `d`. redb frees the pages that non-durable
 //! commits replace only at the next durable commit, so the file grows between
 //! flushes and is reused after them.
@@ -52,8 +56,11 @@
 //! starts from the latest commit the writer has made durable. redb refuses
 //! `Durability::None` in this mode (a commit held in one process's memory
 //! would be invisible to the others), so every [`apply`](Backend::apply) is
-//! then a durable commit (`fdatasync`), and [`flush`](Backend::flush) has
-//! nothing left to do. The store's own lock file still keeps a second writer
+//! then a durable commit, and [`flush`](Backend::flush) has nothing left to
+//! do. redb also makes every commit in this mode a 2-phase commit (the pages,
+//! `fdatasync`, then the header, `fdatasync`), so that a reader never follows
+//! a header to pages not yet on disk: two `fdatasync` per commit where
+//! [`Sharing::Exclusive`] takes one (counted in docs/performance.md). The store's own lock file still keeps a second writer
 //! out.
 //!
 //! If the writer dies, a reader that is open keeps reading the last commit
@@ -271,6 +278,38 @@ impl RedbBackend {
     }
 }
 
+impl RedbBackend {
+    /// Commits `batch` as one write transaction: with `Durability::Immediate`
+    /// if `durable` or if the file is shared with readers (see the module
+    /// docs), else with `Durability::None`.
+    fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
+        guard(
+            || "applying a batch",
+            || {
+                let mut txn = self.writer("applying a batch")?.begin_write()?;
+                let durability = if durable || self.shared {
+                    Durability::Immediate
+                } else {
+                    Durability::None
+                };
+                txn.set_durability(durability)?;
+                {
+                    let mut table = txn.open_table(TABLE)?;
+                    for (key, value) in batch.ops() {
+                        match value {
+                            Some(v) => drop(table.insert(key.as_slice(), v.as_slice())?),
+                            None => drop(table.remove(key.as_slice())?),
+                        }
+                    }
+                }
+                // Dropping the transaction on an error above aborts it: all or nothing.
+                txn.commit()?;
+                Ok(())
+            },
+        )
+    }
+}
+
 /// Runs a call into redb, turning its error, or its panic, into a storage error about `context`.
 fn guard<T, C: Into<String>>(
     context: impl FnOnce() -> C,
@@ -341,28 +380,11 @@ impl Backend for RedbBackend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        guard(
-            || "applying a batch",
-            || {
-                let mut txn = self.writer("applying a batch")?.begin_write()?;
-                // A file shared with readers takes durable commits only (see the module docs).
-                if !self.shared {
-                    txn.set_durability(Durability::None)?;
-                }
-                {
-                    let mut table = txn.open_table(TABLE)?;
-                    for (key, value) in batch.ops() {
-                        match value {
-                            Some(v) => drop(table.insert(key.as_slice(), v.as_slice())?),
-                            None => drop(table.remove(key.as_slice())?),
-                        }
-                    }
-                }
-                // Dropping the transaction on an error above aborts it: all or nothing.
-                txn.commit()?;
-                Ok(())
-            },
-        )
+        self.commit(batch, false)
+    }
+
+    fn apply_durable(&self, batch: &Batch) -> Result<()> {
+        self.commit(batch, true)
     }
 
     fn flush(&self) -> Result<()> {
@@ -461,6 +483,33 @@ mod tests {
         let after = crash_copy(&b, &dir.path().join("after"))?;
         assert_eq!(after.get(b"k1")?.as_deref(), Some(&b"v1"[..]));
         assert_eq!(after.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_durable_apply_is_durable_and_carries_earlier_batches() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        let live = dir.path().join("live");
+        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
+        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        b.apply(&batch(&[("k0", Some("v0")), ("k1", Some("v1"))]))?;
+        b.apply_durable(&batch(&[
+            ("k2", Some("v2")),
+            ("k1", None),
+            ("k3", Some("v3")),
+        ]))?;
+        // No flush: the durable apply alone made its batch and the one before it durable.
+        let after = crash_copy(&b, &dir.path().join("after"))?;
+        assert_eq!(after.get(b"k0")?.as_deref(), Some(&b"v0"[..]));
+        assert_eq!(after.get(b"k1")?, None);
+        assert_eq!(after.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(after.get(b"k3")?.as_deref(), Some(&b"v3"[..]));
+        drop(after);
+        // A plain apply after it is not durable yet.
+        b.apply(&batch(&[("k4", Some("v4"))]))?;
+        let later = crash_copy(&b, &dir.path().join("later"))?;
+        assert_eq!(later.get(b"k4")?, None);
+        assert_eq!(later.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
         Ok(())
     }
 

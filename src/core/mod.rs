@@ -21,7 +21,7 @@ use crate::commit::Committer;
 use crate::config::Config;
 use crate::error::Result;
 use crate::id::{IdSource, OsRandom};
-use crate::locks::{Locks, PairGuard};
+use crate::locks::{Locks, ManyGuard, PairGuard};
 use crate::meta::Policy;
 use crate::metacache::MetaCache;
 use crate::open;
@@ -198,5 +198,10 @@ impl Core {
     /// Locks two sessions for writing, without deadlock.
     pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
         self.locks.write_pair(a, b)
+    }
+
+    /// Locks many sessions for writing, in stripe order, without deadlock.
+    pub fn lock_many<'s>(&self, sids: impl Iterator<Item = &'s str>) -> ManyGuard<'_> {
+        self.locks.write_many(sids)
     }
 }

@@ -15,10 +15,10 @@ impl Core {
         self.commit(set, |c, batch| c.write(batch))
     }
 
-    /// Writes `set` atomically without waiting for a flush, on the thread
-    /// `applier` allows: for the reaper, which flushes once per pass.
-    pub fn write_unflushed(&self, set: WriteSet, applier: Applier) -> Result<()> {
-        self.commit(set, |c, batch| c.write_unflushed(batch, applier))
+    /// Writes `set` atomically and durably, whatever the store's durability,
+    /// on the thread `applier` allows: for the reaper, one batch per chunk.
+    pub fn write_durable(&self, set: WriteSet, applier: Applier) -> Result<()> {
+        self.commit(set, |c, batch| c.write_durable(batch, applier))
     }
 
     /// The one write path: hands the batch to the committer (which adds the

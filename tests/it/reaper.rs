@@ -55,3 +55,21 @@ engine_test!(the_reaper_thread_reaps_in_the_background, |db| {
     }
     panic!("the reaper thread did not reap within 30 s");
 });
+
+engine_test!(a_pass_deletes_a_chunk_in_one_write_and_one_flush, |db| {
+    let store = db.open()?;
+    for i in 0..200 {
+        let mut s = store.create_new_session(&format!("old{i}"))?;
+        s.set("k", &i)?;
+        store.save(&mut s)?;
+    }
+    db.clock.advance(Duration::from_secs(601));
+    store.create_new_session("live")?;
+    let before = store.stats()?;
+    assert_eq!(store.reap_expired()?, 200);
+    let after = store.stats()?;
+    assert_eq!(after.writes_since_open - before.writes_since_open, 1);
+    assert_eq!(after.flushes_since_open - before.flushes_since_open, 1);
+    assert_eq!(after.live_sessions, 1);
+    Ok(())
+});
