@@ -85,6 +85,9 @@ use redb::{
     ReadOnlyTable, ReadableDatabase, TableDefinition, TableHandle,
 };
 
+#[cfg(test)]
+pub(crate) mod sim_disk;
+
 use super::{Backend, Batch, Entry, panic_message};
 use crate::error::{Error, Result};
 
@@ -127,17 +130,8 @@ impl RedbBackend {
         let file = dir.join(FILE);
         let context = || format!("opening the redb database {}", file.display());
         let created = !file.exists();
-        let cache = usize::try_from(cache_capacity).unwrap_or(usize::MAX);
-        let mode = match sharing {
-            Sharing::LiveReaders => ConcurrencyMode::SingleWriter,
-            Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
-        };
         let db = guard(context, || {
-            Ok(Database::builder()
-                .set_cache_size(cache)
-                .set_check_integrity_on_open(true)
-                .set_concurrency_mode(mode)
-                .create(&file)?)
+            Ok(builder(cache_capacity, sharing).create(&file)?)
         })?;
         if created {
             // The new file's directory entry must be durable too, or a crash
@@ -149,6 +143,28 @@ impl RedbBackend {
                     source,
                 })?;
         }
+        Self::writer_on(db, sharing, file)
+    }
+
+    /// Opens or creates the store's database on `storage` (a simulated disk
+    /// in the crate's power-loss tests) instead of a file; `name` stands for
+    /// the file in messages.
+    #[cfg(test)]
+    pub(crate) fn open_on(
+        storage: impl redb::StorageBackend,
+        name: &Path,
+        cache_capacity: u64,
+        sharing: Sharing,
+    ) -> Result<Self> {
+        let context = || format!("opening the redb database {}", name.display());
+        let db = guard(context, || {
+            Ok(builder(cache_capacity, sharing).create_with_backend(storage)?)
+        })?;
+        Self::writer_on(db, sharing, name.to_path_buf())
+    }
+
+    /// The writer on an opened database, with the store's table created.
+    fn writer_on(db: Database, sharing: Sharing, file: PathBuf) -> Result<Self> {
         let backend = RedbBackend {
             db: Db::Writer(db),
             shared: sharing == Sharing::LiveReaders,
@@ -269,6 +285,20 @@ impl RedbBackend {
             },
         )
     }
+}
+
+/// The writer's settings: a page cache of `cache_capacity` bytes, the
+/// integrity check on open, and the concurrency mode of `sharing`.
+fn builder(cache_capacity: u64, sharing: Sharing) -> redb::Builder {
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(usize::try_from(cache_capacity).unwrap_or(usize::MAX))
+        .set_check_integrity_on_open(true)
+        .set_concurrency_mode(match sharing {
+            Sharing::LiveReaders => ConcurrencyMode::SingleWriter,
+            Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
+        });
+    builder
 }
 
 /// Runs a call into redb, turning its error, or its panic, into a storage error about `context`.
