@@ -39,8 +39,8 @@ const KEYS: [&str; 3] = ["k0", "k1", "k2"];
 /// `Periodic` rounds flush only when the script says so: within a round the
 /// timer never fires, so the last completed flush is known exactly.
 const PERIOD: Duration = Duration::from_secs(3600);
-/// Longest a whole test may take before it counts as a hang.
-const HANG: Duration = Duration::from_secs(600);
+/// Longest one round may take before it counts as a hang.
+const HANG: Duration = Duration::from_secs(120);
 
 /// splitmix64: small, seedable, good enough to pick cut points.
 struct Rng(u64);
@@ -374,22 +374,30 @@ fn check_reopen(
     }
 }
 
-/// Runs `body` on a thread of its own; a run longer than `HANG` is a hang.
-fn without_hang(name: &str, body: impl FnOnce() -> String + Send + 'static) {
+/// Runs `body` on a thread of its own, which calls `alive` after every
+/// round; no round for `HANG` is a hang.
+fn without_hang(name: &str, body: impl FnOnce(&dyn Fn()) -> String + Send + 'static) {
     let (tx, rx) = mpsc::channel();
     let worker = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let _ = tx.send(body());
+            let summary = body(&|| drop(tx.send(None)));
+            let _ = tx.send(Some(summary));
         })
         .expect("spawning the test thread");
-    match rx.recv_timeout(HANG) {
-        Ok(summary) => println!("{name}: {summary}"),
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name}: no result in {HANG:?}: a hang"),
-        // The body panicked: re-raise its panic here.
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic);
+    loop {
+        match rx.recv_timeout(HANG) {
+            Ok(None) => {}
+            Ok(Some(summary)) => return println!("{name}: {summary}"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{name}: no round done in {HANG:?}: a hang")
+            }
+            // The body panicked: raise its panic here.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if let Err(panic) = worker.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                panic!("{name}: the test thread ended without a result");
             }
         }
     }
@@ -399,7 +407,7 @@ fn without_hang(name: &str, body: impl FnOnce() -> String + Send + 'static) {
 fn power_loss_at_random_points_keeps_a_prefix_with_every_synced_save() {
     let seed = seed();
     let rounds = env_u64("POWER_LOSS_ROUNDS").unwrap_or(1_000);
-    without_hang("power loss, random cuts", move || {
+    without_hang("power loss, random cuts", move |alive| {
         let mut rng = Rng(seed);
         let (mut inside, mut acked, mut required) = (0, 0, 0);
         for round in 0..rounds {
@@ -411,6 +419,7 @@ fn power_loss_at_random_points_keeps_a_prefix_with_every_synced_save() {
             let cut = Cut::At(rng.below(ops.len() as u64 * 4));
             match power_loss_round(&mut rng, mode, &ops, cut) {
                 Ok(o) => {
+                    alive();
                     inside += u64::from(o.cut_inside);
                     acked += o.acknowledged;
                     required += o.required;
@@ -430,7 +439,7 @@ fn power_loss_at_random_points_keeps_a_prefix_with_every_synced_save() {
 #[test]
 fn power_loss_at_every_sync_boundary_keeps_every_synced_save() {
     let seed = seed();
-    without_hang("power loss, every sync", move || {
+    without_hang("power loss, every sync", move |alive| {
         let mut rng = Rng(seed);
         let ops = script(&mut rng, 12);
         let mut rounds = 0;
@@ -446,6 +455,7 @@ fn power_loss_at_every_sync_boundary_keeps_every_synced_save() {
                 });
                 assert!(o.cut_inside || cut >= dry.ops, "{o:?}");
                 rounds += 1;
+                alive();
             }
         }
         format!(
@@ -479,16 +489,16 @@ fn fault_round(
     let mut acked = 0;
     let mut attempted = 0;
     let mut failed = false;
+    let named = match fault {
+        Fault::NoSpace => "No space left on device",
+        Fault::Eio => "Input/output error",
+    };
     for op in ops {
         attempted += 1;
         match run(&store, op) {
             Ok(()) => acked += 1,
             Err(e @ Error::Storage { .. }) => {
                 let text = e.to_string();
-                let named = match fault {
-                    Fault::NoSpace => "No space left on device",
-                    Fault::Eio => "Input/output error",
-                };
                 if !text.contains(named) {
                     return Err(format!("the error does not say {named:?}: {text}"));
                 }
@@ -519,13 +529,18 @@ fn fault_round(
         Err(e) if e.contains("re-open") => false,
         Err(e) => return Err(format!("a read after the error: {e}")),
     };
-    // A write after the error: an error that says to reopen, or success.
+    // A write after the error: success, or an error that says to reopen or
+    // names the fault (another one may be injected further on).
     let writable = match store
         .create_new_session("probe")
         .and_then(|mut s| store.save(&mut s))
     {
         Ok(()) => true,
-        Err(e @ Error::Storage { .. }) if e.to_string().contains("re-open") => false,
+        Err(e @ Error::Storage { .. })
+            if e.to_string().contains("re-open") || e.to_string().contains(named) =>
+        {
+            false
+        }
         Err(e) => return Err(format!("a write after the error: {e}")),
     };
     disk.cut_at(disk.ops());
@@ -539,7 +554,7 @@ fn fault_round(
 fn injected_enospc_and_eio_are_errors_and_lose_nothing_acknowledged() {
     let seed = seed();
     let rounds = env_u64("POWER_LOSS_ROUNDS").map_or(300, |r| r.div_ceil(3));
-    without_hang("injected I/O errors", move || {
+    without_hang("injected I/O errors", move |alive| {
         let mut rng = Rng(seed);
         let (mut failed, mut readable, mut writable) = (0, 0, 0);
         for round in 0..rounds {
@@ -548,6 +563,7 @@ fn injected_enospc_and_eio_are_errors_and_lose_nothing_acknowledged() {
             let ops = script(&mut rng, len);
             match fault_round(&mut rng, mode, &ops) {
                 Ok((f, r, w)) => {
+                    alive();
                     failed += u64::from(f);
                     readable += u64::from(r);
                     writable += u64::from(w);
