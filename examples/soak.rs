@@ -17,7 +17,9 @@
 //! - `--dir PATH` [a new temporary directory]: where the store lives.
 //!
 //! Every report prints cycles/s, bytes on disk (allocated blocks of the store's
-//! files) and their ratio to the live raw data, and the resident set size. A
+//! files) and their ratio to the live raw data, bytes written to storage per
+//! cycle since the last report (`write_bytes` of `/proc/self/io`), and the
+//! resident set size. A
 //! watchdog prints every thread's stack with gdb and exits with status 2 if
 //! no cycle completes for `--stall-secs`. At the end the store is reopened and
 //! must hold exactly the live set, every key of it, and pass `verify`.
@@ -135,6 +137,19 @@ fn bytes_on_disk(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Bytes this process has caused to be written to storage (`write_bytes` of
+/// `/proc/self/io`), 0 where that is not available.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn rss_kib() -> u64 {
@@ -257,26 +272,30 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let cycles_per_thread = args.cycles / args.threads as u64;
     let total = cycles_per_thread * args.threads as u64;
     let start = Instant::now();
+    let written_at_start = written_bytes();
     let reporter = {
         let (done, finished, store, path) =
             (done.clone(), finished.clone(), store.clone(), path.clone());
         let every = args.report_every;
         std::thread::Builder::new().name("soak-report".into()).spawn(move || {
             let (mut next, mut last_at, mut last_n) = (every, Instant::now(), 0u64);
+            let mut last_written = written_bytes();
             while !finished.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
                 let n = done.load(Ordering::Relaxed);
                 if n >= next {
                     let disk = bytes_on_disk(&path);
                     let engine_bytes = store.stats().map(|s| s.bytes_on_disk).unwrap_or(0);
+                    let written = written_bytes();
                     println!(
-                        "cycles {n}: {:.0} cycles/s (overall {:.0}); on disk {disk} bytes ({:.1}x live raw; engine says {engine_bytes}); RSS {} KiB",
+                        "cycles {n}: {:.0} cycles/s (overall {:.0}); on disk {disk} bytes ({:.1}x live raw; engine says {engine_bytes}); written {:.0} bytes/cycle; RSS {} KiB",
                         (n - last_n) as f64 / last_at.elapsed().as_secs_f64(),
                         n as f64 / start.elapsed().as_secs_f64(),
                         disk as f64 / raw_live as f64,
+                        written.saturating_sub(last_written) as f64 / (n - last_n).max(1) as f64,
                         rss_kib()
                     );
-                    (last_at, last_n) = (Instant::now(), n);
+                    (last_at, last_n, last_written) = (Instant::now(), n, written);
                     while next <= n {
                         next += every;
                     }
@@ -321,10 +340,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err(e.into());
     }
     println!(
-        "done: {total} cycles in {elapsed:.1?}: {:.0} cycles/s; on disk {} bytes ({:.1}x live raw); RSS {} KiB",
+        "done: {total} cycles in {elapsed:.1?}: {:.0} cycles/s; on disk {} bytes ({:.1}x live raw); written {:.0} bytes/cycle; RSS {} KiB",
         total as f64 / elapsed.as_secs_f64(),
         bytes_on_disk(&path),
         bytes_on_disk(&path) as f64 / raw_live as f64,
+        written_bytes().saturating_sub(written_at_start) as f64 / total.max(1) as f64,
         rss_kib()
     );
 

@@ -69,6 +69,8 @@ mod write;
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(all(test, feature = "redb"))]
+mod power_loss_tests;
 
 pub use admin::{ExportedScope, ExportedSession, ImportMode, SessionIds};
 pub use backend::Engine;

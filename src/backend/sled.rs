@@ -49,7 +49,7 @@ impl SledBackend {
                 Ok(Err(e)) if is_busy_lock(&e) && attempt < ATTEMPTS => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Ok(Err(e)) => return Err(Error::storage(context(), e)),
+                Ok(Err(e)) => return Err(storage_error(context(), e)),
                 Err(panic) => {
                     return Err(Error::storage(
                         context(),
@@ -72,7 +72,24 @@ fn is_busy_lock(e: &sled::Error) -> bool {
 }
 
 fn err(context: &'static str) -> impl FnOnce(sled::Error) -> Error {
-    move |e| Error::storage(context, e)
+    move |e| storage_error(context, e)
+}
+
+/// A sled error as a storage error about `context`; a full disk says what
+/// to do, since sled keeps failing every call (reads too) after it, and
+/// needs free space even to open.
+fn storage_error(context: impl Into<String>, e: sled::Error) -> Error {
+    match &e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => Error::storage(
+            context,
+            format!(
+                "{e}; the disk is full: sled refuses every further call on this database, \
+                 and needs free space to reopen it: free space on the file system, then \
+                 drop every handle of the store and open it again"
+            ),
+        ),
+        _ => Error::storage(context, e),
+    }
 }
 
 /// Runs a call into sled, turning its panic (it panics on some damaged
