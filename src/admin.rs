@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::keys::{self, Parsed};
 use crate::meta::Meta;
 use crate::store::Store;
@@ -239,15 +240,28 @@ impl Store {
         session.validate(core.max_value_size())?;
         let _guard = core.lock(sid);
         let mut batch = WriteSet::default();
+        let now = core.now();
+        let mut ended = None;
         let old = match core.read_meta(sid) {
             Ok(old) => old,
             Err(Error::Decode { .. }) if replace => {
                 core.delete_index_entries_of(&mut batch, sid)?;
+                ended = Some(Event::Destroyed {
+                    sid: sid.to_owned(),
+                });
                 None
             }
             Err(e) => return Err(e),
         };
-        if !replace && old.as_ref().is_some_and(|m| m.is_live(core.now())) {
+        if let Some(old) = &old {
+            let sid = sid.to_owned();
+            ended = Some(if old.is_live(now) {
+                Event::Destroyed { sid }
+            } else {
+                Event::Expired { sid }
+            });
+        }
+        if !replace && old.as_ref().is_some_and(|m| m.is_live(now)) {
             return Err(Error::AlreadyExists { id: sid.to_owned() });
         }
         core.delete_session(&mut batch, sid, old.as_ref())?;
@@ -261,6 +275,13 @@ impl Store {
                 );
             }
         }
-        core.write(batch)
+        core.write(batch)?;
+        if let Some(ended) = ended {
+            core.events().send(ended);
+        }
+        core.events().send(Event::Created {
+            sid: sid.to_owned(),
+        });
+        Ok(())
     }
 }

@@ -160,6 +160,10 @@ impl Store {
             let new = meta.accessed(now);
             batch.put_meta(&new_sid, None, &new);
             core.write(batch)?;
+            core.events().send(crate::events::Event::Regenerated {
+                old: sid.to_owned(),
+                new: new_sid.clone(),
+            });
             return Ok(new_sid);
         }
         Err(Error::storage(

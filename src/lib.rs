@@ -44,6 +44,7 @@ mod commit;
 mod config;
 mod core;
 mod error;
+mod events;
 mod expiry;
 mod export;
 mod id;
@@ -73,8 +74,9 @@ mod fault_tests;
 pub use admin::{ExportedScope, ExportedSession, ImportMode, SessionIds};
 pub use backend::Engine;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, Durability};
+pub use config::{Config, Durability, MAX_EVENT_CAPACITY};
 pub use error::{BoxError, Error, Result};
+pub use events::Event;
 pub use expiry::{SessionInfo, Stats};
 #[cfg(any(test, feature = "corruption-testing"))]
 pub use raw::RawTarget;

@@ -106,6 +106,8 @@ pub(crate) fn reap_once(
     )?;
     if wrote {
         core.flush()?;
+        // The deletions are durable now: their `Expired` events may go.
+        core.events().release_deferred();
     }
     core.count_reaped(reaped);
     Ok(reaped)
@@ -146,6 +148,10 @@ fn reap_candidate(
         }
     };
     core.write_unflushed(batch, applier)?;
+    if outcome == Outcome::Reaped {
+        // Sent after the pass's flush (or before a later event of this id).
+        core.events().defer_expired(sid);
+    }
     Ok(outcome)
 }
 
@@ -156,6 +162,9 @@ pub(crate) mod hook {
 
     type Hook = Box<dyn FnMut(&str) + Send>;
     static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
+    /// Held by each test that sets the hook, so that two such tests never
+    /// run at once.
+    pub static USERS: Mutex<()> = Mutex::new(());
 
     pub fn set(h: Option<Hook>) {
         *HOOK.lock() = h;

@@ -9,9 +9,11 @@ use redis::ConnectionLike;
 use crate::clock::{self, Clock};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::expiry::SessionInfo;
 use crate::id::{IdSource, OsRandom};
 use crate::keys;
+use crate::locks::Locks;
 use crate::meta::Meta;
 use crate::meta::Policy;
 use crate::redis::config::RedisConfig;
@@ -89,6 +91,12 @@ pub(super) struct Inner {
     /// that writes from different app servers do not share one.
     versions: AtomicU64,
     update_attempts: u32,
+    /// This store's event subscribers.
+    pub(super) events: Events,
+    /// Striped per-session locks, held by the calls that send events from
+    /// their write to their send, so that this process sends them in the
+    /// order Redis applied them.
+    pub(super) locks: Locks,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -144,6 +152,8 @@ impl RedisStore {
                 writes: AtomicU64::new(0),
                 versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
                 update_attempts: config.update_attempts,
+                events: Events::new(config.event_capacity),
+                locks: Locks::new(),
             }),
         })
     }
@@ -342,6 +352,7 @@ impl RedisStore {
     fn create_at(&self, sid: &str) -> Result<Session> {
         validate::sid(sid)?;
         let key = self.key(sid);
+        let _guard = self.inner.locks.write(sid);
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let expected = match self.read_meta(sid)? {
@@ -366,6 +377,14 @@ impl RedisStore {
             match status {
                 scripts::WRITTEN => {
                     self.wrote();
+                    if !expected.is_empty() {
+                        self.inner.events.send(Event::Expired {
+                            sid: sid.to_owned(),
+                        });
+                    }
+                    self.inner.events.send(Event::Created {
+                        sid: sid.to_owned(),
+                    });
                     return Ok(Session::new(
                         sid.to_owned(),
                         None,
@@ -607,6 +626,7 @@ impl SessionStore for RedisStore {
     fn destroy(&self, sid: &str) -> Result<bool> {
         validate::sid(sid)?;
         let key = self.key(sid);
+        let _guard = self.inner.locks.write(sid);
         let now = self.now();
         let old: Vec<u8> = self.with("destroying a session", |c| {
             scripts::TAKE.key(&key).invoke(c)
@@ -615,11 +635,18 @@ impl SessionStore for RedisStore {
             return Ok(false);
         }
         self.wrote();
-        Ok(match codec::decode_meta(sid, &old) {
+        let live = match codec::decode_meta(sid, &old) {
             Ok(meta) => meta.is_live(now),
             // A corrupt record: it was there, and it is gone now.
             Err(_) => true,
-        })
+        };
+        let sid = sid.to_owned();
+        self.inner.events.send(if live {
+            Event::Destroyed { sid }
+        } else {
+            Event::Expired { sid }
+        });
+        Ok(live)
     }
 
     fn create(&self) -> Result<Session> {
@@ -656,6 +683,8 @@ impl SessionStore for RedisStore {
     fn regenerate(&self, sid: &str) -> Result<String> {
         validate::sid(sid)?;
         let old_key = self.key(sid);
+        // The new id is fresh and random: nobody else sends events of it.
+        let _guard = self.inner.locks.write(sid);
         for _ in 0..CAS_ATTEMPTS {
             // 1. Read the old session.
             let now = self.now();
@@ -721,6 +750,10 @@ impl SessionStore for RedisStore {
                 ));
             }
             self.wrote();
+            self.inner.events.send(Event::Regenerated {
+                old: sid.to_owned(),
+                new: new_sid.clone(),
+            });
             return Ok(new_sid);
         }
         Err(self.contention("regenerating a session id", sid))
@@ -753,5 +786,15 @@ impl SessionStore for RedisStore {
         Ok(self
             .live_meta(sid, now)?
             .map(|(m, _)| SessionInfo::from_meta(&m)))
+    }
+
+    /// Events of this store's own calls, in this process: `Created`,
+    /// `Destroyed`, `Regenerated`, and `Expired` when a call deletes a
+    /// session it finds expired. Sessions that Redis expires by TTL, and
+    /// calls of other processes, send nothing here (Redis's keyspace
+    /// notifications are lost while nobody listens; this store does not
+    /// build on them).
+    fn subscribe(&self) -> crossbeam_channel::Receiver<Event> {
+        self.inner.events.subscribe()
     }
 }

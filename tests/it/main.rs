@@ -20,6 +20,7 @@ mod create;
 mod destroy;
 mod drop_flush;
 mod engines;
+mod events;
 mod expiry;
 mod fuzz_regressions;
 mod get;
