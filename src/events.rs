@@ -6,7 +6,6 @@
 //! [`Event::Lagged`] before its next event. A subscriber whose receiver was
 //! dropped is forgotten at the next send.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -147,13 +146,21 @@ impl Subscriber {
     }
 }
 
+/// An event held back until the flush that makes its write durable.
+struct Deferred {
+    /// The deferring caller's ticket.
+    ticket: u64,
+    /// The session it names.
+    sid: String,
+    event: Event,
+}
+
 #[derive(Default)]
 struct Inner {
     subscribers: Vec<Subscriber>,
-    /// `Expired` events of deletions applied but not yet flushed (the
-    /// reaper's), by sid, with the order they were deferred in.
-    deferred: HashMap<String, u64>,
-    next_deferred: u64,
+    /// Events of writes applied but not yet flushed, in the order deferred.
+    deferred: Vec<Deferred>,
+    next_ticket: u64,
 }
 
 impl Inner {
@@ -165,13 +172,14 @@ impl Inner {
         !self.subscribers.is_empty()
     }
 
-    /// Sends the deferred `Expired` of `sid`, if any, so that it precedes
-    /// an event of a later write of the same id.
-    fn release_one(&mut self, sid: &str) {
-        if self.deferred.remove(sid).is_some() {
-            self.broadcast(&Event::Expired {
-                sid: sid.to_owned(),
-            });
+    /// Sends, in order, the deferred events for which `pick` holds.
+    fn release_where(&mut self, pick: impl Fn(&Deferred) -> bool) {
+        let (due, kept): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(pick);
+        self.deferred = kept;
+        for d in due {
+            self.broadcast(&d.event);
         }
     }
 }
@@ -179,7 +187,7 @@ impl Inner {
 /// The subscribers of one store, and the events deferred until a flush.
 pub(crate) struct Events {
     capacity: usize,
-    /// Whether anyone subscribed: writers skip the lock while nobody did.
+    /// Whether anyone is subscribed: writers skip the lock while nobody is.
     watched: AtomicBool,
     inner: Mutex<Inner>,
 }
@@ -210,55 +218,68 @@ impl Events {
     }
 
     /// Sends `event` to every subscriber. The caller holds the lock of every
-    /// session it names, and its write was acknowledged. A deferred
-    /// `Expired` of a session it names goes first.
+    /// session it names, and its write was acknowledged. A deferred event of
+    /// a session it names goes first: this write's acknowledgement covers
+    /// that earlier, applied write.
     pub fn send(&self, event: Event) {
         if !self.watched() {
             return;
         }
         let mut inner = self.inner.lock();
         if !inner.deferred.is_empty() {
-            let named: Vec<String> = inner
-                .deferred
-                .keys()
-                .filter(|sid| event.names(sid))
-                .cloned()
-                .collect();
-            for sid in named {
-                inner.release_one(&sid);
-            }
+            inner.release_where(|d| event.names(&d.sid));
         }
         inner.broadcast(&event);
         self.watched.store(inner.watched(), Ordering::Release);
     }
 
-    /// Holds back the `Expired` of `sid`, whose deletion was applied but not
-    /// flushed, until [`release_deferred`](Self::release_deferred) (after the
-    /// flush) or an event of a later write of `sid` (whose acknowledgement
-    /// covers the earlier deletion). The caller holds the session's lock.
-    pub fn defer_expired(&self, sid: &str) {
-        if !self.watched() {
-            return;
-        }
+    /// A ticket for a caller that writes without flushing (the reaper's
+    /// pass, `destroy_all_of`) and defers its events until its flush.
+    pub fn ticket(&self) -> u64 {
         let mut inner = self.inner.lock();
-        let seq = inner.next_deferred;
-        inner.next_deferred += 1;
-        inner.deferred.insert(sid.to_owned(), seq);
+        inner.next_ticket += 1;
+        inner.next_ticket
     }
 
-    /// Sends every deferred `Expired`, in the order they were deferred: the
-    /// flush that made their deletions durable has returned.
-    pub fn release_deferred(&self) {
+    /// Holds back `event` of session `sid`, whose write was applied but not
+    /// flushed, until [`release`](Self::release) of `ticket` (after the
+    /// caller's flush) or an event of a later write of `sid`. The caller
+    /// holds the session's lock.
+    pub fn defer(&self, ticket: u64, sid: &str, event: Event) {
         if !self.watched() {
             return;
         }
+        self.inner.lock().deferred.push(Deferred {
+            ticket,
+            sid: sid.to_owned(),
+            event,
+        });
+    }
+
+    /// Sends the events deferred under `ticket`, in order: the flush that
+    /// made their writes durable has returned.
+    pub fn release(&self, ticket: u64) {
         let mut inner = self.inner.lock();
-        let mut due: Vec<(String, u64)> = inner.deferred.drain().collect();
-        due.sort_by_key(|(_, seq)| *seq);
-        for (sid, _) in due {
-            inner.broadcast(&Event::Expired { sid });
+        if inner.deferred.is_empty() {
+            return;
         }
+        inner.release_where(|d| d.ticket == ticket);
         self.watched.store(inner.watched(), Ordering::Release);
+    }
+
+    /// Gives up the events deferred under `ticket`: the flush failed, so they
+    /// cannot be sent as durable. Every subscriber counts them as missed and
+    /// hears of them through its next `Lagged`.
+    pub fn abandon(&self, ticket: u64) {
+        let mut inner = self.inner.lock();
+        let before = inner.deferred.len();
+        inner.deferred.retain(|d| d.ticket != ticket);
+        let lost = (before - inner.deferred.len()) as u64;
+        if lost > 0 {
+            for s in &mut inner.subscribers {
+                s.missed = s.missed.saturating_add(lost);
+            }
+        }
     }
 }
 
@@ -323,27 +344,50 @@ mod tests {
         assert!(!hub.watched());
     }
 
+    fn expired(s: &str) -> Event {
+        Event::Expired { sid: s.into() }
+    }
+
     #[test]
-    fn deferred_expiries_wait_for_release_or_a_later_event_of_their_session() {
+    fn deferred_events_wait_for_their_tickets_release_or_a_later_event_of_their_session() {
         let hub = Events::new(8);
         let rx = hub.subscribe();
-        hub.defer_expired("a");
-        hub.defer_expired("b");
+        let (mine, other) = (hub.ticket(), hub.ticket());
+        hub.defer(mine, "a", expired("a"));
+        hub.defer(other, "c", expired("c"));
+        hub.defer(mine, "b", expired("b"));
         assert!(rx.try_recv().is_err());
         hub.send(Event::Created { sid: "b".into() });
-        let expired = |s: &str| Event::Expired { sid: s.into() };
         assert_eq!(rx.try_recv().ok(), Some(expired("b")));
         assert_eq!(rx.try_recv().ok(), Some(Event::Created { sid: "b".into() }));
-        hub.release_deferred();
+        hub.release(mine);
         assert_eq!(rx.try_recv().ok(), Some(expired("a")));
-        assert!(rx.try_recv().is_err());
+        assert!(
+            rx.try_recv().is_err(),
+            "another ticket's event waits for its own flush"
+        );
+        hub.release(other);
+        assert_eq!(rx.try_recv().ok(), Some(expired("c")));
+    }
+
+    #[test]
+    fn abandoned_events_are_counted_as_missed() {
+        let hub = Events::new(8);
+        let rx = hub.subscribe();
+        let t = hub.ticket();
+        hub.defer(t, "a", expired("a"));
+        hub.defer(t, "b", expired("b"));
+        hub.abandon(t);
+        hub.send(created(0));
+        assert_eq!(rx.try_recv().ok(), Some(Event::Lagged { missed: 2 }));
+        assert_eq!(rx.try_recv().ok(), Some(created(0)));
     }
 
     #[test]
     fn nothing_is_kept_while_nobody_listens() {
         let hub = Events::new(8);
         hub.send(created(0));
-        hub.defer_expired("a");
+        hub.defer(hub.ticket(), "a", expired("a"));
         assert!(hub.inner.lock().deferred.is_empty());
     }
 }

@@ -147,9 +147,13 @@ impl Store {
             }
             let mut batch = WriteSet::default();
             let record = keys::meta(sid);
+            let principal = keys::principal_of(sid);
             for (key, value) in core.scan_prefix(&keys::session_prefix(sid))? {
                 if key == record {
                     continue;
+                }
+                if key == principal {
+                    crate::principal::reindex(&mut batch, sid, &new_sid, &value);
                 }
                 if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
                     batch.put(moved, value);

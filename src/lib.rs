@@ -54,6 +54,7 @@ mod locks;
 mod meta;
 mod metacache;
 mod open;
+mod principal;
 #[cfg(any(test, feature = "corruption-testing"))]
 mod raw;
 mod reaper;

@@ -84,6 +84,7 @@ pub(crate) fn reap_once(
 ) -> Result<usize> {
     let now = core.now();
     let end = keys::index_bound(now.saturating_add(1));
+    let ticket = core.events().ticket();
     let mut reaped = 0;
     let mut wrote = false;
     core.walk(
@@ -93,7 +94,7 @@ pub(crate) fn reap_once(
         &|| !should_stop(),
         &mut |key, _| match keys::parse(key) {
             Parsed::Index { deadline, sid } => {
-                match reap_candidate(core, key, deadline, sid, now, applier) {
+                match reap_candidate(core, key, deadline, sid, now, applier, ticket) {
                     Ok(outcome) => {
                         wrote |= outcome != Outcome::Skipped;
                         reaped += usize::from(outcome == Outcome::Reaped);
@@ -105,9 +106,12 @@ pub(crate) fn reap_once(
         },
     )?;
     if wrote {
-        core.flush()?;
-        // The deletions are durable now: their `Expired` events may go.
-        core.events().release_deferred();
+        // The `Expired` events may go once the deletions are durable.
+        if let Err(e) = core.flush() {
+            core.events().abandon(ticket);
+            return Err(e);
+        }
+        core.events().release(ticket);
     }
     core.count_reaped(reaped);
     Ok(reaped)
@@ -128,6 +132,7 @@ fn reap_candidate(
     sid: &str,
     now: u64,
     applier: Applier,
+    ticket: u64,
 ) -> Result<Outcome> {
     #[cfg(test)]
     hook::before_lock(sid);
@@ -150,7 +155,10 @@ fn reap_candidate(
     core.write_unflushed(batch, applier)?;
     if outcome == Outcome::Reaped {
         // Sent after the pass's flush (or before a later event of this id).
-        core.events().defer_expired(sid);
+        let event = crate::events::Event::Expired {
+            sid: sid.to_owned(),
+        };
+        core.events().defer(ticket, sid, event);
     }
     Ok(outcome)
 }

@@ -174,6 +174,39 @@ pub trait SessionStore {
     /// and reported by an [`Event::Lagged`] before its next event. Dropping
     /// the receiver unsubscribes.
     fn subscribe(&self) -> Receiver<Event>;
+
+    /// Sets the principal (a user name or id) the live session `sid`
+    /// belongs to, or clears it with `None`: see [`Store::set_principal`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidKey`] for a bad name,
+    /// [`Error::NotFound`] if `sid` is not live, and storage errors.
+    fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()>;
+
+    /// The principal of the live session `sid`; `None` if none or not live.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`], and storage errors.
+    fn principal(&self, sid: &str) -> Result<Option<String>>;
+
+    /// The live sessions of principal `name`, in id order. Costs what that
+    /// principal has, never a scan of every session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad name, and storage errors.
+    fn sessions_of(&self, name: &str) -> Result<Vec<String>>;
+
+    /// Destroys every session of principal `name` and returns how many were
+    /// live, each with its own `Destroyed` event: "log out of all devices".
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad name, and storage errors (some
+    /// sessions may be destroyed then; call it again).
+    fn destroy_all_of(&self, name: &str) -> Result<usize>;
 }
 
 /// An embedded, persistent session store. Cheap to clone: clones share one
@@ -311,16 +344,13 @@ impl Store {
         ))
     }
 
-    /// Makes every acknowledged write durable now. The reaper's `Expired`
-    /// events that were waiting for a flush are sent.
+    /// Makes every acknowledged write durable now.
     ///
     /// # Errors
     ///
     /// Storage errors, and [`Error::Stalled`].
     pub fn flush(&self) -> Result<()> {
-        self.core().flush()?;
-        self.core().events().release_deferred();
-        Ok(())
+        self.core().flush()
     }
 
     /// See [`SessionStore::subscribe`]. A read-only store writes nothing,
@@ -522,6 +552,22 @@ impl SessionStore for Store {
 
     fn subscribe(&self) -> Receiver<Event> {
         Store::subscribe(self)
+    }
+
+    fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()> {
+        Store::set_principal(self, sid, name)
+    }
+
+    fn principal(&self, sid: &str) -> Result<Option<String>> {
+        Store::principal(self, sid)
+    }
+
+    fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
+        Store::sessions_of(self, name)
+    }
+
+    fn destroy_all_of(&self, name: &str) -> Result<usize> {
+        Store::destroy_all_of(self, name)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::validate;
 
 /// How many times a check-and-write is tried again after a concurrent write
 /// to the same session changed its metadata between the read and the write.
-const CAS_ATTEMPTS: usize = 64;
+pub(super) const CAS_ATTEMPTS: usize = 64;
 /// How many fresh ids `create` and `regenerate` draw before they give up.
 const ID_ATTEMPTS: usize = 8;
 
@@ -270,7 +270,7 @@ impl RedisStore {
     }
 
     /// The live metadata record of `sid` and its bytes.
-    fn live_meta(&self, sid: &str, now: u64) -> Result<Option<(Meta, Vec<u8>)>> {
+    pub(super) fn live_meta(&self, sid: &str, now: u64) -> Result<Option<(Meta, Vec<u8>)>> {
         Ok(self.read_meta(sid)?.filter(|(m, _)| m.is_live(now)))
     }
 
@@ -326,7 +326,7 @@ impl RedisStore {
     }
 
     /// A status code no script returns: the server runs something else under our scripts' names.
-    fn unexpected(&self, what: &str, status: i64) -> Error {
+    pub(super) fn unexpected(&self, what: &str, status: i64) -> Error {
         self.inner.conns.error(
             what,
             redis::RedisError::from((
@@ -337,7 +337,7 @@ impl RedisStore {
         )
     }
 
-    fn contention(&self, what: &str, sid: &str) -> Error {
+    pub(super) fn contention(&self, what: &str, sid: &str) -> Error {
         self.inner.conns.error(
             what,
             redis::RedisError::from((
@@ -628,7 +628,7 @@ impl SessionStore for RedisStore {
         let key = self.key(sid);
         let _guard = self.inner.locks.write(sid);
         let now = self.now();
-        let old: Vec<u8> = self.with("destroying a session", |c| {
+        let (old, principal): (Vec<u8>, Vec<u8>) = self.with("destroying a session", |c| {
             scripts::TAKE.key(&key).invoke(c)
         })?;
         if old.is_empty() {
@@ -636,7 +636,12 @@ impl SessionStore for RedisStore {
         }
         self.wrote();
         let live = match codec::decode_meta(sid, &old) {
-            Ok(meta) => meta.is_live(now),
+            Ok(meta) => {
+                // After the key: a crash in between leaves a stale entry,
+                // which reads prune.
+                self.unindex(&principal, sid, meta.incarnation)?;
+                meta.is_live(now)
+            }
             // A corrupt record: it was there, and it is gone now.
             Err(_) => true,
         };
@@ -713,6 +718,17 @@ impl SessionStore for RedisStore {
                     ),
                 ));
             };
+            // The new id enters its principal's index before the old key
+            // goes: a crash from here on leaves a stale entry (pruned on
+            // read), never a live session outside the index.
+            let principal = read
+                .fields
+                .iter()
+                .find(|(f, _)| f == keys::REDIS_PRINCIPAL_FIELD)
+                .map(|(_, v)| v.clone());
+            if let Some(name) = &principal {
+                self.index(name, &new_sid, &read.meta)?;
+            }
             // 3. Delete the old id, if nobody wrote to it since the read.
             let deleted: i64 = self.with("regenerating a session id", |c| {
                 scripts::DELETE_IF
@@ -750,6 +766,9 @@ impl SessionStore for RedisStore {
                 ));
             }
             self.wrote();
+            if let Some(name) = &principal {
+                self.unindex(name, sid, read.meta.incarnation)?;
+            }
             self.inner.events.send(Event::Regenerated {
                 old: sid.to_owned(),
                 new: new_sid.clone(),
@@ -796,5 +815,21 @@ impl SessionStore for RedisStore {
     /// build on them).
     fn subscribe(&self) -> crossbeam_channel::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()> {
+        RedisStore::set_principal(self, sid, name)
+    }
+
+    fn principal(&self, sid: &str) -> Result<Option<String>> {
+        RedisStore::principal(self, sid)
+    }
+
+    fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
+        RedisStore::sessions_of(self, name)
+    }
+
+    fn destroy_all_of(&self, name: &str) -> Result<usize> {
+        RedisStore::destroy_all_of(self, name)
     }
 }

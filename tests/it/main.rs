@@ -28,6 +28,7 @@ mod hardening;
 mod input;
 mod model;
 mod open;
+mod principals;
 mod read_only;
 mod reaper;
 #[cfg(feature = "redis")]
