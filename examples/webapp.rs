@@ -27,6 +27,12 @@
 //! - `POST /login` (form field `user`) moves the session to a new id with
 //!   `regenerate`, against session fixation, and stores the user name.
 //! - `POST /logout` destroys the session and clears the cookie.
+//! - `POST /logout-all` ("log out of all devices") destroys every session of
+//!   the logged-in user (`destroy_all_of`: the login made the user the
+//!   session's principal with `set_principal`) and clears the cookie: the
+//!   user's other browsers are logged out at their next request.
+//! - Every lifecycle event of the store (`subscribe`) is logged on stderr by
+//!   a thread of its own, `webapp-events`.
 //! - Every request that has a session ends with a save of its global scope:
 //!   the heartbeat that keeps an idle session alive.
 //!
@@ -79,7 +85,21 @@ struct Visit {
 impl App {
     /// An app that keeps its sessions in `store`: an embedded `Store`, a
     /// `RedisStore`, or any other `SessionStore`.
+    ///
+    /// Starts the thread that logs the store's events on stderr. It holds
+    /// only the receiver, and ends when the store (and so its sender) is gone.
     pub fn new(store: impl SessionStore + Send + Sync + 'static) -> App {
+        let events = store.subscribe();
+        let spawned = std::thread::Builder::new()
+            .name("webapp-events".into())
+            .spawn(move || {
+                for event in events {
+                    eprintln!("webapp: event {event:?}");
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("webapp: events are not logged: cannot start a thread: {e}");
+        }
         App {
             store: Arc::new(store),
         }
@@ -120,7 +140,10 @@ impl App {
             (Method::Get, "/") => self.with_session(request, |app, visit, _| app.home(visit)),
             (Method::Post, "/login") => self.with_session(request, App::login),
             (Method::Post, "/logout") => self.logout(request),
-            (_, "/" | "/login" | "/logout") => Ok(text(405, "method not allowed\n")),
+            (Method::Post, "/logout-all") => self.logout_all(request),
+            (_, "/" | "/login" | "/logout" | "/logout-all") => {
+                Ok(text(405, "method not allowed\n"))
+            }
             _ => Ok(text(404, "not found\n")),
         }
     }
@@ -212,11 +235,34 @@ impl App {
         visit.session = self
             .store
             .get(&sid, None)?
-            .ok_or(Error::NotFound { id: sid })?;
+            .ok_or_else(|| Error::NotFound { id: sid.clone() })?;
         visit.session.set("requests", &requests)?;
         visit.session.set("user", user)?;
+        // The user owns the session now: "log out of all devices" finds it.
+        self.store.set_principal(&sid, Some(user))?;
         visit.new_cookie = true;
         Ok(redirect_home())
+    }
+
+    /// Destroys every session of the user the cookie's session belongs to
+    /// (only that session, for a visitor who is not logged in).
+    fn logout_all(&self, request: &Request) -> Result<Reply, Error> {
+        if let Some(sid) = cookie_sid(request) {
+            match self.store.principal(&sid) {
+                Ok(Some(user)) => {
+                    let ended = self.store.destroy_all_of(&user)?;
+                    eprintln!("webapp: logged {user:?} out of {ended} sessions");
+                }
+                Ok(None) => {
+                    self.store.destroy(&sid)?;
+                }
+                Err(Error::InvalidId { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(redirect_home().with_header(set_cookie(&format!(
+            "{COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}"
+        ))))
     }
 
     /// Logout needs no session: it destroys the one the cookie names, if any.
@@ -291,7 +337,9 @@ fn page(user: Option<&str>, requests: u64, views: u64) -> Reply {
     let (greeting, form) = match user {
         Some(u) => (
             format!("Hello, <b id=\"user\">{}</b>.", html_escape(u)),
-            "<form method=\"post\" action=\"/logout\"><button>Log out</button></form>".to_owned(),
+            "<form method=\"post\" action=\"/logout\"><button>Log out</button></form>\n\
+             <form method=\"post\" action=\"/logout-all\"><button>Log out of all devices</button></form>"
+                .to_owned(),
         ),
         None => (
             "Hello, visitor.".to_owned(),

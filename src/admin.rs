@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::keys::{self, Parsed};
 use crate::meta::Meta;
 use crate::store::Store;
@@ -95,6 +96,8 @@ pub struct ExportedSession {
     pub absolute_deadline: Option<SystemTime>,
     /// Its scopes that hold keys: the global one (`None`) first, then components in order.
     pub scopes: Vec<ExportedScope>,
+    /// The principal it belongs to ([`Store::set_principal`]); `None` for none.
+    pub principal: Option<String>,
 }
 
 /// One scope of an [`ExportedSession`]. Build one with [`ExportedScope::new`].
@@ -118,6 +121,9 @@ impl ExportedSession {
     /// or [`Error::ValueTooLarge`], for the first bad item.
     pub fn validate(&self, max_value_size: usize) -> Result<()> {
         validate::sid(&self.id)?;
+        if let Some(name) = &self.principal {
+            validate::key(name)?;
+        }
         for scope in &self.scopes {
             validate::scope(scope.component.as_deref())?;
             for (key, value) in &scope.values {
@@ -141,7 +147,12 @@ impl ExportedSession {
 
     /// The export of session `sid` whose record is `meta`, with `scopes`:
     /// the inverse of [`meta`](Self::meta), for every store's export.
-    pub(crate) fn from_meta(sid: &str, meta: &Meta, scopes: Vec<ExportedScope>) -> Self {
+    pub(crate) fn from_meta(
+        sid: &str,
+        meta: &Meta,
+        scopes: Vec<ExportedScope>,
+        principal: Option<String>,
+    ) -> Self {
         ExportedSession {
             id: sid.to_owned(),
             created: clock::from_micros(meta.created),
@@ -149,6 +160,7 @@ impl ExportedSession {
             idle_timeout: meta.idle.map(Duration::from_micros),
             absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
             scopes,
+            principal,
         }
     }
 
@@ -203,9 +215,15 @@ impl Store {
             return Ok(None);
         };
         let mut scopes: Vec<ExportedScope> = Vec::new();
+        let mut principal = None;
         for (key, value) in core.scan_prefix(&keys::session_prefix(sid))? {
-            let Parsed::Data { component, key, .. } = keys::parse(&key) else {
-                continue;
+            let (component, key) = match keys::parse(&key) {
+                Parsed::Data { component, key, .. } => (component, key),
+                Parsed::Principal { .. } => {
+                    principal = keys::valid_principal(&value).map(str::to_owned);
+                    continue;
+                }
+                _ => continue,
             };
             let component = component.map(str::to_owned);
             match scopes.last_mut() {
@@ -218,7 +236,9 @@ impl Store {
                 }),
             }
         }
-        Ok(Some(ExportedSession::from_meta(sid, &meta, scopes)))
+        Ok(Some(ExportedSession::from_meta(
+            sid, &meta, scopes, principal,
+        )))
     }
 
     /// Writes an exported session back, in one atomic batch. A live session
@@ -239,20 +259,37 @@ impl Store {
         session.validate(core.max_value_size())?;
         let _guard = core.lock(sid);
         let mut batch = WriteSet::default();
+        let now = core.now();
+        let mut ended = None;
         let old = match core.read_meta(sid) {
             Ok(old) => old,
             Err(Error::Decode { .. }) if replace => {
                 core.delete_index_entries_of(&mut batch, sid)?;
+                ended = Some(Event::Destroyed {
+                    sid: sid.to_owned(),
+                });
                 None
             }
             Err(e) => return Err(e),
         };
-        if !replace && old.as_ref().is_some_and(|m| m.is_live(core.now())) {
+        if let Some(old) = &old {
+            let sid = sid.to_owned();
+            ended = Some(if old.is_live(now) {
+                Event::Destroyed { sid }
+            } else {
+                Event::Expired { sid }
+            });
+        }
+        if !replace && old.as_ref().is_some_and(|m| m.is_live(now)) {
             return Err(Error::AlreadyExists { id: sid.to_owned() });
         }
         core.delete_session(&mut batch, sid, old.as_ref())?;
         let meta = session.meta(crate::meta::fresh_incarnation()?);
         batch.put_meta(sid, None, &meta);
+        if let Some(name) = &session.principal {
+            batch.put(keys::principal_of(sid), name.as_bytes().to_vec());
+            batch.put(keys::principal_index(name, sid), Vec::new());
+        }
         for scope in &session.scopes {
             for (key, value) in &scope.values {
                 batch.put(
@@ -261,6 +298,13 @@ impl Store {
                 );
             }
         }
-        core.write(batch)
+        core.write(batch)?;
+        if let Some(ended) = ended {
+            core.events().send(ended);
+        }
+        core.events().send(Event::Created {
+            sid: sid.to_owned(),
+        });
+        Ok(())
     }
 }

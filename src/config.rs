@@ -35,6 +35,10 @@ pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
 pub(crate) const MIN_CACHE_CAPACITY: u64 = 4096;
 /// The most metadata records the cache may be asked to hold.
 pub(crate) const MAX_META_CACHE_ENTRIES: usize = 1 << 20;
+/// The most events one subscriber's channel may hold (its slots are allocated up front).
+pub const MAX_EVENT_CAPACITY: usize = 1 << 16;
+/// The default capacity of a subscriber's channel.
+pub(crate) const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
 /// How to open a [`Store`]. Setters take and return `self`; the chain ends in [`open`](Config::open).
 ///
@@ -70,6 +74,7 @@ pub struct Config {
     pub(crate) update_attempts: u32,
     pub(crate) live_readers: Option<bool>,
     pub(crate) read_only: bool,
+    pub(crate) event_capacity: usize,
 }
 
 impl Config {
@@ -92,6 +97,7 @@ impl Config {
             update_attempts: 8,
             live_readers: None,
             read_only: false,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
         }
     }
 
@@ -200,6 +206,17 @@ impl Config {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// How many events each subscriber's channel ([`Store::subscribe`]) holds
+    /// before it misses some: the events it misses are counted and reported
+    /// by an [`Event::Lagged`](crate::Event::Lagged). Default: 1024. Valid:
+    /// 1 up to [`MAX_EVENT_CAPACITY`] (65,536); the channel's slots are
+    /// allocated when a subscriber subscribes.
+    #[must_use]
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
         self
     }
 
@@ -323,6 +340,7 @@ impl Config {
         if self.update_attempts == 0 {
             return bad("update_attempts 0: update must try at least once".into());
         }
+        check_event_capacity(self.event_capacity)?;
         if self.meta_cache_entries > MAX_META_CACHE_ENTRIES {
             return bad(format!(
                 "meta_cache_entries {} is over the maximum of {MAX_META_CACHE_ENTRIES}",
@@ -335,6 +353,21 @@ impl Config {
     pub(crate) fn effective_touch_granularity(&self) -> Duration {
         self.touch_granularity.unwrap_or(self.idle_timeout / 100)
     }
+}
+
+/// A subscriber channel's capacity: 1 up to [`MAX_EVENT_CAPACITY`].
+pub(crate) fn check_event_capacity(capacity: usize) -> Result<()> {
+    if capacity == 0 {
+        return Err(Error::InvalidConfig(
+            "event_capacity 0: a subscriber's channel must hold at least one event".into(),
+        ));
+    }
+    if capacity > MAX_EVENT_CAPACITY {
+        return Err(Error::InvalidConfig(format!(
+            "event_capacity {capacity} is over the maximum of {MAX_EVENT_CAPACITY}"
+        )));
+    }
+    Ok(())
 }
 
 /// An idle or absolute timeout: at least [`MIN_INTERVAL`], so that a new
@@ -366,6 +399,7 @@ impl fmt::Debug for Config {
             .field("update_attempts", &self.update_attempts)
             .field("live_readers", &self.effective_live_readers())
             .field("read_only", &self.read_only)
+            .field("event_capacity", &self.event_capacity)
             .finish_non_exhaustive()
     }
 }

@@ -147,9 +147,13 @@ impl Store {
             }
             let mut batch = WriteSet::default();
             let record = keys::meta(sid);
+            let principal = keys::principal_of(sid);
             for (key, value) in core.scan_prefix(&keys::session_prefix(sid))? {
                 if key == record {
                     continue;
+                }
+                if key == principal {
+                    crate::principal::reindex(&mut batch, sid, &new_sid, &value);
                 }
                 if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
                     batch.put(moved, value);
@@ -160,6 +164,10 @@ impl Store {
             let new = meta.accessed(now);
             batch.put_meta(&new_sid, None, &new);
             core.write(batch)?;
+            core.events().send(crate::events::Event::Regenerated {
+                old: sid.to_owned(),
+                new: new_sid.clone(),
+            });
             return Ok(new_sid);
         }
         Err(Error::storage(

@@ -9,6 +9,9 @@
 //!  "absolute_deadline_us":null,"scopes":[{"component":null,"values":{"user":"A2FkYQ=="}}]}
 //! ```
 //!
+//! A session with a principal also has `"principal":"<name>"` (absent
+//! otherwise, and read as none when absent).
+//!
 //! Every time is in microseconds since the Unix epoch and every duration in
 //! microseconds, the units the store keeps, so a session exported and
 //! imported again is stored exactly as it was. Every value is the standard
@@ -58,6 +61,7 @@ impl ExportedSession {
             last_access,
             idle_timeout: None,
             absolute_deadline: None,
+            principal: None,
             scopes: Vec::new(),
         }
     }
@@ -81,6 +85,14 @@ impl ExportedSession {
     #[must_use]
     pub fn with_scope(mut self, scope: ExportedScope) -> Self {
         self.scopes.push(scope);
+        self
+    }
+
+    /// Sets the principal the session belongs to (see
+    /// [`Store::set_principal`](crate::Store::set_principal)). Default: none.
+    #[must_use]
+    pub fn with_principal(mut self, principal: Option<String>) -> Self {
+        self.principal = principal;
         self
     }
 }
@@ -157,6 +169,8 @@ mod json {
         idle_timeout_us: Option<u64>,
         absolute_deadline_us: Option<u64>,
         scopes: Vec<ScopeOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        principal: Option<&'a str>,
     }
 
     #[derive(Serialize)]
@@ -175,6 +189,8 @@ mod json {
         idle_timeout_us: Option<u64>,
         absolute_deadline_us: Option<u64>,
         scopes: Vec<ScopeIn>,
+        #[serde(default)]
+        principal: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -194,6 +210,7 @@ mod json {
                 idle_timeout_us: self.idle_timeout.map(clock::duration_micros),
                 absolute_deadline_us: self.absolute_deadline.map(clock::micros),
                 scopes: self.scopes.iter().map(ScopeOut::of).collect(),
+                principal: self.principal.as_deref(),
             }
             .serialize(serializer)
         }
@@ -245,6 +262,7 @@ mod json {
                 idle_timeout: r.idle_timeout_us.map(Duration::from_micros),
                 absolute_deadline: r.absolute_deadline_us.map(clock::from_micros),
                 scopes,
+                principal: r.principal,
             })
         }
     }
@@ -297,6 +315,17 @@ mod tests {
         );
         let back: ExportedSession = serde_json::from_str(&line).unwrap();
         assert_eq!(back, alice());
+    }
+
+    #[test]
+    fn a_principal_is_written_only_when_there_is_one_and_read_back() {
+        let with = alice().with_principal(Some("ada".into()));
+        let line = serde_json::to_string(&with).unwrap();
+        assert!(line.ends_with(r#","principal":"ada"}"#), "{line}");
+        let back: ExportedSession = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, with);
+        let line = serde_json::to_string(&alice()).unwrap();
+        assert!(!line.contains("principal"), "{line}");
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! | expiry index | `!` + deadline (u64 microseconds since the epoch, big-endian) + `{sid}` |
 //! | format marker | `#sessionstore` |
 //! | time floor | `#clock` |
+//! | principal of a session | `{sid}/` + NUL (no component holds a control character) |
+//! | principal index | `@` + principal name + NUL + `{sid}` (no name holds a control character) |
 //!
-//! Session ids are `[A-Za-z0-9_-]`, so no id starts with `!` or `#`, and
+//! Session ids are `[A-Za-z0-9_-]`, so no id starts with `!`, `#` or `@`, and
 //! every key of one session shares the prefix `{sid}/`: a prefix scan finds
 //! the whole session and nothing of `{sid}x`.
 
@@ -22,6 +24,12 @@ const INDEX_TAG: u8 = b'!';
 pub(crate) const FORMAT_KEY: &[u8] = b"#sessionstore";
 /// The key of the time floor: the latest time the store wrote at.
 pub(crate) const CLOCK_KEY: &[u8] = b"#clock";
+
+/// The first byte of every principal index key.
+const PRINCIPAL_TAG: u8 = b'@';
+/// Ends the principal name in an index key, and the session prefix in a
+/// principal record: a control character, which no name or component holds.
+const NUL: u8 = 0;
 
 /// The metadata key of a session: `{sid}/`.
 pub(crate) fn meta(sid: &str) -> Vec<u8> {
@@ -97,6 +105,34 @@ pub(crate) fn index_end() -> Vec<u8> {
     vec![INDEX_TAG + 1]
 }
 
+/// The record of the principal a session belongs to: `{sid}/` + NUL. It is
+/// under the session's prefix, so deleting or moving the session's keys
+/// takes it along; it sorts before every scope (NUL is below `/` and every
+/// component's first byte).
+pub(crate) fn principal_of(sid: &str) -> Vec<u8> {
+    let mut k = session_prefix(sid);
+    k.push(NUL);
+    k
+}
+
+/// The prefix of every index entry of principal `name`: `@{name}` + NUL.
+/// No name holds NUL, so it covers this name's entries and no other's.
+pub(crate) fn principal_prefix(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 2);
+    k.push(PRINCIPAL_TAG);
+    k.extend_from_slice(name.as_bytes());
+    k.push(NUL);
+    k
+}
+
+/// The index entry saying that session `sid` belongs to principal `name`:
+/// `@{name}` + NUL + `{sid}`.
+pub(crate) fn principal_index(name: &str, sid: &str) -> Vec<u8> {
+    let mut k = principal_prefix(name);
+    k.extend_from_slice(sid.as_bytes());
+    k
+}
+
 /// What a stored key is, as far as its bytes say.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Parsed<'a> {
@@ -119,6 +155,10 @@ pub(crate) enum Parsed<'a> {
     Format,
     /// `#clock`.
     Clock,
+    /// `{sid}/` + NUL: the principal of a session.
+    Principal { sid: &'a str },
+    /// `@{name}` + NUL + `{sid}`: an entry of the principal index.
+    PrincipalIndex { name: &'a str, sid: &'a str },
     /// Anything else: not a key this crate writes.
     Unknown,
 }
@@ -143,6 +183,9 @@ pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
             None => Parsed::Unknown,
         };
     }
+    if let Some(rest) = key.strip_prefix(&[PRINCIPAL_TAG]) {
+        return parse_principal_index(rest);
+    }
     let Ok(text) = std::str::from_utf8(key) else {
         return Parsed::Unknown;
     };
@@ -154,6 +197,9 @@ pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
     }
     if rest.is_empty() {
         return Parsed::Meta { sid };
+    }
+    if rest.as_bytes() == [NUL] {
+        return Parsed::Principal { sid };
     }
     let Some((component, key)) = rest.split_once('/') else {
         return Parsed::Unknown;
@@ -169,6 +215,24 @@ pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
         component: (!component.is_empty()).then_some(component),
         key,
     }
+}
+
+/// `{name}` + NUL + `{sid}`, after the tag of a principal index key.
+fn parse_principal_index(rest: &[u8]) -> Parsed<'_> {
+    let Some(at) = rest.iter().position(|b| *b == NUL) else {
+        return Parsed::Unknown;
+    };
+    let (name, sid) = (&rest[..at], &rest[at + 1..]);
+    match (valid_principal(name), valid_sid(sid)) {
+        (Some(name), Some(sid)) => Parsed::PrincipalIndex { name, sid },
+        _ => Parsed::Unknown,
+    }
+}
+
+/// A principal name as stored bytes, if it follows the name rules.
+pub(crate) fn valid_principal(bytes: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    crate::validate::key(s).ok().map(|()| s)
 }
 
 /// The key name of a data key under a known scope prefix, if it is valid UTF-8.
@@ -193,6 +257,8 @@ fn valid_sid(bytes: &[u8]) -> Option<&str> {
 // | its metadata field | `m` |
 // | a data field, component scope | `<component>/<key>` |
 // | a data field, global scope | `/<key>` (the empty component, which no valid name can be) |
+// | its principal field | `p` |
+// | a principal's index | `{<namespace>/p:<name>}`, a sorted set of `<sid>:<incarnation hex>` |
 //
 // Every data field holds a `/`, so no data field can be `m`. Namespaces are
 // `[A-Za-z0-9_.-]` and ids `[A-Za-z0-9_-]`, so neither holds `{`, `}` or `:`,
@@ -201,6 +267,43 @@ fn valid_sid(bytes: &[u8]) -> Option<&str> {
 /// The field of a session's Redis hash that holds its metadata record.
 #[cfg(feature = "redis")]
 pub(crate) const REDIS_META_FIELD: &[u8] = b"m";
+
+/// The field of a session's Redis hash that holds its principal's name.
+/// It holds no `/`, so it is no data field.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_PRINCIPAL_FIELD: &[u8] = b"p";
+
+/// The Redis key of the index of principal `name` in `namespace`: a sorted
+/// set, `{<namespace>/p:<name>}`. `/` is no namespace character, so the key
+/// is no session key and `SCAN MATCH {<namespace>:*}` never lists it; its
+/// hash tag gives each principal a slot of its own (a name holding `}`
+/// shortens the tag, which only changes the slot).
+#[cfg(feature = "redis")]
+pub(crate) fn redis_principal(namespace: &str, name: &str) -> String {
+    format!("{{{namespace}/p:{name}}}")
+}
+
+/// A member of a principal's sorted set: `<sid>:<incarnation, 16 hex digits>`.
+/// The incarnation makes a member name one session, never a later one
+/// under the same id, so a member whose session is gone may be removed
+/// whatever happens meanwhile.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_principal_member(sid: &str, incarnation: u64) -> String {
+    format!("{sid}:{incarnation:016x}")
+}
+
+/// The session id and incarnation of a principal set's member; `None` for
+/// anything else.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_parse_principal_member(member: &[u8]) -> Option<(&str, u64)> {
+    let text = std::str::from_utf8(member).ok()?;
+    let (sid, inc) = text.rsplit_once(':')?;
+    if inc.len() != 16 {
+        return None;
+    }
+    let inc = u64::from_str_radix(inc, 16).ok()?;
+    valid_sid(sid.as_bytes()).map(|sid| (sid, inc))
+}
 
 /// The Redis key of session `sid` in `namespace`: `{<namespace>:<sid>}`.
 #[cfg(feature = "redis")]
@@ -312,6 +415,36 @@ mod tests {
             }
         );
         assert_eq!(parse(FORMAT_KEY), Parsed::Format);
+        assert_eq!(parse(&principal_of("ab")), Parsed::Principal { sid: "ab" });
+        assert_eq!(
+            parse(&principal_index("ada/lovelace", "ab")),
+            Parsed::PrincipalIndex {
+                name: "ada/lovelace",
+                sid: "ab"
+            }
+        );
+    }
+
+    #[test]
+    fn principal_keys_stay_apart() {
+        // A name's prefix never covers a longer name's entries.
+        assert!(!principal_index("adam", "s").starts_with(&principal_prefix("ada")));
+        // The principal record is no scope's key or version, and sorts
+        // inside the session's prefix, before its scopes.
+        assert!(principal_of("ab").starts_with(&session_prefix("ab")));
+        assert!(principal_of("ab") < version("ab", None));
+        assert!(principal_of("ab") < version("ab", Some("!")));
+        // Bad halves are unknown.
+        for bad in [
+            &b"@"[..],
+            b"@ada",
+            b"@\0s",
+            b"@ada\0",
+            b"@ada\0a b",
+            b"@a\x01\0s",
+        ] {
+            assert_eq!(parse(bad), Parsed::Unknown, "{bad:?}");
+        }
     }
 
     #[test]
@@ -371,5 +504,23 @@ mod tests {
             key_in_scope(REDIS_META_FIELD, &redis_scope_prefix(None)),
             None
         );
+        assert_eq!(redis_parse_field(REDIS_PRINCIPAL_FIELD), None);
+        let p = redis_principal("app", "ada");
+        assert_eq!(p, "{app/p:ada}");
+        assert_eq!(redis_parse_session("app", p.as_bytes()), None);
+        let m = redis_principal_member("ab-1", 0xfeed);
+        assert_eq!(m, "ab-1:000000000000feed");
+        assert_eq!(
+            redis_parse_principal_member(m.as_bytes()),
+            Some(("ab-1", 0xfeed))
+        );
+        for bad in [
+            &b"ab"[..],
+            b"ab:12",
+            b"a b:000000000000feed",
+            b":000000000000feed",
+        ] {
+            assert_eq!(redis_parse_principal_member(bad), None, "{bad:?}");
+        }
     }
 }

@@ -44,6 +44,7 @@ mod commit;
 mod config;
 mod core;
 mod error;
+mod events;
 mod expiry;
 mod export;
 mod id;
@@ -53,6 +54,7 @@ mod locks;
 mod meta;
 mod metacache;
 mod open;
+mod principal;
 #[cfg(any(test, feature = "corruption-testing"))]
 mod raw;
 mod reaper;
@@ -75,8 +77,9 @@ mod power_loss_tests;
 pub use admin::{ExportedScope, ExportedSession, ImportMode, SessionIds};
 pub use backend::Engine;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, Durability};
+pub use config::{Config, Durability, MAX_EVENT_CAPACITY};
 pub use error::{BoxError, Error, Result};
+pub use events::Event;
 pub use expiry::{SessionInfo, Stats};
 #[cfg(any(test, feature = "corruption-testing"))]
 pub use raw::RawTarget;

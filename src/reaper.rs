@@ -156,7 +156,19 @@ fn reap_chunk(
         }
     }
     if !set.is_empty() {
-        core.write_durable(set, applier)?;
+        // The `Expired` events go once the deletions are durable, before the
+        // locks are released: so they keep each session's commit order.
+        let events = core.events();
+        let ticket = events.ticket();
+        for sid in &deleted {
+            let event = crate::events::Event::Expired { sid: sid.clone() };
+            events.defer(ticket, sid, event);
+        }
+        if let Err(e) = core.write_durable(set, applier) {
+            events.abandon(ticket);
+            return Err(e);
+        }
+        events.release(ticket);
     }
     Ok(deleted)
 }

@@ -4,9 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
+
 use crate::config::Config;
 use crate::core::{Core, Parts};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::expiry::SessionInfo;
 use crate::reaper::Reaper;
 use crate::session::Session;
@@ -161,6 +164,49 @@ pub trait SessionStore {
     ///
     /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
     fn info(&self, sid: &str) -> Result<Option<SessionInfo>>;
+
+    /// A new subscriber to this store's lifecycle events ([`Event`]). Any
+    /// number may subscribe; each gets every event sent after it subscribed,
+    /// in commit order for any one session, through a channel of
+    /// `event_capacity` events. An event is sent only once its write is
+    /// acknowledged at the store's durability. A subscriber that does not
+    /// keep up never slows a writer: what does not fit is dropped, counted,
+    /// and reported by an [`Event::Lagged`] before its next event. Dropping
+    /// the receiver unsubscribes.
+    fn subscribe(&self) -> Receiver<Event>;
+
+    /// Sets the principal (a user name or id) the live session `sid`
+    /// belongs to, or clears it with `None`: see [`Store::set_principal`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidKey`] for a bad name,
+    /// [`Error::NotFound`] if `sid` is not live, and storage errors.
+    fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()>;
+
+    /// The principal of the live session `sid`; `None` if none or not live.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`], and storage errors.
+    fn principal(&self, sid: &str) -> Result<Option<String>>;
+
+    /// The live sessions of principal `name`, in id order. Costs what that
+    /// principal has, never a scan of every session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad name, and storage errors.
+    fn sessions_of(&self, name: &str) -> Result<Vec<String>>;
+
+    /// Destroys every session of principal `name` and returns how many were
+    /// live, each with its own `Destroyed` event: "log out of all devices".
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad name, and storage errors (some
+    /// sessions may be destroyed then; call it again).
+    fn destroy_all_of(&self, name: &str) -> Result<usize>;
 }
 
 /// An embedded, persistent session store. Cheap to clone: clones share one
@@ -307,6 +353,29 @@ impl Store {
         self.core().flush()
     }
 
+    /// See [`SessionStore::subscribe`]. A read-only store writes nothing,
+    /// so its subscribers receive nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionstore::{Event, Store};
+    ///
+    /// let store = Store::temporary()?;
+    /// let events = store.subscribe();
+    /// let old = store.create()?;
+    /// let new = store.regenerate(old.id())?;
+    /// let got: Vec<Event> = events.try_iter().collect();
+    /// assert_eq!(got, [
+    ///     Event::Created { sid: old.id().to_owned() },
+    ///     Event::Regenerated { old: old.id().to_owned(), new },
+    /// ]);
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn subscribe(&self) -> Receiver<Event> {
+        self.core().events().subscribe()
+    }
+
     /// See [`SessionStore::create_new_session`].
     ///
     /// # Errors
@@ -330,6 +399,14 @@ impl Store {
         let meta = core.policy().new_meta(now)?;
         batch.put_meta(sid, None, &meta);
         core.write(batch)?;
+        if old.is_some() {
+            core.events().send(Event::Expired {
+                sid: sid.to_owned(),
+            });
+        }
+        core.events().send(Event::Created {
+            sid: sid.to_owned(),
+        });
         Ok(Session::new(
             sid.to_owned(),
             None,
@@ -395,20 +472,29 @@ impl Store {
         let _guard = core.lock(sid);
         let now = core.now();
         let mut batch = WriteSet::default();
-        let existed = match core.read_meta(sid) {
+        // Whether a session was there, and whether it was live.
+        let (there, existed) = match core.read_meta(sid) {
             Ok(meta) => {
                 core.delete_session(&mut batch, sid, meta.as_ref())?;
-                meta.is_some_and(|m| m.is_live(now))
+                (meta.is_some(), meta.is_some_and(|m| m.is_live(now)))
             }
             Err(Error::Decode { .. }) => {
                 core.delete_session(&mut batch, sid, None)?;
                 core.delete_index_entries_of(&mut batch, sid)?;
-                true
+                (true, true)
             }
             Err(e) => return Err(e),
         };
         if !batch.is_empty() {
             core.write(batch)?;
+        }
+        if there {
+            let sid = sid.to_owned();
+            core.events().send(if existed {
+                Event::Destroyed { sid }
+            } else {
+                Event::Expired { sid }
+            });
         }
         Ok(existed)
     }
@@ -463,11 +549,71 @@ impl SessionStore for Store {
     fn info(&self, sid: &str) -> Result<Option<SessionInfo>> {
         Store::info(self, sid)
     }
+
+    fn subscribe(&self) -> Receiver<Event> {
+        Store::subscribe(self)
+    }
+
+    fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()> {
+        Store::set_principal(self, sid, name)
+    }
+
+    fn principal(&self, sid: &str) -> Result<Option<String>> {
+        Store::principal(self, sid)
+    }
+
+    fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
+        Store::sessions_of(self, name)
+    }
+
+    fn destroy_all_of(&self, name: &str) -> Result<usize> {
+        Store::destroy_all_of(self, name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ManualClock;
+
+    /// The reaper deletes `a`, and before its pass ends (and flushes) `a` is
+    /// created again: the old `a`'s `Expired` must still come before the new
+    /// one's `Created`, and the pass's end must not send it a second time.
+    #[test]
+    fn a_reaped_sessions_expired_precedes_a_recreation_within_the_pass() -> Result<()> {
+        let clock = ManualClock::default();
+        let store = Config::temporary()
+            .clock(Arc::new(clock.clone()))
+            .reap_interval(None)
+            .idle_timeout(Duration::from_secs(600))
+            .open()?;
+        store.create_new_session("a")?;
+        clock.advance(Duration::from_secs(1));
+        store.create_new_session("b")?;
+        clock.advance(Duration::from_secs(600));
+        let rx = store.subscribe();
+        let hook_store = store.clone();
+        let _serial = crate::reaper::hook::USERS.lock();
+        crate::reaper::hook::set(Some(Box::new(move |sid| {
+            if sid == "b" {
+                hook_store.create_new_session("a").unwrap();
+            }
+        })));
+        let reaped = store.reap_expired();
+        crate::reaper::hook::set(None);
+        assert_eq!(reaped?, 2);
+        let expired = |s: &str| Event::Expired { sid: s.into() };
+        let got: Vec<Event> = rx.try_iter().collect();
+        assert_eq!(
+            got,
+            [
+                expired("a"),
+                Event::Created { sid: "a".into() },
+                expired("b")
+            ]
+        );
+        Ok(())
+    }
 
     #[test]
     fn session_store_is_object_safe_and_store_delegates() -> Result<()> {

@@ -1,6 +1,6 @@
 //! A consistency check of the whole key space.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::codec;
 use crate::error::Result;
@@ -29,6 +29,14 @@ pub struct Report {
     pub missing_index: Vec<String>,
     /// Metadata records that do not decode, and keys of no known shape.
     pub undecodable: Vec<String>,
+    /// Principal index entries.
+    pub principal_entries: u64,
+    /// Principal index entries with no session, or whose session belongs to
+    /// another principal or none (`name → sid`).
+    pub dangling_principal: Vec<String>,
+    /// Sessions with a principal and no entry for it in the principal index
+    /// (`name → sid`).
+    pub missing_principal: Vec<String>,
 }
 
 impl Report {
@@ -38,6 +46,8 @@ impl Report {
             && self.dangling_index.is_empty()
             && self.missing_index.is_empty()
             && self.undecodable.is_empty()
+            && self.dangling_principal.is_empty()
+            && self.missing_principal.is_empty()
     }
 }
 
@@ -65,6 +75,9 @@ impl Store {
         // sid -> deadlines of its index entries, removed as metadata claims them.
         let mut index: HashMap<String, Vec<u64>> = HashMap::new();
         let mut current_meta: Option<String> = None;
+        // (name, sid) of every principal record, and of every index entry.
+        let mut owners: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut entries: BTreeSet<(String, String)> = BTreeSet::new();
         self.core().walk(
             &[],
             None,
@@ -76,6 +89,23 @@ impl Store {
                     index.entry(sid.to_owned()).or_default().push(deadline);
                 }
                 Parsed::Format | Parsed::Clock => {}
+                Parsed::PrincipalIndex { name, sid } => {
+                    report.principal_entries += 1;
+                    entries.insert((name.to_owned(), sid.to_owned()));
+                }
+                Parsed::Principal { sid } => {
+                    if current_meta.as_deref() != Some(sid) {
+                        report
+                            .orphans
+                            .push(String::from_utf8_lossy(key).into_owned());
+                    } else if let Some(name) = keys::valid_principal(value) {
+                        owners.insert((name.to_owned(), sid.to_owned()));
+                    } else {
+                        report
+                            .undecodable
+                            .push(format!("the principal record of session {sid:?}"));
+                    }
+                }
                 Parsed::Meta { sid } => {
                     report.sessions += 1;
                     current_meta = Some(sid.to_owned());
@@ -125,6 +155,12 @@ impl Store {
             }
         }
         report.dangling_index.sort();
+        for (name, sid) in owners.difference(&entries) {
+            report.missing_principal.push(format!("{name} → {sid}"));
+        }
+        for (name, sid) in entries.difference(&owners) {
+            report.dangling_principal.push(format!("{name} → {sid}"));
+        }
         Ok(report)
     }
 }

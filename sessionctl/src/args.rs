@@ -81,6 +81,18 @@ pub enum Command {
         /// The session id.
         sid: String,
     },
+    /// The live sessions of one principal (the user a session belongs to,
+    /// set by the application with `set_principal`), one id a line.
+    SessionsOf {
+        /// The principal's name.
+        name: String,
+    },
+    /// Destroys every session of one principal ("log out of all devices"),
+    /// live or expired but not reaped yet, and says how many were live.
+    DestroyAllOf {
+        /// The principal's name.
+        name: String,
+    },
     /// Deletes every expired session now.
     Reap,
     /// Checks that metadata, expiry index and data agree; exits 1 if they do not.

@@ -413,6 +413,28 @@ pub fn destroy(cli: &Cli, store: &Target, sid: &str) -> Result<(), Fail> {
     Ok(())
 }
 
+/// `sessions-of`.
+pub fn sessions_of(cli: &Cli, store: &Target, name: &str) -> Result<(), Fail> {
+    let sids = store.api().sessions_of(name)?;
+    emit(cli, json!({ "principal": name, "sessions": sids }), || {
+        if sids.is_empty() {
+            format!("no live sessions of {name:?}\n")
+        } else {
+            sids.iter().map(|s| format!("{s}\n")).collect()
+        }
+    });
+    Ok(())
+}
+
+/// `destroy-all-of`.
+pub fn destroy_all_of(cli: &Cli, store: &Target, name: &str) -> Result<(), Fail> {
+    let n = store.api().destroy_all_of(name)?;
+    emit(cli, json!({ "principal": name, "destroyed": n }), || {
+        format!("destroyed {n} live sessions of {name:?}\n")
+    });
+    Ok(())
+}
+
 /// `reap`.
 pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
     let n = store.reap_expired()?;
@@ -425,8 +447,12 @@ pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
 /// `verify`: prints the library's report, and fails if the store is not clean.
 pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
     let r = store.verify()?;
-    let problems =
-        r.orphans.len() + r.dangling_index.len() + r.missing_index.len() + r.undecodable.len();
+    let problems = r.orphans.len()
+        + r.dangling_index.len()
+        + r.missing_index.len()
+        + r.undecodable.len()
+        + r.dangling_principal.len()
+        + r.missing_principal.len();
     let json = json!({
         "clean": r.is_ok(),
         "sessions": r.sessions,
@@ -436,6 +462,9 @@ pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
         "dangling_index": r.dangling_index,
         "missing_index": r.missing_index,
         "undecodable": r.undecodable,
+        "principal_entries": r.principal_entries,
+        "dangling_principal": r.dangling_principal,
+        "missing_principal": r.missing_principal,
     });
     emit(cli, json, || {
         let mut out = render::pairs(&[
@@ -452,6 +481,8 @@ pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
             ("dangling index entry", &r.dangling_index),
             ("missing index entry", &r.missing_index),
             ("undecodable", &r.undecodable),
+            ("dangling principal entry", &r.dangling_principal),
+            ("missing principal entry", &r.missing_principal),
         ];
         for (what, items) in lists {
             for item in items {

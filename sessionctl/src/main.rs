@@ -134,6 +134,7 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
     }
     let access = match &cli.command {
         Command::Destroy { .. } => Access::Write("destroy"),
+        Command::DestroyAllOf { .. } => Access::Write("destroy-all-of"),
         Command::Reap => Access::Write("reap"),
         _ => Access::Read,
     };
@@ -157,6 +158,8 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
             commands::show(cli, &store, sid, filter)
         }
         Command::Destroy { sid } => commands::destroy(cli, &store, sid),
+        Command::SessionsOf { name } => commands::sessions_of(cli, &store, name),
+        Command::DestroyAllOf { name } => commands::destroy_all_of(cli, &store, name),
         Command::Reap => commands::reap(cli, store.embedded("reap")?),
         Command::Verify => commands::verify(cli, store.embedded("verify")?),
         Command::Export { file, force } => transfer::export(cli, &store, file.as_deref(), *force),

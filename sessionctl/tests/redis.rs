@@ -169,3 +169,33 @@ fn the_redis_store_is_the_applications() -> TestResult {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster"));
     Ok(())
 }
+
+#[test]
+fn sessions_of_and_destroy_all_of_on_redis_log_a_user_out_of_the_running_app() -> TestResult {
+    let url = servers::standalone();
+    let ns = namespace("principals");
+    let app = sessionstore::RedisConfig::new(url.as_str())
+        .namespace(&ns)
+        .open()?;
+    let mut sids = Vec::new();
+    for _ in 0..2 {
+        let s = app.create()?;
+        app.set_principal(s.id(), Some("grace"))?;
+        sids.push(s.id().to_owned());
+    }
+    let other = app.create()?;
+    app.set_principal(other.id(), Some("alan"))?;
+    sids.sort();
+    let place = ["--redis", url.as_str(), "--namespace", ns.as_str()];
+    assert_eq!(
+        json(&place, &["sessions-of", "grace"])["sessions"],
+        serde_json::json!(sids)
+    );
+    assert_eq!(json(&place, &["destroy-all-of", "grace"])["destroyed"], 2);
+    for sid in &sids {
+        assert!(app.get(sid, None)?.is_none());
+    }
+    assert!(app.get(other.id(), None)?.is_some());
+    assert!(app.sessions_of("grace")?.is_empty());
+    Ok(())
+}

@@ -978,3 +978,62 @@ fn verify_reports_and_fails_on_an_unclean_store() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn sessions_of_lists_a_principals_sessions_and_destroy_all_of_ends_them() -> TestResult {
+    let f = Fixture::new()?;
+    let store = Store::open(&f.db)?;
+    store.set_principal("alice", Some("ada"))?;
+    store.set_principal("bob", Some("ada"))?;
+    drop(store);
+
+    assert_eq!(stdout(&f.ctl(&["sessions-of", "ada"])), "alice\nbob\n");
+    let listed = f.json(&["sessions-of", "ada"]);
+    assert_eq!(listed["principal"], "ada");
+    assert_eq!(listed["sessions"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(
+        stdout(&f.ctl(&["sessions-of", "nobody"])),
+        "no live sessions of \"nobody\"\n"
+    );
+    // A bad name is refused with one line naming it.
+    let err = one_line_error(&f.ctl(&["sessions-of", "a\tb"]));
+    assert!(err.contains("a\\tb"), "{err}");
+
+    let destroyed = f.json(&["destroy-all-of", "ada"]);
+    assert_eq!(destroyed["destroyed"], 2);
+    assert_eq!(
+        f.json(&["sessions-of", "ada"])["sessions"],
+        serde_json::json!([])
+    );
+    let left = ids(&f.json(&["list"])).len();
+    assert_eq!(left, 0, "alice and bob were the live sessions");
+    assert_eq!(
+        stdout(&f.ctl(&["destroy-all-of", "ada"])),
+        "destroyed 0 live sessions of \"ada\"\n"
+    );
+    assert!(f.ctl(&["verify"]).status.success());
+    Ok(())
+}
+
+#[cfg(feature = "redb")]
+#[test]
+fn verify_reports_a_broken_principal_index() -> TestResult {
+    let f = Fixture::with_engine(Engine::Redb)?;
+    // An index entry of a principal no session has, written behind the store's back.
+    {
+        let table: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("sessionstore");
+        let database = redb::Database::open(f.db.join("data.redb"))?;
+        let tx = database.begin_write()?;
+        tx.open_table(table)?
+            .insert(&b"@ghost\0alice"[..], &[][..])?;
+        tx.commit()?;
+    }
+    let out = f.ctl(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("dangling principal entry: ghost → alice"),
+        "{}",
+        stdout(&out)
+    );
+    Ok(())
+}

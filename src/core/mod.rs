@@ -20,6 +20,7 @@ use crate::clock::{self, Clock};
 use crate::commit::Committer;
 use crate::config::Config;
 use crate::error::Result;
+use crate::events::Events;
 use crate::id::{IdSource, OsRandom};
 use crate::locks::{Locks, ManyGuard, PairGuard};
 use crate::meta::Policy;
@@ -59,6 +60,8 @@ pub(crate) struct Core {
     /// The next scope version to write: random at open, then counting up, so
     /// that no two writes of a scope, in this process or another, share one.
     versions: AtomicU64,
+    /// The subscribers, and the reaper's `Expired` events waiting for its flush.
+    events: Events,
     path: PathBuf,
     lock: Option<std::fs::File>,
     temp: Option<tempfile::TempDir>,
@@ -139,6 +142,7 @@ impl Core {
             reaped: AtomicU64::new(0),
             failed_reaps: AtomicU64::new(0),
             versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
+            events: Events::new(config.event_capacity),
             path: opened.path,
             lock: opened.lock,
             temp: opened.temp,
@@ -178,6 +182,11 @@ impl Core {
                 return v;
             }
         }
+    }
+
+    /// The store's event subscribers.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// A fresh session id.

@@ -43,6 +43,11 @@ impl Core {
         }
     }
 
+    /// The stored value of `key`, read from the engine.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.backend.get(key)
+    }
+
     /// The metadata record of `sid` if the session is live at `now`.
     pub fn live_meta(&self, sid: &str, now: u64) -> Result<Option<Meta>> {
         Ok(self.read_meta(sid)?.filter(|m| m.is_live(now)))

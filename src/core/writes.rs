@@ -47,16 +47,21 @@ impl Core {
     }
 
     /// Adds to `set` the deletion of every key of `sid`, its metadata record
-    /// and, if its record `meta` is known, its index entry.
+    /// and, if its record `meta` is known, its index entry; and its entry in
+    /// its principal's index, if it has a principal (see `principal`).
     pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
         let record = keys::meta(sid);
+        let principal = keys::principal_of(sid);
         let mut has_record = false;
-        for (key, _) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
+        for (key, value) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
             if key == record {
                 has_record = true;
-            } else {
-                set.delete(key);
+                continue;
             }
+            if key == principal {
+                crate::principal::unindex(set, sid, &value);
+            }
+            set.delete(key);
         }
         // A session that is not there writes nothing.
         if has_record || meta.is_some() {

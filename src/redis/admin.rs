@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::admin::{ExportedScope, ExportedSession, ImportMode};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::keys;
 use crate::meta::fresh_incarnation;
 use crate::redis::scripts;
@@ -51,7 +52,12 @@ impl RedisStore {
             return Ok(None);
         };
         let mut scopes: BTreeMap<Option<String>, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+        let mut principal = None;
         for (field, value) in read.fields {
+            if field == keys::REDIS_PRINCIPAL_FIELD {
+                principal = keys::valid_principal(&value).map(str::to_owned);
+                continue;
+            }
             // Fields that are not `<component>/<key>` are not the store's: left out.
             if let Some((component, key)) = keys::redis_parse_field(&field) {
                 scopes
@@ -65,7 +71,9 @@ impl RedisStore {
             .into_iter()
             .map(|(component, values)| ExportedScope { component, values })
             .collect();
-        Ok(Some(ExportedSession::from_meta(sid, &meta, scopes)))
+        Ok(Some(ExportedSession::from_meta(
+            sid, &meta, scopes, principal,
+        )))
     }
 
     /// Writes an exported session, in one atomic script on its key, with a
@@ -88,14 +96,28 @@ impl RedisStore {
         let key = self.key(sid);
         let meta = session.meta(fresh_incarnation()?);
         let bytes = codec::encode_meta(&meta);
+        let _guard = self.inner.locks.write(sid);
+        // The index first: a failure from here on leaves a stale member.
+        if let Some(name) = &session.principal {
+            self.index(name.as_bytes(), sid, &meta)?;
+        }
         for _ in 0..ATTEMPTS {
             let now = self.now();
-            let expected = match self.read_meta(sid)? {
+            let (expected, ended) = match self.read_meta(sid)? {
                 Some((old, _)) if !replace && old.is_live(now) => {
                     return Err(Error::AlreadyExists { id: sid.to_owned() });
                 }
-                Some((_, old_bytes)) => old_bytes,
-                None => Vec::new(),
+                Some((old, old_bytes)) => {
+                    let sid = sid.to_owned();
+                    let ended = if old.is_live(now) {
+                        Event::Destroyed { sid }
+                    } else {
+                        Event::Expired { sid }
+                    };
+                    // The old session's index member, if any, is stale now: reads prune it.
+                    (old_bytes, Some(ended))
+                }
+                None => (Vec::new(), None),
             };
             let ttl = Self::ttl(&meta, now);
             let status: i64 = self.with("importing a session", |c| {
@@ -107,11 +129,20 @@ impl RedisStore {
                             .arg(v);
                     }
                 }
+                if let Some(name) = &session.principal {
+                    inv.arg(keys::REDIS_PRINCIPAL_FIELD).arg(name);
+                }
                 inv.invoke(c)
             })?;
             match status {
                 scripts::WRITTEN => {
                     self.wrote();
+                    if let Some(ended) = ended {
+                        self.inner.events.send(ended);
+                    }
+                    self.inner.events.send(Event::Created {
+                        sid: sid.to_owned(),
+                    });
                     return Ok(());
                 }
                 scripts::FOREIGN => return Err(self.foreign(sid)),

@@ -62,6 +62,7 @@ pub struct RedisConfig {
     pub(crate) pool_size: u32,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) update_attempts: u32,
+    pub(crate) event_capacity: usize,
 }
 
 impl RedisConfig {
@@ -78,6 +79,7 @@ impl RedisConfig {
             pool_size: 16,
             clock: Arc::new(SystemClock),
             update_attempts: 8,
+            event_capacity: crate::config::DEFAULT_EVENT_CAPACITY,
         }
     }
 
@@ -132,6 +134,15 @@ impl RedisConfig {
     #[must_use]
     pub fn touch_granularity(mut self, granularity: Duration) -> Self {
         self.touch_granularity = Some(granularity);
+        self
+    }
+
+    /// How many events each subscriber's channel holds, as
+    /// [`Config::event_capacity`](crate::Config::event_capacity). Default:
+    /// 1024. Valid: 1 up to [`MAX_EVENT_CAPACITY`](crate::MAX_EVENT_CAPACITY).
+    #[must_use]
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
         self
     }
 
@@ -211,6 +222,7 @@ impl RedisConfig {
                 return bad(format!("{name} must be more than zero"));
             }
         }
+        crate::config::check_event_capacity(self.event_capacity)?;
         if self.update_attempts == 0 {
             return bad("update_attempts 0: update must try at least once".into());
         }
@@ -256,6 +268,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("pool_size", &self.pool_size)
+            .field("event_capacity", &self.event_capacity)
             .finish_non_exhaustive()
     }
 }

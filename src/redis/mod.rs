@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod conn;
+mod principal;
 mod scripts;
 mod stats;
 mod store;

@@ -2,7 +2,9 @@
 //! the status codes they return.
 //!
 //! Each script touches exactly one key, `KEYS[1]`, the session's hash, so it
-//! runs in one Cluster slot. The check is a compare-and-set on the exact
+//! runs in one Cluster slot. A principal's index is another key, in another
+//! slot: it is written by single commands (`ZADD`, `ZADD XX`, `ZREM`), in
+//! an order that never leaves a live session out of it (see `principal.rs`). The check is a compare-and-set on the exact
 //! bytes of a metadata record the caller holds (read just now, or, for a
 //! save, carried by the session since its read or last save): the caller
 //! decides, with the store's clock, that the session is live and of the
@@ -29,6 +31,8 @@ pub(crate) const VERSION_CHANGED: i64 = 3;
 /// had (a plain `save` of a copy read before another write): the session
 /// must not take the new version as its own.
 pub(crate) const WRITTEN_STALE: i64 = 4;
+/// There is no key (`TAKE_IF_PRINCIPAL`).
+pub(crate) const GONE: i64 = 5;
 
 /// Sets the TTL of `KEYS[1]` from `ARGV[ttl_at]`: milliseconds, or `0` for none.
 const SET_TTL: &str = r"
@@ -138,16 +142,54 @@ return 1
 });
 
 /// Destroy: deletes the key whatever it holds and returns its metadata
-/// record, or an empty string if it had none (absent, or not a hash of ours).
+/// record and its principal, each an empty string if it had none (absent,
+/// or not a hash of ours).
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local m = false
+local m, p = false, false
 if redis.call('TYPE', KEYS[1]).ok == 'hash' then
   m = redis.call('HGET', KEYS[1], 'm')
+  p = redis.call('HGET', KEYS[1], 'p')
 end
 redis.call('DEL', KEYS[1])
-return m or ''
+return {m or '', p or ''}
+",
+    )
+});
+
+/// `set_principal`: if the metadata is `ARGV[1]`, sets the principal field
+/// to `ARGV[2]` (deletes it for an empty name; names are never empty), and
+/// returns `{WRITTEN, the old name or ''}`; else `{CONFLICT, ''}`. The TTL
+/// stays as it is: the deadline does not move.
+pub(crate) static SET_PRINCIPAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return {0, ''} end
+local old = redis.call('HGET', KEYS[1], 'p') or ''
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'p')
+else
+  redis.call('HSET', KEYS[1], 'p', ARGV[2])
+end
+return {1, old}
+",
+    )
+});
+
+/// `destroy_all_of`: deletes the key if its principal is `ARGV[1]` and
+/// returns `{WRITTEN, its metadata}`; `{CONFLICT, ''}` if it belongs to
+/// another principal or none (left alone); `{GONE, ''}` if there is no key.
+pub(crate) static TAKE_IF_PRINCIPAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {5, ''} end
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' or redis.call('HGET', KEYS[1], 'p') ~= ARGV[1] then
+  return {0, ''}
+end
+local m = redis.call('HGET', KEYS[1], 'm') or ''
+redis.call('DEL', KEYS[1])
+return {1, m}
 ",
     )
 });

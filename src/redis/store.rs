@@ -9,9 +9,11 @@ use redis::ConnectionLike;
 use crate::clock::{self, Clock};
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::expiry::SessionInfo;
 use crate::id::{IdSource, OsRandom};
 use crate::keys;
+use crate::locks::Locks;
 use crate::meta::Meta;
 use crate::meta::Policy;
 use crate::redis::config::RedisConfig;
@@ -24,7 +26,7 @@ use crate::validate;
 
 /// How many times a check-and-write is tried again after a concurrent write
 /// to the same session changed its metadata between the read and the write.
-const CAS_ATTEMPTS: usize = 64;
+pub(super) const CAS_ATTEMPTS: usize = 64;
 /// How many fresh ids `create` and `regenerate` draw before they give up.
 const ID_ATTEMPTS: usize = 8;
 
@@ -89,6 +91,12 @@ pub(super) struct Inner {
     /// that writes from different app servers do not share one.
     versions: AtomicU64,
     update_attempts: u32,
+    /// This store's event subscribers.
+    pub(super) events: Events,
+    /// Striped per-session locks, held by the calls that send events from
+    /// their write to their send, so that this process sends them in the
+    /// order Redis applied them.
+    pub(super) locks: Locks,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -144,6 +152,8 @@ impl RedisStore {
                 writes: AtomicU64::new(0),
                 versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
                 update_attempts: config.update_attempts,
+                events: Events::new(config.event_capacity),
+                locks: Locks::new(),
             }),
         })
     }
@@ -260,7 +270,7 @@ impl RedisStore {
     }
 
     /// The live metadata record of `sid` and its bytes.
-    fn live_meta(&self, sid: &str, now: u64) -> Result<Option<(Meta, Vec<u8>)>> {
+    pub(super) fn live_meta(&self, sid: &str, now: u64) -> Result<Option<(Meta, Vec<u8>)>> {
         Ok(self.read_meta(sid)?.filter(|(m, _)| m.is_live(now)))
     }
 
@@ -316,7 +326,7 @@ impl RedisStore {
     }
 
     /// A status code no script returns: the server runs something else under our scripts' names.
-    fn unexpected(&self, what: &str, status: i64) -> Error {
+    pub(super) fn unexpected(&self, what: &str, status: i64) -> Error {
         self.inner.conns.error(
             what,
             redis::RedisError::from((
@@ -327,7 +337,7 @@ impl RedisStore {
         )
     }
 
-    fn contention(&self, what: &str, sid: &str) -> Error {
+    pub(super) fn contention(&self, what: &str, sid: &str) -> Error {
         self.inner.conns.error(
             what,
             redis::RedisError::from((
@@ -342,6 +352,7 @@ impl RedisStore {
     fn create_at(&self, sid: &str) -> Result<Session> {
         validate::sid(sid)?;
         let key = self.key(sid);
+        let _guard = self.inner.locks.write(sid);
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let expected = match self.read_meta(sid)? {
@@ -366,6 +377,14 @@ impl RedisStore {
             match status {
                 scripts::WRITTEN => {
                     self.wrote();
+                    if !expected.is_empty() {
+                        self.inner.events.send(Event::Expired {
+                            sid: sid.to_owned(),
+                        });
+                    }
+                    self.inner.events.send(Event::Created {
+                        sid: sid.to_owned(),
+                    });
                     return Ok(Session::new(
                         sid.to_owned(),
                         None,
@@ -607,19 +626,32 @@ impl SessionStore for RedisStore {
     fn destroy(&self, sid: &str) -> Result<bool> {
         validate::sid(sid)?;
         let key = self.key(sid);
+        let _guard = self.inner.locks.write(sid);
         let now = self.now();
-        let old: Vec<u8> = self.with("destroying a session", |c| {
+        let (old, principal): (Vec<u8>, Vec<u8>) = self.with("destroying a session", |c| {
             scripts::TAKE.key(&key).invoke(c)
         })?;
         if old.is_empty() {
             return Ok(false);
         }
         self.wrote();
-        Ok(match codec::decode_meta(sid, &old) {
-            Ok(meta) => meta.is_live(now),
+        let live = match codec::decode_meta(sid, &old) {
+            Ok(meta) => {
+                // After the key: a crash in between leaves a stale entry,
+                // which reads prune.
+                self.unindex(&principal, sid, meta.incarnation)?;
+                meta.is_live(now)
+            }
             // A corrupt record: it was there, and it is gone now.
             Err(_) => true,
-        })
+        };
+        let sid = sid.to_owned();
+        self.inner.events.send(if live {
+            Event::Destroyed { sid }
+        } else {
+            Event::Expired { sid }
+        });
+        Ok(live)
     }
 
     fn create(&self) -> Result<Session> {
@@ -656,6 +688,8 @@ impl SessionStore for RedisStore {
     fn regenerate(&self, sid: &str) -> Result<String> {
         validate::sid(sid)?;
         let old_key = self.key(sid);
+        // The new id is fresh and random: nobody else sends events of it.
+        let _guard = self.inner.locks.write(sid);
         for _ in 0..CAS_ATTEMPTS {
             // 1. Read the old session.
             let now = self.now();
@@ -684,6 +718,17 @@ impl SessionStore for RedisStore {
                     ),
                 ));
             };
+            // The new id enters its principal's index before the old key
+            // goes: a crash from here on leaves a stale entry (pruned on
+            // read), never a live session outside the index.
+            let principal = read
+                .fields
+                .iter()
+                .find(|(f, _)| f == keys::REDIS_PRINCIPAL_FIELD)
+                .map(|(_, v)| v.clone());
+            if let Some(name) = &principal {
+                self.index(name, &new_sid, &read.meta)?;
+            }
             // 3. Delete the old id, if nobody wrote to it since the read.
             let deleted: i64 = self.with("regenerating a session id", |c| {
                 scripts::DELETE_IF
@@ -721,6 +766,13 @@ impl SessionStore for RedisStore {
                 ));
             }
             self.wrote();
+            if let Some(name) = &principal {
+                self.unindex(name, sid, read.meta.incarnation)?;
+            }
+            self.inner.events.send(Event::Regenerated {
+                old: sid.to_owned(),
+                new: new_sid.clone(),
+            });
             return Ok(new_sid);
         }
         Err(self.contention("regenerating a session id", sid))
@@ -753,5 +805,31 @@ impl SessionStore for RedisStore {
         Ok(self
             .live_meta(sid, now)?
             .map(|(m, _)| SessionInfo::from_meta(&m)))
+    }
+
+    /// Events of this store's own calls, in this process: `Created`,
+    /// `Destroyed`, `Regenerated`, and `Expired` when a call deletes a
+    /// session it finds expired. Sessions that Redis expires by TTL, and
+    /// calls of other processes, send nothing here (Redis's keyspace
+    /// notifications are lost while nobody listens; this store does not
+    /// build on them).
+    fn subscribe(&self) -> crossbeam_channel::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()> {
+        RedisStore::set_principal(self, sid, name)
+    }
+
+    fn principal(&self, sid: &str) -> Result<Option<String>> {
+        RedisStore::principal(self, sid)
+    }
+
+    fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
+        RedisStore::sessions_of(self, name)
+    }
+
+    fn destroy_all_of(&self, name: &str) -> Result<usize> {
+        RedisStore::destroy_all_of(self, name)
     }
 }

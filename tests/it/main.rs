@@ -20,6 +20,7 @@ mod create;
 mod destroy;
 mod drop_flush;
 mod engines;
+mod events;
 mod expiry;
 mod fuzz_regressions;
 mod get;
@@ -27,6 +28,7 @@ mod hardening;
 mod input;
 mod model;
 mod open;
+mod principals;
 mod read_only;
 mod reaper;
 #[cfg(feature = "redis")]

@@ -36,6 +36,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (b(), b()).prop_map(|(sid, offset)| Op::ToDeadline { sid, offset }),
         1 => b().prop_map(|handle| Op::Reap { handle }),
         1 => Just(Op::Reopen),
+        4 => (b(), b(), b()).prop_map(|(handle, sid, name)| Op::SetPrincipal { handle, sid, name }),
+        1 => (b(), b()).prop_map(|(handle, name)| Op::DestroyAllOf { handle, name }),
     ]
 }
 

@@ -301,6 +301,56 @@ fn logout_invalidates_the_session() -> TestResult {
 }
 
 #[test]
+fn log_out_of_all_devices_ends_every_session_of_the_user_and_no_other() -> TestResult {
+    let h = Harness::start()?;
+    // Two browsers (cookie jars) of ada, one of bob.
+    let laptop = h.post("/login", None, &[("user", "ada")])?.new_sid();
+    let phone = h.post("/login", None, &[("user", "ada")])?.new_sid();
+    let bob = h.post("/login", None, &[("user", "bob")])?.new_sid();
+    let page = h.get("/", Some(&phone))?;
+    assert_eq!(page.field("user"), "ada");
+    assert!(
+        page.body.contains("action=\"/logout-all\""),
+        "{}",
+        page.body
+    );
+    let mut mine = vec![laptop.clone(), phone.clone()];
+    mine.sort();
+    assert_eq!(h.store.sessions_of("ada")?, mine);
+
+    // The laptop presses the button.
+    let events = h.store.subscribe();
+    let out = h.post("/logout-all", Some(&laptop), &[])?;
+    assert_eq!(out.status, 303);
+    let cleared = out.set_cookie.expect("the cookie is cleared");
+    assert!(cleared.starts_with("sid=;") && cleared.contains("Max-Age=0"));
+    assert!(!h.live(&laptop) && !h.live(&phone));
+    assert_eq!(events.try_iter().count(), 2, "one Destroyed per session");
+
+    // The phone is logged out at its next request: a fresh visitor session.
+    let after = h.get("/", Some(&phone))?;
+    assert_ne!(after.new_sid(), phone);
+    assert!(after.body.contains("Hello, visitor."), "{}", after.body);
+    // Bob is untouched.
+    assert_eq!(h.get("/", Some(&bob))?.field("user"), "bob");
+    assert!(h.store.sessions_of("ada")?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn log_out_of_all_devices_without_a_login_ends_only_this_session() -> TestResult {
+    let h = Harness::start()?;
+    let visitor = h.get("/", None)?.new_sid();
+    let other = h.get("/", None)?.new_sid();
+    assert_eq!(h.post("/logout-all", Some(&visitor), &[])?.status, 303);
+    assert!(!h.live(&visitor));
+    assert!(h.live(&other));
+    assert_eq!(h.post("/logout-all", Some("not an id"), &[])?.status, 303);
+    assert_eq!(h.get("/logout-all", None)?.status, 405);
+    Ok(())
+}
+
+#[test]
 fn a_forged_cookie_gets_a_new_id() -> TestResult {
     let h = Harness::start()?;
     // Well formed but never issued, and not even well formed.
@@ -446,6 +496,21 @@ mod on_redis {
         );
         assert_eq!(after.counters(), (1, 1));
         assert!(!after.body.contains("grace hopper"));
+        Ok(())
+    }
+
+    #[test]
+    fn log_out_of_all_devices_on_one_server_logs_out_the_other() -> TestResult {
+        let (first, second, store, _clock) = two_servers()?;
+        let a = first.post("/login", None, &[("user", "ada")])?.new_sid();
+        let b = second.post("/login", None, &[("user", "ada")])?.new_sid();
+        assert_eq!(second.get("/", Some(&b))?.field("user"), "ada");
+        assert_eq!(first.post("/logout-all", Some(&a), &[])?.status, 303);
+        assert!(store.get(&b, None)?.is_none());
+        let after = second.get("/", Some(&b))?;
+        assert_ne!(after.new_sid(), b);
+        assert!(after.body.contains("Hello, visitor."));
+        assert!(store.sessions_of("ada")?.is_empty());
         Ok(())
     }
 

@@ -193,6 +193,7 @@ impl AnyConfig {
     setter!(touch_granularity, Duration);
     setter!(max_value_size, usize);
     setter!(update_attempts, u32);
+    setter!(event_capacity, usize);
 
     pub fn open(self) -> Result<AnyStore> {
         match self {
@@ -224,6 +225,16 @@ impl Deref for AnyStore {
 }
 
 impl AnyStore {
+    /// `destroy_all_of`'s events and the reaper's need the concrete store's
+    /// `reap_expired`; everything else goes through the trait.
+    pub fn reap_expired(&self) -> Option<Result<usize>> {
+        match self {
+            AnyStore::Embedded(s) => Some(s.reap_expired()),
+            #[cfg(feature = "redis")]
+            AnyStore::Redis(_) => None,
+        }
+    }
+
     pub fn stats(&self) -> Result<Stats> {
         match self {
             AnyStore::Embedded(s) => s.stats(),

@@ -24,6 +24,9 @@ use sessionstore::{
 pub const COMPONENTS: [Option<&str>; 3] = [None, Some("cart"), Some("prefs")];
 /// The keys operations pick from; `/` and non-ASCII are allowed in keys.
 pub const KEYS: [&str; 4] = ["a", "b", "x/y", "ü"];
+/// The principals `SetPrincipal` picks from (`None` clears), and
+/// `DestroyAllOf` from (a `None` pick takes `"ada"`).
+pub const PRINCIPALS: [Option<&str>; 4] = [None, Some("ada"), Some("adam"), Some("a/{b}:c")];
 /// Ids known from the start. `s1` and `s1-x` share a prefix, so a scan of one
 /// that covered the other would show.
 pub const FIXED_IDS: [&str; 3] = ["s0", "s1", "s1-x"];
@@ -171,6 +174,10 @@ pub enum Op {
     Reap { handle: u8 },
     /// Drops every store handle and opens the store again; the slots keep their copies.
     Reopen,
+    /// `set_principal` of a known id to one of [`PRINCIPALS`].
+    SetPrincipal { handle: u8, sid: u8, name: u8 },
+    /// `destroy_all_of` one of [`PRINCIPALS`].
+    DestroyAllOf { handle: u8, name: u8 },
 }
 
 /// Decodes bytes into an engine and operations: the first byte picks the
@@ -183,7 +190,9 @@ pub fn decode(bytes: &[u8]) -> (Engine, Vec<Op>) {
     while ops.len() < MAX_OPS {
         let Some(tag) = it.next() else { break };
         let mut b = || it.next().unwrap_or(0);
-        let op = match tag % 15 {
+        // The top tags are the principal operations, added last: every
+        // other tag keeps the meaning it had in inputs saved before them.
+        let op = match if tag >= 250 { 15 + tag % 2 } else { tag % 15 } {
             0 => Op::Create {
                 handle: b(),
                 slot: b(),
@@ -236,7 +245,16 @@ pub fn decode(bytes: &[u8]) -> (Engine, Vec<Op>) {
                 offset: b(),
             },
             13 => Op::Reap { handle: b() },
-            _ => Op::Reopen,
+            14 => Op::Reopen,
+            15 => Op::SetPrincipal {
+                handle: b(),
+                sid: b(),
+                name: b(),
+            },
+            _ => Op::DestroyAllOf {
+                handle: b(),
+                name: b(),
+            },
         };
         ops.push(op);
     }
@@ -287,6 +305,8 @@ struct MSession {
     scopes: BTreeMap<Option<String>, BTreeMap<String, u64>>,
     /// How many saves wrote each scope: its version, as the model sees it.
     versions: BTreeMap<Option<String>, u64>,
+    /// The principal it belongs to.
+    principal: Option<String>,
 }
 
 impl MSession {
@@ -521,6 +541,7 @@ impl<'a> Harness<'a> {
             incarnation: self.next_incarnation,
             scopes: BTreeMap::new(),
             versions: BTreeMap::new(),
+            principal: None,
         }
     }
 
@@ -750,6 +771,44 @@ impl<'a> Harness<'a> {
                     self.fail(op, format_args!("reap_expired returned {got}, want {want}"));
                 }
             }
+            Op::SetPrincipal { handle, sid, name } => {
+                let sid = self.sid(sid);
+                let name = pick(&PRINCIPALS, name);
+                let got = self.store(handle).set_principal(&sid, name);
+                if self.live(&sid) {
+                    if let Err(e) = got {
+                        self.fail(op, format_args!("set_principal failed: {e}"));
+                    }
+                    self.sessions.get_mut(&sid).expect("live").principal = name.map(str::to_owned);
+                } else {
+                    match got {
+                        Err(Error::NotFound { id }) if id == sid => {}
+                        other => self.fail(op, format_args!("want NotFound, got {other:?}")),
+                    }
+                }
+            }
+            Op::DestroyAllOf { handle, name } => {
+                let name = pick(&PRINCIPALS, name).unwrap_or("ada");
+                let got = self
+                    .store(handle)
+                    .destroy_all_of(name)
+                    .unwrap_or_else(|e| self.fail(op, format_args!("destroy_all_of failed: {e}")));
+                let now = self.now;
+                let mine = |s: &MSession| s.principal.as_deref() == Some(name);
+                let want = self
+                    .sessions
+                    .values()
+                    .filter(|s| mine(s) && s.live(now))
+                    .count();
+                if got != want {
+                    self.fail(
+                        op,
+                        format_args!("destroy_all_of returned {got}, want {want}"),
+                    );
+                }
+                // Its expired sessions not reaped yet go too.
+                self.sessions.retain(|_, s| !mine(s));
+            }
             Op::Reopen => {
                 self.stores.clear();
                 self.open();
@@ -936,6 +995,24 @@ impl<'a> Harness<'a> {
                 }
             }
         }
+        for name in PRINCIPALS.into_iter().flatten() {
+            let mut got = store
+                .sessions_of(name)
+                .unwrap_or_else(|e| self.fail(op, format_args!("sessions_of({name:?}): {e}")));
+            got.sort();
+            let want: Vec<String> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.live(now) && s.principal.as_deref() == Some(name))
+                .map(|(k, _)| k.clone())
+                .collect();
+            if got != want {
+                self.fail(
+                    op,
+                    format_args!("sessions_of({name:?}) is {got:?}, want {want:?}"),
+                );
+            }
+        }
         let live: BTreeSet<String> = self
             .sessions
             .iter()
@@ -1016,10 +1093,16 @@ impl<'a> Harness<'a> {
             .map(BTreeMap::len)
             .sum();
         let n = self.sessions.len() as u64;
+        let owned = self
+            .sessions
+            .values()
+            .filter(|s| s.principal.is_some())
+            .count() as u64;
         if !report.is_ok()
             || report.sessions != n
             || report.index_entries != n
             || report.keys != keys as u64
+            || report.principal_entries != owned
         {
             self.fail(
                 op,

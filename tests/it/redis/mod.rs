@@ -4,6 +4,7 @@
 
 mod admin;
 mod bad_bytes;
+mod principals;
 mod restart;
 mod round_trips;
 mod timeouts;

@@ -1,0 +1,237 @@
+//! Principals: the user (name or id) a session belongs to, and the index
+//! from a principal to its sessions, so that "log out of all devices" costs
+//! what that user has, never a scan of every session.
+//!
+//! A session's principal is the record `{sid}/` + NUL (see `keys`), under the
+//! session's prefix: every deletion of the session (`Core::delete_session`:
+//! destroy, the reaper, a create or import over an expired one) and every
+//! move (`regenerate`) takes it along, and removes or moves the index entry
+//! `@{name}` + NUL + `{sid}` in the same atomic batch. So no entry outlives
+//! its session.
+
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::keys::{self, Parsed};
+use crate::store::Store;
+use crate::validate;
+use crate::write::WriteSet;
+
+/// Sessions `destroy_all_of` deletes per batch.
+const CHUNK: usize = 256;
+
+/// Adds to `set` the deletion of the index entry of session `sid`, whose
+/// principal record holds `stored`. A record that is not a valid name
+/// (damage) has no entry to find; `verify` reports it.
+pub(crate) fn unindex(set: &mut WriteSet, sid: &str, stored: &[u8]) {
+    match keys::valid_principal(stored) {
+        Some(name) => set.delete(keys::principal_index(name, sid)),
+        None => log::warn!("sessionstore: session {sid:?} has an unreadable principal record"),
+    }
+}
+
+/// Adds to `set` the move of the index entry of session `from`, whose
+/// principal record holds `stored`, to session `to` (a `regenerate`).
+pub(crate) fn reindex(set: &mut WriteSet, from: &str, to: &str, stored: &[u8]) {
+    if let Some(name) = keys::valid_principal(stored) {
+        set.delete(keys::principal_index(name, from));
+        set.put(keys::principal_index(name, to), Vec::new());
+    } else {
+        log::warn!("sessionstore: session {from:?} has an unreadable principal record");
+    }
+}
+
+impl Store {
+    /// Sets the principal (a user name or id) that the live session `sid`
+    /// belongs to, or clears it with `None`. The session's record and the
+    /// principal's index change in one atomic batch. Setting the principal
+    /// it already has writes nothing. It does not count as an access.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidKey`] for a name that breaks the
+    /// key rules (1–1024 bytes of UTF-8, no control characters), and
+    /// [`Error::NotFound`] if `sid` is not live; nothing is written then.
+    /// And storage errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionstore::Store;
+    ///
+    /// let store = Store::temporary()?;
+    /// let laptop = store.create()?;
+    /// let phone = store.create()?;
+    /// store.set_principal(laptop.id(), Some("ada"))?;
+    /// store.set_principal(phone.id(), Some("ada"))?;
+    /// assert_eq!(store.sessions_of("ada")?.len(), 2);
+    /// assert_eq!(store.principal(phone.id())?.as_deref(), Some("ada"));
+    ///
+    /// // "Log out of all devices".
+    /// assert_eq!(store.destroy_all_of("ada")?, 2);
+    /// assert!(store.get(laptop.id(), None)?.is_none());
+    /// assert!(store.sessions_of("ada")?.is_empty());
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()> {
+        self.core().check_writable("set_principal")?;
+        validate::sid(sid)?;
+        if let Some(n) = name {
+            validate::key(n)?;
+        }
+        let core = self.core();
+        let _guard = core.lock(sid);
+        if core.live_meta(sid, core.now())?.is_none() {
+            return Err(Error::NotFound { id: sid.to_owned() });
+        }
+        let record = keys::principal_of(sid);
+        let current = core.get(&record)?;
+        if current.as_deref() == name.map(str::as_bytes) {
+            return Ok(());
+        }
+        let mut set = WriteSet::default();
+        if let Some(old) = &current {
+            unindex(&mut set, sid, old);
+        }
+        match name {
+            Some(n) => {
+                set.put(record, n.as_bytes().to_vec());
+                set.put(keys::principal_index(n, sid), Vec::new());
+            }
+            None => set.delete(record),
+        }
+        core.write(set)
+    }
+
+    /// The principal of the live session `sid`; `None` if it has none or
+    /// is not live. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt record, and storage errors.
+    pub fn principal(&self, sid: &str) -> Result<Option<String>> {
+        validate::sid(sid)?;
+        let core = self.core();
+        let _guard = core.lock_shared(sid);
+        if core.live_meta(sid, core.now())?.is_none() {
+            return Ok(None);
+        }
+        match core.get(&keys::principal_of(sid))? {
+            None => Ok(None),
+            Some(bytes) => match keys::valid_principal(&bytes) {
+                Some(name) => Ok(Some(name.to_owned())),
+                None => Err(Error::Decode {
+                    what: format!("the principal of session {sid:?}"),
+                    message: "not a valid principal name".into(),
+                }),
+            },
+        }
+    }
+
+    /// The live sessions of principal `name`, in id order. Reads that
+    /// principal's index entries and their sessions' metadata: the cost is
+    /// what the principal has, never a scan of every session. A session
+    /// whose deadline passed is left out (the reaper removes its entry with
+    /// it); one whose metadata is corrupt is logged and left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad name, and storage errors.
+    pub fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
+        validate::key(name)?;
+        let core = self.core();
+        let mut live = Vec::new();
+        for sid in self.indexed(name)? {
+            let _guard = core.lock_shared(&sid);
+            match core.live_meta(&sid, core.now()) {
+                Ok(Some(_)) => live.push(sid),
+                Ok(None) => {}
+                Err(Error::Decode { .. }) => {
+                    log::warn!(
+                        "sessionstore: sessions_of({name:?}) skips {sid:?}: corrupt metadata"
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(live)
+    }
+
+    /// Destroys every session of principal `name` ("log out of all
+    /// devices") and returns how many of them were live. The sessions go
+    /// [`CHUNK`] at a time: the locks of a chunk's sessions are taken at once
+    /// (in stripe order, so no deadlock is possible), the chunk is deleted as
+    /// one batch at the store's durability, and each session then sends its
+    /// own event (`Destroyed`, or `Expired` for one past its deadline) before
+    /// the locks are released. A session that moved to another principal
+    /// since the index was read is left alone. The cost is what the
+    /// principal has.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad name, and storage errors: the chunks
+    /// before the failing one are destroyed then; call it again.
+    pub fn destroy_all_of(&self, name: &str) -> Result<usize> {
+        self.core().check_writable("destroy_all_of")?;
+        validate::key(name)?;
+        let core = self.core();
+        let sids = self.indexed(name)?;
+        let mut destroyed = 0;
+        for chunk in sids.chunks(CHUNK) {
+            let _guards = core.lock_many(chunk.iter().map(String::as_str));
+            let now = core.now();
+            let mut set = WriteSet::default();
+            let mut gone = Vec::new();
+            for sid in chunk {
+                let record = keys::principal_of(sid);
+                if core.get(&record)?.as_deref() != Some(name.as_bytes()) {
+                    continue;
+                }
+                // Built aside, so that an error leaves `set` without half of it.
+                let mut one = WriteSet::default();
+                let live = match core.read_meta(sid) {
+                    Ok(meta) => {
+                        core.delete_session(&mut one, sid, meta.as_ref())?;
+                        meta.is_some_and(|m| m.is_live(now))
+                    }
+                    Err(Error::Decode { .. }) => {
+                        core.delete_session(&mut one, sid, None)?;
+                        core.delete_index_entries_of(&mut one, sid)?;
+                        true
+                    }
+                    Err(e) => return Err(e),
+                };
+                set.append(one);
+                gone.push((sid, live));
+            }
+            if set.is_empty() {
+                continue;
+            }
+            core.write(set)?;
+            for (sid, live) in gone {
+                destroyed += usize::from(live);
+                let sid = sid.clone();
+                core.events().send(if live {
+                    Event::Destroyed { sid }
+                } else {
+                    Event::Expired { sid }
+                });
+            }
+        }
+        Ok(destroyed)
+    }
+
+    /// The session ids in the index of principal `name`, in id order.
+    fn indexed(&self, name: &str) -> Result<Vec<String>> {
+        let entries = self.core().scan_prefix(&keys::principal_prefix(name))?;
+        let mut sids = Vec::with_capacity(entries.len());
+        for (key, _) in entries {
+            match keys::parse(&key) {
+                Parsed::PrincipalIndex { sid, .. } => sids.push(sid.to_owned()),
+                _ => {
+                    log::warn!("sessionstore: skipping an undecodable principal index key {key:?}")
+                }
+            }
+        }
+        Ok(sids)
+    }
+}

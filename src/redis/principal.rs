@@ -1,0 +1,318 @@
+//! Principals on Redis: the field `p` of a session's hash names its
+//! principal, and the sorted set `{<namespace>/p:<name>}` indexes the
+//! principal's sessions, one member `<sid>:<incarnation>` each, scored by the
+//! session's deadline in µs (`+inf` for none) when it was last checked.
+//!
+//! The hash and the set are in different Cluster slots, so no step writes
+//! both. The order keeps one promise: a live session with principal `p` is
+//! always in `p`'s set; the set may hold stale members, which reads prune.
+//!
+//! - `set_principal`: `ZADD` the member first, then `SET_PRINCIPAL` on the
+//!   hash (a check-and-write against the metadata read), then `ZREM` the
+//!   member from the old principal's set.
+//! - `destroy`: `TAKE` the hash, then `ZREM`. `regenerate`: `ZADD` the new
+//!   id's member before the old key is deleted, `ZREM` the old one after
+//!   the new key is written. Import: `ZADD` before the write.
+//! - Expiry by TTL leaves the member; reads prune it.
+//!
+//! Pruning: a member whose hash is gone, or holds another incarnation, names
+//! a session that can never come back, so it is removed whatever else runs
+//! meanwhile. A member of a live session of another principal (or none) is
+//! left alone: it may be a `set_principal` between its two steps. Every
+//! read (`sessions_of`, `destroy_all_of`) checks every member;
+//! `set_principal` also checks those whose score has passed, so a set only
+//! grows by members not yet due, and the scores of live ones move on.
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::keys;
+use crate::meta::Meta;
+use crate::redis::scripts;
+use crate::redis::store::{CAS_ATTEMPTS, RedisStore};
+use crate::validate;
+
+/// What a member of a principal's set turned out to be.
+enum Member {
+    /// A live session of this principal.
+    Live(String),
+    /// Gone for good: removed from the set.
+    Pruned,
+    /// Anything else (another principal's live session, one expired by the
+    /// clock whose key is still there, a corrupt record): left alone.
+    Kept,
+}
+
+impl RedisStore {
+    fn principal_key(&self, name: &str) -> String {
+        keys::redis_principal(&self.inner.namespace, name)
+    }
+
+    /// A member's score: the session's deadline in µs, or `+inf`.
+    fn score(meta: &Meta) -> String {
+        meta.deadline()
+            .map_or_else(|| "+inf".to_owned(), |d| d.to_string())
+    }
+
+    /// Adds session `sid`, whose record is `meta`, to the set of the
+    /// principal named by the stored bytes `name`.
+    pub(super) fn index(&self, name: &[u8], sid: &str, meta: &Meta) -> Result<()> {
+        let Some(name) = keys::valid_principal(name) else {
+            log::warn!("sessionstore: session {sid:?} has an unreadable principal field");
+            return Ok(());
+        };
+        let key = self.principal_key(name);
+        let member = keys::redis_principal_member(sid, meta.incarnation);
+        let score = Self::score(meta);
+        self.with("adding a session to its principal's index", |c| {
+            redis::cmd("ZADD")
+                .arg(&key)
+                .arg(&score)
+                .arg(&member)
+                .exec(c)
+        })
+    }
+
+    /// Removes session `sid` of `incarnation` from the set of the principal
+    /// named by the stored bytes `name` (none if empty).
+    pub(super) fn unindex(&self, name: &[u8], sid: &str, incarnation: u64) -> Result<()> {
+        let Some(name) = keys::valid_principal(name) else {
+            return Ok(());
+        };
+        let key = self.principal_key(name);
+        let member = keys::redis_principal_member(sid, incarnation);
+        self.remove_member(&key, member.as_bytes())
+    }
+
+    fn remove_member(&self, key: &str, member: &[u8]) -> Result<()> {
+        self.with("removing a session from its principal's index", |c| {
+            redis::cmd("ZREM").arg(key).arg(member).exec(c)
+        })
+    }
+
+    /// The members of the set `key` scored at most `max` (`+inf`: all).
+    fn members(&self, key: &str, max: &str) -> Result<Vec<Vec<u8>>> {
+        self.with("reading a principal's index", |c| {
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg("-inf")
+                .arg(max)
+                .arg("BYSCORE")
+                .query(c)
+        })
+    }
+
+    /// Checks one member of principal `name`'s set against its session,
+    /// pruning it if the session is gone and moving its score to a live
+    /// one's deadline.
+    fn check(&self, name: &str, key: &str, member: &[u8], now: u64) -> Result<Member> {
+        let Some((sid, incarnation)) = keys::redis_parse_principal_member(member) else {
+            self.remove_member(key, member)?;
+            return Ok(Member::Pruned);
+        };
+        let session = self.key(sid);
+        let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            self.with("reading a session of a principal", |c| {
+                redis::cmd("HMGET")
+                    .arg(&session)
+                    .arg(keys::REDIS_META_FIELD)
+                    .arg(keys::REDIS_PRINCIPAL_FIELD)
+                    .query(c)
+            })?;
+        let meta = match m.map(|m| codec::decode_meta(sid, &m)) {
+            None => {
+                self.remove_member(key, member)?;
+                return Ok(Member::Pruned);
+            }
+            Some(Err(e)) => {
+                log::warn!("sessionstore: principal {name:?}: skipping {sid:?}: {e}");
+                return Ok(Member::Kept);
+            }
+            Some(Ok(meta)) => meta,
+        };
+        if meta.incarnation != incarnation {
+            self.remove_member(key, member)?;
+            return Ok(Member::Pruned);
+        }
+        if !meta.is_live(now) || p.as_deref() != Some(name.as_bytes()) {
+            return Ok(Member::Kept);
+        }
+        let score = Self::score(&meta);
+        self.with("updating a principal's index", |c| {
+            redis::cmd("ZADD")
+                .arg(key)
+                .arg("XX")
+                .arg(&score)
+                .arg(member)
+                .exec(c)
+        })?;
+        Ok(Member::Live(sid.to_owned()))
+    }
+
+    /// See [`Store::set_principal`](crate::Store::set_principal). The
+    /// principal's set gets the session before the hash names it, and the
+    /// old principal's set loses it after; members of that principal whose
+    /// score has passed are checked and pruned on the way.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::set_principal`](crate::Store::set_principal), with errors naming the server.
+    pub fn set_principal(&self, sid: &str, name: Option<&str>) -> Result<()> {
+        validate::sid(sid)?;
+        if let Some(n) = name {
+            validate::key(n)?;
+        }
+        let key = self.key(sid);
+        let _guard = self.inner.locks.write(sid);
+        for _ in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let Some((meta, bytes)) = self.live_meta(sid, now)? else {
+                return Err(Error::NotFound { id: sid.to_owned() });
+            };
+            if let Some(n) = name {
+                self.index(n.as_bytes(), sid, &meta)?;
+            }
+            let (status, old): (i64, Vec<u8>) =
+                self.with("setting a session's principal", |c| {
+                    scripts::SET_PRINCIPAL
+                        .key(&key)
+                        .arg(&bytes)
+                        .arg(name.unwrap_or(""))
+                        .invoke(c)
+                })?;
+            match status {
+                scripts::WRITTEN => {
+                    self.wrote();
+                    if Some(old.as_slice()) != name.map(str::as_bytes) {
+                        self.unindex(&old, sid, meta.incarnation)?;
+                    }
+                    if let Some(n) = name {
+                        self.prune_due(n, now)?;
+                    }
+                    return Ok(());
+                }
+                scripts::CONFLICT => continue,
+                other => return Err(self.unexpected("setting a session's principal", other)),
+            }
+        }
+        Err(self.contention("setting a session's principal", sid))
+    }
+
+    /// Checks the members of `name`'s set whose score is at or before `now`.
+    fn prune_due(&self, name: &str, now: u64) -> Result<()> {
+        let key = self.principal_key(name);
+        for member in self.members(&key, &now.to_string())? {
+            self.check(name, &key, &member, now)?;
+        }
+        Ok(())
+    }
+
+    /// See [`Store::principal`](crate::Store::principal).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::principal`](crate::Store::principal), with errors naming the server.
+    pub fn principal(&self, sid: &str) -> Result<Option<String>> {
+        validate::sid(sid)?;
+        let session = self.key(sid);
+        let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            self.with("reading a session's principal", |c| {
+                redis::cmd("HMGET")
+                    .arg(&session)
+                    .arg(keys::REDIS_META_FIELD)
+                    .arg(keys::REDIS_PRINCIPAL_FIELD)
+                    .query(c)
+            })?;
+        let Some(m) = m else {
+            return Ok(None);
+        };
+        if !codec::decode_meta(sid, &m)?.is_live(self.now()) {
+            return Ok(None);
+        }
+        match p {
+            None => Ok(None),
+            Some(p) => match keys::valid_principal(&p) {
+                Some(name) => Ok(Some(name.to_owned())),
+                None => Err(Error::Decode {
+                    what: format!("the principal of session {sid:?}"),
+                    message: "not a valid principal name".into(),
+                }),
+            },
+        }
+    }
+
+    /// See [`Store::sessions_of`](crate::Store::sessions_of): every member of
+    /// the principal's set is checked against its session (one `HMGET`
+    /// each), and pruned if that session is gone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::sessions_of`](crate::Store::sessions_of), with errors naming the server.
+    pub fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
+        validate::key(name)?;
+        let key = self.principal_key(name);
+        let now = self.now();
+        let mut live = Vec::new();
+        for member in self.members(&key, "+inf")? {
+            if let Member::Live(sid) = self.check(name, &key, &member, now)? {
+                live.push(sid);
+            }
+        }
+        live.sort();
+        live.dedup();
+        Ok(live)
+    }
+
+    /// See [`Store::destroy_all_of`](crate::Store::destroy_all_of): each
+    /// session of the principal is deleted by a script that checks its
+    /// principal field first (one that moved to another principal is left
+    /// alone), then leaves the set. Each sends its event as it goes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::destroy_all_of`](crate::Store::destroy_all_of), with errors naming the server.
+    pub fn destroy_all_of(&self, name: &str) -> Result<usize> {
+        validate::key(name)?;
+        let key = self.principal_key(name);
+        let mut destroyed = 0;
+        for member in self.members(&key, "+inf")? {
+            let Some((sid, incarnation)) = keys::redis_parse_principal_member(&member) else {
+                self.remove_member(&key, &member)?;
+                continue;
+            };
+            let _guard = self.inner.locks.write(sid);
+            let now = self.now();
+            let session = self.key(sid);
+            let (status, m): (i64, Vec<u8>) = self
+                .with("destroying a principal's session", |c| {
+                    scripts::TAKE_IF_PRINCIPAL.key(&session).arg(name).invoke(c)
+                })?;
+            match status {
+                scripts::WRITTEN => {
+                    self.wrote();
+                    let live = match codec::decode_meta(sid, &m) {
+                        Ok(meta) => {
+                            if meta.incarnation != incarnation {
+                                self.unindex(name.as_bytes(), sid, meta.incarnation)?;
+                            }
+                            meta.is_live(now)
+                        }
+                        Err(_) => true,
+                    };
+                    self.remove_member(&key, &member)?;
+                    destroyed += usize::from(live);
+                    let sid = sid.to_owned();
+                    self.inner.events.send(if live {
+                        Event::Destroyed { sid }
+                    } else {
+                        Event::Expired { sid }
+                    });
+                }
+                scripts::GONE => self.remove_member(&key, &member)?,
+                scripts::CONFLICT => {}
+                other => return Err(self.unexpected("destroying a principal's session", other)),
+            }
+        }
+        Ok(destroyed)
+    }
+}

@@ -1,0 +1,276 @@
+//! Lifecycle events: what each call sends, in what order, and what a slow
+//! subscriber costs the writers (nothing).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use sessionstore::{Config, Error, Event};
+
+fn drain(rx: &Receiver<Event>) -> Vec<Event> {
+    rx.try_iter().collect()
+}
+
+fn created(sid: &str) -> Event {
+    Event::Created { sid: sid.into() }
+}
+fn destroyed(sid: &str) -> Event {
+    Event::Destroyed { sid: sid.into() }
+}
+fn expired(sid: &str) -> Event {
+    Event::Expired { sid: sid.into() }
+}
+
+store_test!(
+    each_call_that_starts_or_ends_a_session_sends_its_event,
+    |db| {
+        let store = db.open()?;
+        let rx = store.subscribe();
+        let mut a = store.create_new_session("a")?;
+        let fresh = store.create()?;
+        assert_eq!(drain(&rx), [created("a"), created(fresh.id())]);
+        // Saves, touches and timeouts change a session: no event.
+        a.set("k", &1u8)?;
+        store.save(&mut a)?;
+        assert!(store.touch("a")?);
+        store.set_idle_timeout("a", Some(Duration::from_secs(900)))?;
+        assert_eq!(drain(&rx), []);
+        let moved = store.regenerate("a")?;
+        assert_eq!(
+            drain(&rx),
+            [Event::Regenerated {
+                old: "a".into(),
+                new: moved.clone()
+            }]
+        );
+        assert!(store.destroy(&moved)?);
+        assert_eq!(drain(&rx), [destroyed(&moved)]);
+        Ok(())
+    }
+);
+
+store_test!(
+    an_expired_session_sends_expired_when_it_is_deleted_not_when_read,
+    |db| {
+        let store = db.open()?;
+        let rx = store.subscribe();
+        store.create_new_session("b")?;
+        store.create_new_session("c")?;
+        db.clock.advance(Duration::from_secs(601));
+        // A read past the deadline writes nothing, so it is no event.
+        assert!(store.get("b", None)?.is_none());
+        assert!(store.info("c")?.is_none());
+        assert_eq!(drain(&rx), [created("b"), created("c")]);
+        // A create over it deletes it: Expired, then Created.
+        store.create_new_session("b")?;
+        assert_eq!(drain(&rx), [expired("b"), created("b")]);
+        // A destroy of it deletes it too, and reports it was not live.
+        assert!(!store.destroy("c")?);
+        assert_eq!(drain(&rx), [expired("c")]);
+        Ok(())
+    }
+);
+
+store_test!(no_event_for_a_refused_or_failed_write, |db| {
+    let store = db.open()?;
+    let mut s = store.create_new_session("s")?;
+    let rx = store.subscribe();
+    assert!(matches!(
+        store.create_new_session("s"),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.regenerate("nobody"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(!store.destroy("nobody")?);
+    assert!(matches!(
+        store.destroy("bad id"),
+        Err(Error::InvalidId { .. })
+    ));
+    assert!(store.destroy("s")?);
+    assert_eq!(drain(&rx), [destroyed("s")]);
+    s.set("k", &1u8)?;
+    assert!(matches!(store.save(&mut s), Err(Error::NotFound { .. })));
+    assert!(matches!(store.regenerate("s"), Err(Error::NotFound { .. })));
+    assert!(!store.destroy("s")?);
+    assert_eq!(drain(&rx), []);
+    Ok(())
+});
+
+store_test!(
+    a_subscriber_gets_only_what_happens_after_it_subscribed,
+    |db| {
+        let store = db.open()?;
+        store.create_new_session("before")?;
+        let rx = store.subscribe();
+        let other = store.subscribe();
+        store.create_new_session("after")?;
+        assert_eq!(drain(&rx), [created("after")]);
+        assert_eq!(drain(&other), [created("after")]);
+        Ok(())
+    }
+);
+
+store_test!(
+    a_full_channel_never_blocks_writers_and_reports_lagged,
+    |db| {
+        let store = db.config().event_capacity(4).open()?;
+        let unread = store.subscribe();
+        let reader = store.subscribe();
+        let mut seen = 0usize;
+        // 2 * ROUNDS events, far past the unread channel's 4: every call returns.
+        const ROUNDS: usize = 600;
+        for i in 0..ROUNDS {
+            let sid = format!("s{i}");
+            store.create_new_session(&sid)?;
+            assert!(store.destroy(&sid)?);
+            // The other subscriber keeps up, and loses nothing.
+            for e in reader.try_iter() {
+                assert!(!matches!(e, Event::Lagged { .. }), "{e:?}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 2 * ROUNDS);
+        assert_eq!(
+            drain(&unread),
+            [
+                created("s0"),
+                destroyed("s0"),
+                created("s1"),
+                destroyed("s1")
+            ]
+        );
+        store.create_new_session("late")?;
+        assert_eq!(
+            drain(&unread),
+            [
+                Event::Lagged {
+                    missed: (2 * ROUNDS - 4) as u64
+                },
+                created("late")
+            ]
+        );
+        // A dropped receiver is forgotten: writes go on as before.
+        drop(unread);
+        assert!(store.destroy("late")?);
+        assert_eq!(drain(&reader).len(), 2);
+        Ok(())
+    }
+);
+
+store_test!(
+    events_of_one_session_come_in_commit_order_under_concurrency,
+    |db| {
+        let store = db.config().event_capacity(65_536).open()?;
+        let rx = store.subscribe();
+        const THREADS: usize = 4;
+        const ROUNDS: usize = 100;
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let store = store.clone();
+                scope.spawn(move || {
+                    // Every thread races the others on the same few ids.
+                    for i in 0..ROUNDS {
+                        let sid = format!("shared{}", (i + t) % 3);
+                        match store.create_new_session(&sid) {
+                            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                        store.destroy(&sid).expect("destroy");
+                    }
+                });
+            }
+        });
+        // Per id, the events alternate Created, Destroyed, starting with Created.
+        let mut live: HashMap<String, bool> = HashMap::new();
+        for e in drain(&rx) {
+            match e {
+                Event::Created { sid } => {
+                    assert!(
+                        !live.insert(sid.clone(), true).unwrap_or(false),
+                        "{sid} created twice"
+                    )
+                }
+                Event::Destroyed { sid } => {
+                    assert_eq!(live.insert(sid.clone(), false), Some(true), "{sid}")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(
+            live.values().all(|l| !l),
+            "every session was destroyed: {live:?}"
+        );
+        Ok(())
+    }
+);
+
+engine_test!(the_reaper_sends_expired_after_its_pass, |db| {
+    let store = db.open()?;
+    let rx = store.subscribe();
+    store.create_new_session("old1")?;
+    store.create_new_session("old2")?;
+    db.clock.advance(Duration::from_secs(300));
+    store.create_new_session("young")?;
+    db.clock.advance(Duration::from_secs(301));
+    assert_eq!(drain(&rx).len(), 3);
+    assert_eq!(store.reap_expired()?, 2);
+    assert_eq!(drain(&rx), [expired("old1"), expired("old2")]);
+    assert_eq!(store.reap_expired()?, 0);
+    assert_eq!(drain(&rx), []);
+    Ok(())
+});
+
+engine_test!(the_reaper_thread_sends_expired_by_the_manual_clock, |db| {
+    let store = db
+        .config()
+        .reap_interval(Some(Duration::from_millis(1)))
+        .open()?;
+    let rx = store.subscribe();
+    store.create_new_session("s")?;
+    assert_eq!(rx.try_recv().ok(), Some(created("s")));
+    db.clock.advance(Duration::from_secs(601));
+    // A bound, not a timing: the thread runs every millisecond.
+    let got = rx.recv_timeout(Duration::from_secs(30));
+    assert_eq!(got.ok(), Some(expired("s")));
+    Ok(())
+});
+
+engine_test!(import_sends_created_and_ends_what_it_replaces, |db| {
+    let store = db.open()?;
+    store.create_new_session("s")?;
+    let export = store.export_session("s")?.expect("there");
+    let rx = store.subscribe();
+    store.import_session(&export, sessionstore::ImportMode::Replace)?;
+    assert_eq!(drain(&rx), [destroyed("s"), created("s")]);
+    assert!(matches!(
+        store.import_session(&export, sessionstore::ImportMode::Create),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert_eq!(drain(&rx), []);
+    Ok(())
+});
+
+#[test]
+fn event_capacity_is_checked() {
+    for bad in [0, sessionstore::MAX_EVENT_CAPACITY + 1] {
+        let err = Config::temporary().event_capacity(bad).open().unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains("event_capacity")),
+            "{err}"
+        );
+    }
+    let store = Config::temporary()
+        .event_capacity(sessionstore::MAX_EVENT_CAPACITY)
+        .open()
+        .expect("the maximum is valid");
+    drop(store.subscribe());
+}
+
+#[test]
+fn send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Event>();
+    check::<Receiver<Event>>();
+}
