@@ -340,7 +340,6 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
     store.create_new_session("hooked")?;
     clock.advance(Duration::from_secs(601));
     let hook_store = store.clone();
-    let _serial = crate::reaper::hook::USERS.lock();
     crate::reaper::hook::set(Some(Box::new(move |sid| {
         if sid == "hooked" {
             let mut s = hook_store.create_new_session("hooked").unwrap();
