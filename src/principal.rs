@@ -158,7 +158,7 @@ impl Store {
 
     /// Destroys every session of principal `name` ("log out of all
     /// devices") and returns how many of them were live. The sessions go
-    /// [`CHUNK`] at a time: the locks of a chunk's sessions are taken at once
+    /// 256 at a time: the locks of a chunk's sessions are taken at once
     /// (in stripe order, so no deadlock is possible), the chunk is deleted as
     /// one batch at the store's durability, and each session then sends its
     /// own event (`Destroyed`, or `Expired` for one past its deadline) before
