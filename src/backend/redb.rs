@@ -28,9 +28,9 @@
 //! most the batches of the last `d`. redb reuses the pages that non-durable
 //! commits replace only after the next durable commit, so the file grows
 //! between flushes: under `Periodic(200 ms)` the churn soak reached 10× the
-//! live data. So [`apply`](Backend::apply) also commits durably every
-//! [`DURABLE_EVERY`]-th batch since the last durable commit, which bounds that
-//! growth whatever the period (docs/reliability.md, "Footprint"); the period
+//! live data. So [`apply`](Backend::apply) also commits durably once 128
+//! commits or 1,024 written keys ([`DURABLE_EVERY`]) have gone by since the
+//! last durable commit, which bounds that growth whatever the period (docs/reliability.md, "Footprint"); the period
 //! stays the bound on what a crash loses.
 //!
 //! `fdatasync` asks the kernel to write the data to the device and the device
@@ -104,11 +104,14 @@ pub(crate) const MARKER_FILES: &[&str] = &[FILE];
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("sessionstore");
 
-/// Without live readers, one commit in this many is made durable even
-/// between flushes: redb reuses the pages that non-durable commits free only
+/// Without live readers, a commit is made durable, even between flushes,
+/// once this many commits or written keys have gone by since the last
+/// durable one: redb reuses the pages that non-durable commits free only
 /// after a durable commit, so this bounds how far the file grows between
 /// flushes (docs/reliability.md, "Footprint").
-const DURABLE_EVERY: u64 = 128;
+/// The first number counts commits, the second the keys they put or deleted
+/// (group commits under many writers carry many keys each).
+const DURABLE_EVERY: (u64, u64) = (128, 1024);
 
 /// How the writer shares its file with other processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,8 @@ pub(crate) struct RedbBackend {
     shared: bool,
     /// Non-durable commits since the last durable one (see [`DURABLE_EVERY`]).
     non_durable: AtomicU64,
+    /// Keys those commits put or deleted.
+    non_durable_keys: AtomicU64,
     file: PathBuf,
 }
 
@@ -182,6 +187,7 @@ impl RedbBackend {
             db: Db::Writer(db),
             shared: sharing == Sharing::LiveReaders,
             non_durable: AtomicU64::new(0),
+            non_durable_keys: AtomicU64::new(0),
             file,
         };
         backend.create_table()?;
@@ -232,20 +238,32 @@ impl RedbBackend {
             db: Db::Reader(db),
             shared: true,
             non_durable: AtomicU64::new(0),
+            non_durable_keys: AtomicU64::new(0),
             file,
         })
     }
 
     /// Counts a commit about to be made; true if it must be durable, being
-    /// the [`DURABLE_EVERY`]-th since the last durable one.
-    fn count_non_durable(&self) -> bool {
+    /// past either bound of [`DURABLE_EVERY`] since the last durable one.
+    fn count_non_durable(&self, keys: usize) -> bool {
         // Commits are made one at a time, under the store's engine lock.
+        let keys = u64::try_from(keys).unwrap_or(u64::MAX);
         let n = self.non_durable.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= DURABLE_EVERY {
-            self.non_durable.store(0, Ordering::Relaxed);
+        let k = self
+            .non_durable_keys
+            .fetch_add(keys, Ordering::Relaxed)
+            .saturating_add(keys);
+        if n >= DURABLE_EVERY.0 || k >= DURABLE_EVERY.1 {
+            self.reset_non_durable();
             return true;
         }
         false
+    }
+
+    /// After a durable commit: nothing is pending.
+    fn reset_non_durable(&self) {
+        self.non_durable.store(0, Ordering::Relaxed);
+        self.non_durable_keys.store(0, Ordering::Relaxed);
     }
 
     /// The writer, or an error naming `what` on a read-only handle.
@@ -422,8 +440,8 @@ impl Backend for RedbBackend {
             || {
                 let mut txn = self.writer("applying a batch")?.begin_write()?;
                 // A file shared with readers takes durable commits only (see the
-                // module docs); otherwise every DURABLE_EVERY-th commit is durable.
-                let durable = self.shared || self.count_non_durable();
+                // module docs); otherwise one past DURABLE_EVERY is durable.
+                let durable = self.shared || self.count_non_durable(batch.ops().len());
                 if !durable {
                     txn.set_durability(Durability::None)?;
                 }
@@ -454,7 +472,7 @@ impl Backend for RedbBackend {
                 let mut txn = self.writer("flushing")?.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 txn.commit()?;
-                self.non_durable.store(0, Ordering::Relaxed);
+                self.reset_non_durable();
                 Ok(())
             },
         )
