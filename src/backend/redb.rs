@@ -32,9 +32,9 @@
 //! most the batches of the last `d`. redb reuses the pages that non-durable
 //! commits replace only after the next durable commit, so the file grows
 //! between flushes: under `Periodic(200 ms)` the churn soak reached 10× the
-//! live data. So [`apply`](Backend::apply) also commits durably every
-//! [`DURABLE_EVERY`]-th batch since the last durable commit, which bounds that
-//! growth whatever the period (docs/reliability.md, "Footprint"); the period
+//! live data. So [`apply`](Backend::apply) also commits durably once 128
+//! commits or 1,024 written keys ([`DURABLE_EVERY`]) have gone by since the
+//! last durable commit, which bounds that growth whatever the period (docs/reliability.md, "Footprint"); the period
 //! stays the bound on what a crash loses.
 //!
 //! `fdatasync` asks the kernel to write the data to the device and the device
@@ -111,11 +111,14 @@ pub(crate) const MARKER_FILES: &[&str] = &[FILE];
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("sessionstore");
 
-/// Without live readers, one commit in this many is made durable even
-/// between flushes: redb reuses the pages that non-durable commits free only
+/// Without live readers, a commit is made durable, even between flushes,
+/// once this many commits or written keys have gone by since the last
+/// durable one: redb reuses the pages that non-durable commits free only
 /// after a durable commit, so this bounds how far the file grows between
 /// flushes (docs/reliability.md, "Footprint").
-const DURABLE_EVERY: u64 = 128;
+/// The first number counts commits, the second the keys they put or deleted
+/// (group commits under many writers carry many keys each).
+const DURABLE_EVERY: (u64, u64) = (128, 1024);
 
 /// How the writer shares its file with other processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,8 @@ pub(crate) struct RedbBackend {
     shared: bool,
     /// Non-durable commits since the last durable one (see [`DURABLE_EVERY`]).
     non_durable: AtomicU64,
+    /// Keys those commits put or deleted.
+    non_durable_keys: AtomicU64,
     file: PathBuf,
 }
 
@@ -189,6 +194,7 @@ impl RedbBackend {
             db: Db::Writer(db),
             shared: sharing == Sharing::LiveReaders,
             non_durable: AtomicU64::new(0),
+            non_durable_keys: AtomicU64::new(0),
             file,
         };
         backend.create_table()?;
@@ -239,20 +245,32 @@ impl RedbBackend {
             db: Db::Reader(db),
             shared: true,
             non_durable: AtomicU64::new(0),
+            non_durable_keys: AtomicU64::new(0),
             file,
         })
     }
 
     /// Counts a commit about to be made; true if it must be durable, being
-    /// the [`DURABLE_EVERY`]-th since the last durable one.
-    fn count_non_durable(&self) -> bool {
+    /// past either bound of [`DURABLE_EVERY`] since the last durable one.
+    fn count_non_durable(&self, keys: usize) -> bool {
         // Commits are made one at a time, under the store's engine lock.
+        let keys = u64::try_from(keys).unwrap_or(u64::MAX);
         let n = self.non_durable.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= DURABLE_EVERY {
-            self.non_durable.store(0, Ordering::Relaxed);
+        let k = self
+            .non_durable_keys
+            .fetch_add(keys, Ordering::Relaxed)
+            .saturating_add(keys);
+        if n >= DURABLE_EVERY.0 || k >= DURABLE_EVERY.1 {
+            self.reset_non_durable();
             return true;
         }
         false
+    }
+
+    /// After a durable commit: nothing is pending.
+    fn reset_non_durable(&self) {
+        self.non_durable.store(0, Ordering::Relaxed);
+        self.non_durable_keys.store(0, Ordering::Relaxed);
     }
 
     /// The writer, or an error naming `what` on a read-only handle.
@@ -331,7 +349,7 @@ impl RedbBackend {
             || "applying a batch",
             || {
                 let mut txn = self.writer("applying a batch")?.begin_write()?;
-                let durable = durable || self.shared || self.count_non_durable();
+                let durable = durable || self.shared || self.count_non_durable(batch.ops().len());
                 let durability = if durable {
                     Durability::Immediate
                 } else {
@@ -350,7 +368,7 @@ impl RedbBackend {
                 // Dropping the transaction on an error above aborts it: all or nothing.
                 txn.commit()?;
                 if durable {
-                    self.non_durable.store(0, Ordering::Relaxed);
+                    self.reset_non_durable();
                 }
                 Ok(())
             },
@@ -479,7 +497,7 @@ impl Backend for RedbBackend {
                 let mut txn = self.writer("flushing")?.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 txn.commit()?;
-                self.non_durable.store(0, Ordering::Relaxed);
+                self.reset_non_durable();
                 Ok(())
             },
         )
