@@ -86,7 +86,9 @@
 use std::fs::{self, File};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use redb::{
     ConcurrencyMode, Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase,
     ReadOnlyTable, ReadableDatabase, TableDefinition, TableHandle,
@@ -118,8 +120,57 @@ enum Db {
     Reader(ReadOnlyDatabase),
 }
 
+/// The writer's table as a read transaction sees it, shared by reads until
+/// the next commit: in `SingleWriter` mode every new read transaction takes
+/// and releases byte-range locks on the file's header (four `fcntl` calls),
+/// and beginning one and opening the table cost more than a point read.
+/// The generation counts commits, so that a read transaction begun before a
+/// commit is never kept after it.
+#[derive(Default)]
+struct ReadCache {
+    state: Mutex<(u64, Option<Arc<ReadTable>>)>,
+}
+
+type ReadTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+impl ReadCache {
+    /// The cached table, or a new one from `begin`, kept if no commit ended meanwhile.
+    fn table(
+        &self,
+        begin: impl FnOnce() -> Result<ReadTable, redb::Error>,
+    ) -> Result<Arc<ReadTable>, redb::Error> {
+        let generation = {
+            let state = self.state.lock();
+            if let Some(table) = &state.1 {
+                return Ok(table.clone());
+            }
+            state.0
+        };
+        let table = Arc::new(begin()?);
+        let mut state = self.state.lock();
+        if state.0 == generation && state.1.is_none() {
+            state.1 = Some(table.clone());
+        }
+        Ok(table)
+    }
+
+    /// Forgets the cached table: a commit ended (or failed), so reads from
+    /// now on must begin a new transaction.
+    fn invalidate(&self) {
+        let old = {
+            let mut state = self.state.lock();
+            state.0 = state.0.wrapping_add(1);
+            state.1.take()
+        };
+        // Ends the read transaction, unless a read still holds it, outside the lock.
+        drop(old);
+    }
+}
+
 /// A redb database holding the store's one table.
 pub(crate) struct RedbBackend {
+    /// Declared before `db`, so that its read transaction ends before the database closes.
+    reads: ReadCache,
     db: Db,
     /// Whether every commit must be durable (the file is shared with readers).
     shared: bool,
@@ -157,6 +208,7 @@ impl RedbBackend {
                 })?;
         }
         let backend = RedbBackend {
+            reads: ReadCache::default(),
             db: Db::Writer(db),
             shared: sharing == Sharing::LiveReaders,
             file,
@@ -206,6 +258,7 @@ impl RedbBackend {
             }
         };
         Ok(RedbBackend {
+            reads: ReadCache::default(),
             db: Db::Reader(db),
             shared: true,
             file,
@@ -267,11 +320,15 @@ impl RedbBackend {
         guard(
             || context,
             || {
-                let txn = match &self.db {
-                    Db::Writer(db) => db.begin_read()?,
-                    Db::Reader(db) => db.begin_read()?,
+                let table = match &self.db {
+                    // This process is the only writer: a transaction begun
+                    // since its last commit sees everything.
+                    Db::Writer(db) => self
+                        .reads
+                        .table(|| Ok(db.begin_read()?.open_table(TABLE)?))?,
+                    // Another process writes, unseen: each read begins anew.
+                    Db::Reader(db) => Arc::new(db.begin_read()?.open_table(TABLE)?),
                 };
-                let table = txn.open_table(TABLE)?;
                 f(&table)
             },
         )
@@ -283,6 +340,12 @@ impl RedbBackend {
     /// if `durable` or if the file is shared with readers (see the module
     /// docs), else with `Durability::None`.
     fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
+        let committed = self.commit_inner(batch, durable);
+        self.reads.invalidate();
+        committed
+    }
+
+    fn commit_inner(&self, batch: &Batch, durable: bool) -> Result<()> {
         guard(
             || "applying a batch",
             || {
@@ -392,6 +455,9 @@ impl Backend for RedbBackend {
             // Every commit was durable already.
             return Ok(());
         }
+        // The empty commit changes no data, but a read transaction kept
+        // across it would keep the pages it frees in use.
+        self.reads.invalidate();
         guard(
             || "flushing",
             || {
@@ -510,6 +576,27 @@ mod tests {
         let later = crash_copy(&b, &dir.path().join("later"))?;
         assert_eq!(later.get(b"k4")?, None);
         assert_eq!(later.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_after_a_commit_sees_it_though_reads_share_a_transaction() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        for sharing in [Sharing::LiveReaders, Sharing::Exclusive] {
+            let sub = dir.path().join(format!("{sharing:?}"));
+            fs::create_dir(&sub).map_err(|e| Error::storage("test", e))?;
+            let b = RedbBackend::open(&sub, 1 << 20, sharing)?;
+            // These reads share one transaction...
+            assert_eq!(b.get(b"k")?, None);
+            assert!(b.scan_prefix(b"k")?.is_empty());
+            // ...which every commit ends, durable or not.
+            b.apply(&batch(&[("k", Some("1"))]))?;
+            assert_eq!(b.get(b"k")?.as_deref(), Some(&b"1"[..]));
+            b.apply_durable(&batch(&[("k", Some("2"))]))?;
+            assert_eq!(b.get(b"k")?.as_deref(), Some(&b"2"[..]));
+            b.apply(&batch(&[("k", None)]))?;
+            assert_eq!(b.get(b"k")?, None);
+        }
         Ok(())
     }
 
