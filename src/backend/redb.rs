@@ -340,6 +340,10 @@ impl RedbBackend {
     /// if `durable` or if the file is shared with readers (see the module
     /// docs), else with `Durability::None`.
     fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
+        // Ended before, so that no read transaction of this handle keeps the
+        // pages this commit replaces from being freed by it; and after, so
+        // that none begun during it is kept.
+        self.reads.invalidate();
         let committed = self.commit_inner(batch, durable);
         self.reads.invalidate();
         committed
