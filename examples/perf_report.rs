@@ -1,29 +1,39 @@
-//! The store side by side with raw sled and SQLite, in one table.
+//! The store side by side with raw sled, raw redb and SQLite, in one table.
 //!
 //! `cargo run --release --example perf_report [-- --quick]`
 //!
 //! For every workload it opens a fresh store on each engine, a fresh raw sled
-//! database and a fresh SQLite database, prepares the same work on each (the
-//! code is shared with the criterion benches in `benches/common/`), and
-//! measures them in interleaved rounds, so that a burst of load from other
-//! programs hits every contender alike. A cell is the median of its rounds.
-//! It then measures how a reap pass scales with the number of live sessions,
-//! and, each in a child process of its own, the peak RSS and the bytes on
-//! disk per live session after writing a population of sessions.
+//! database, a fresh raw redb database and a fresh SQLite database, prepares
+//! the same work on each (the code is shared with the criterion benches in
+//! `benches/common/`), and measures them in interleaved rounds, so that a
+//! burst of load from other programs hits every contender alike. A rate cell
+//! is the median of its rounds; a ratio cell is `min–median–max` of the
+//! per-round ratios (the two contenders measured back to back in the same
+//! round). It then measures how a reap pass scales with the number of live
+//! sessions, and, each in a child process of its own, the peak RSS and the
+//! bytes on disk per live session after writing a population of sessions.
 //!
-//! The last line sums it up:
-//! `perf: save_ratio=… get_ratio=… durable16_vs_1=… vs_sqlite_durable=… reap_scaling=…`
-//! - `save_ratio`, `get_ratio`: store (sled) over raw sled; the lower of the
-//!   two save workloads (1 and 8 keys) and of the two get workloads (global
-//!   and component scope);
-//! - `durable16_vs_1`: store (sled) durable saves per second from 16 threads
-//!   over those from 1 thread;
-//! - `vs_sqlite_durable`: store (sled) over SQLite, durable saves from 16 threads each;
-//! - `reap_scaling`: the time the store (sled) takes to reap 1,000 expired
-//!   sessions among 100,000 live ones, over 1,000 among 1,000.
+//! The last two lines sum it up, each figure the median of its per-round
+//! ratios:
 //!
-//! The line before it gives the same figures for the store on every other
-//! engine (redb).
+//! ```text
+//! perf: engine=redb writes_vs_sqlite_min=… reap_vs_sqlite=… get_vs_sqlite_min=… durable16_vs_sqlite=… vs_raw_min=… durable16_vs_1=… reap_scaling=…
+//! sled: save_ratio=… get_ratio=… durable16_vs_1=… reap_vs_sqlite=… reap_scaling=…
+//! ```
+//!
+//! - `perf:` is the default engine, redb: `writes_vs_sqlite_min` is the
+//!   lowest store/SQLite ratio over create, save_1, save_8, destroy, touch,
+//!   regenerate and durable_save_1_threads; `reap_vs_sqlite` the reap
+//!   workload's; `get_vs_sqlite_min` the lower of the two gets';
+//!   `durable16_vs_sqlite` 16 threads' durable saves; `vs_raw_min` the lowest
+//!   store/raw redb ratio over every workload;
+//! - `sled:` keeps the earlier targets as a guard: `save_ratio`,
+//!   `get_ratio` are store (sled) over raw sled, the lower of the two save
+//!   workloads (1 and 8 keys) and of the two get workloads;
+//! - on both, `durable16_vs_1` is the store's durable saves per second from
+//!   16 threads over those from 1 thread, and `reap_scaling` the time the
+//!   store takes to reap 1,000 expired sessions among 100,000 live ones, over
+//!   1,000 among 1,000.
 //!
 //! Every contender writes durably (the store's default `Durability::Immediate`,
 //! raw sled with a flush after every batch, SQLite with `synchronous=FULL`),
@@ -37,11 +47,12 @@
 //! `store (redb)`, which opens it for them.
 //!
 //! `--quick` measures shorter and writes fewer sessions for the memory rows;
-//! it is meant to finish in under 2 minutes on 2 cores. `--only NAME` runs
+//! it is meant to finish in about 2 minutes on 2 cores. `--only NAME` runs
 //! the workloads whose name contains NAME and prints only their rows;
 //! `--profile CONTENDER WORKLOAD N [background] [sessions=S]` runs one
 //! workload N times on one contender (`store-sled`, `store-redb`, `raw-sled`,
-//! `sqlite`), spread over S sessions (default 1,000; the full table uses
+//! `raw-redb`, `raw-redb-exclusive`, `sqlite`; `store-redb-no-live-readers`
+//! for `Config::live_readers(false)`), spread over S sessions (default 1,000; the full table uses
 //! 10,000), for a profiler such as `valgrind --tool=callgrind`.
 //!
 //! `--redis URL` (a build with `--features redis`) adds a Redis section: the
@@ -92,8 +103,8 @@ struct Plan {
 }
 
 const QUICK: Plan = Plan {
-    rounds: 3,
-    budget: Duration::from_millis(100),
+    rounds: 5,
+    budget: Duration::from_millis(150),
     population: 500,
     memory_sessions: 5_000,
     reap_repeats: 3,
@@ -117,6 +128,7 @@ const REAP_EXPIRED: usize = 1_000;
 const REAP_LIVE: [usize; 2] = [1_000, 100_000];
 
 const RAW: &str = "raw sled";
+const RAW_REDB: &str = "raw redb";
 const SQLITE: &str = "SQLite";
 
 /// Every engine of this build, sled first: raw sled is its floor.
@@ -225,30 +237,6 @@ fn main() {
     eprintln!("  memory done at {:.0?}", started.elapsed());
 
     print_table(&table, &scaling, &memory, plan.memory_sessions);
-    let sled = store_label(Engine::Sled);
-    let ratio = |w: Workload, other: &str| table.get(w, &sled) / table.get(w, other);
-    let save_ratio = ratio(Workload::Save(1), RAW).min(ratio(Workload::Save(workload::KEYS), RAW));
-    let get_ratio = ratio(Workload::GetGlobal, RAW).min(ratio(Workload::GetComponent, RAW));
-    let durable16_vs_1 =
-        table.get(Workload::Durable(16), &sled) / table.get(Workload::Durable(1), &sled);
-    let vs_sqlite_durable = ratio(Workload::Durable(16), SQLITE);
-    let reap = scaling
-        .iter()
-        .find(|(e, _)| *e == Engine::Sled)
-        .map_or(f64::NAN, |(_, s)| *s);
-    for e in engines().into_iter().filter(|e| *e != Engine::Sled) {
-        let label = store_label(e);
-        let at = |w: Workload, who: &str| table.get(w, who);
-        println!(
-            "{label}: durable16_vs_1={:.2} vs_sqlite_durable={:.2} reap_scaling={:.2}",
-            at(Workload::Durable(16), &label) / at(Workload::Durable(1), &label),
-            at(Workload::Durable(16), &label) / at(Workload::Durable(16), SQLITE),
-            scaling
-                .iter()
-                .find(|(x, _)| *x == e)
-                .map_or(f64::NAN, |(_, s)| *s)
-        );
-    }
     println!(
         "peak RSS of this whole run: {:.1} MiB; it took {:.0?}",
         peak_rss_kib() as f64 / 1024.0,
@@ -257,9 +245,78 @@ fn main() {
     for line in redis_lines.iter().flatten() {
         println!("{line}");
     }
-    println!(
-        "perf: save_ratio={save_ratio:.2} get_ratio={get_ratio:.2} durable16_vs_1={durable16_vs_1:.2} vs_sqlite_durable={vs_sqlite_durable:.2} reap_scaling={reap:.2}"
-    );
+    let scaling_of = |e: Engine| {
+        scaling
+            .iter()
+            .find(|(x, _)| *x == e)
+            .map_or(f64::NAN, |(_, s)| *s)
+    };
+    if let Some(redb) = engines().into_iter().find(|e| e.name() == "redb") {
+        println!("{}", redb_line(&table, redb, scaling_of(redb)));
+    }
+    println!("{}", sled_line(&table, scaling_of(Engine::Sled)));
+}
+
+/// The writes `writes_vs_sqlite_min` covers.
+const WRITES: [Workload; 7] = [
+    Workload::Create,
+    Workload::Save(1),
+    Workload::Save(workload::KEYS),
+    Workload::Destroy,
+    Workload::Touch,
+    Workload::Regenerate,
+    Workload::Durable(1),
+];
+
+/// The `perf:` line: the default engine (redb) against SQLite and raw redb.
+/// Each figure is the median of its per-round ratios.
+fn redb_line(table: &Table, redb: Engine, reap_scaling: f64) -> String {
+    let store = store_label(redb);
+    let vs = |w: Workload, other: &str| table.ratio(w, &store, other);
+    let writes = lowest(WRITES.iter().map(|&w| vs(w, SQLITE)));
+    let gets = lowest([
+        vs(Workload::GetGlobal, SQLITE),
+        vs(Workload::GetComponent, SQLITE),
+    ]);
+    let vs_raw = lowest(Workload::ALL.iter().map(|&w| vs(w, RAW_REDB)));
+    format!(
+        "perf: engine={} writes_vs_sqlite_min={:.2} reap_vs_sqlite={:.2} get_vs_sqlite_min={:.2} durable16_vs_sqlite={:.2} vs_raw_min={:.2} durable16_vs_1={:.2} reap_scaling={:.2}",
+        redb.name(),
+        writes.median,
+        vs(Workload::Reap, SQLITE).median,
+        gets.median,
+        vs(Workload::Durable(16), SQLITE).median,
+        vs_raw.median,
+        table
+            .across(&store, Workload::Durable(16), Workload::Durable(1))
+            .median,
+        reap_scaling,
+    )
+}
+
+/// The `sled:` line: the store on sled against raw sled (the old targets,
+/// kept as a guard) and SQLite.
+fn sled_line(table: &Table, reap_scaling: f64) -> String {
+    let sled = store_label(Engine::Sled);
+    let vs = |w: Workload, other: &str| table.ratio(w, &sled, other);
+    let save = lowest([
+        vs(Workload::Save(1), RAW),
+        vs(Workload::Save(workload::KEYS), RAW),
+    ]);
+    let get = lowest([
+        vs(Workload::GetGlobal, RAW),
+        vs(Workload::GetComponent, RAW),
+    ]);
+    format!(
+        "sled: save_ratio={:.2} get_ratio={:.2} durable16_vs_1={:.2} reap_vs_sqlite={:.2} reap_scaling={:.2}",
+        save.median,
+        get.median,
+        table
+            .across(&sled, Workload::Durable(16), Workload::Durable(1))
+            .median,
+        vs(Workload::Reap, SQLITE).median,
+        reap_scaling,
+    )
 }
 
 /// The Redis section's table and its `redis:` line; exits on an error.
@@ -298,27 +355,108 @@ fn redis_report(_: &str, _: &Plan) -> Vec<String> {
     std::process::exit(2);
 }
 
-/// Ops per second, by workload and contender.
+/// Ops per second, by workload and contender: every round's rate, in round
+/// order, so that two contenders' rates of the same round can be paired.
 #[derive(Default)]
 struct Table {
-    cells: HashMap<(Workload, String), f64>,
+    cells: HashMap<(Workload, String), Vec<f64>>,
     columns: Vec<String>,
 }
 
+/// A ratio over the rounds of a run: the lowest, the median and the highest
+/// of the per-round ratios (contenders measured back to back in each round).
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+impl Spread {
+    const NAN: Spread = Spread {
+        min: f64::NAN,
+        median: f64::NAN,
+        max: f64::NAN,
+    };
+
+    fn of(values: Vec<f64>) -> Spread {
+        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+            return Spread::NAN;
+        }
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Spread {
+            min,
+            median: median(values),
+            max,
+        }
+    }
+
+    /// `min–median–max`, or the median alone if all three print alike.
+    fn show(self) -> String {
+        let (a, b, c) = (
+            fmt_ratio(self.min),
+            fmt_ratio(self.median),
+            fmt_ratio(self.max),
+        );
+        if a == c {
+            b
+        } else {
+            format!("{a}–{b}–{c}")
+        }
+    }
+}
+
 impl Table {
-    fn set(&mut self, w: Workload, label: String, ops: f64) {
+    fn set(&mut self, w: Workload, label: String, rounds: Vec<f64>) {
         if !self.columns.contains(&label) {
             self.columns.push(label.clone());
         }
-        self.cells.insert((w, label), ops);
+        self.cells.insert((w, label), rounds);
     }
 
+    /// The median rate of `label` on `w`.
     fn get(&self, w: Workload, label: &str) -> f64 {
         self.cells
             .get(&(w, label.to_owned()))
-            .copied()
-            .unwrap_or(f64::NAN)
+            .map_or(f64::NAN, |r| median(r.clone()))
     }
+
+    /// `a` over `b` on `w`, round by round.
+    fn ratio(&self, w: Workload, a: &str, b: &str) -> Spread {
+        match (
+            self.cells.get(&(w, a.to_owned())),
+            self.cells.get(&(w, b.to_owned())),
+        ) {
+            (Some(x), Some(y)) if x.len() == y.len() => {
+                Spread::of(x.iter().zip(y).map(|(x, y)| x / y).collect())
+            }
+            _ => Spread::NAN,
+        }
+    }
+
+    /// `label`'s rate on `a` over its rate on `b`, round by round: the
+    /// rounds of two workloads are not interleaved, so this pairs them by
+    /// index only.
+    fn across(&self, label: &str, a: Workload, b: Workload) -> Spread {
+        match (
+            self.cells.get(&(a, label.to_owned())),
+            self.cells.get(&(b, label.to_owned())),
+        ) {
+            (Some(x), Some(y)) if x.len() == y.len() => {
+                Spread::of(x.iter().zip(y).map(|(x, y)| x / y).collect())
+            }
+            _ => Spread::NAN,
+        }
+    }
+}
+
+/// The spread whose median is lowest.
+fn lowest(spreads: impl IntoIterator<Item = Spread>) -> Spread {
+    spreads
+        .into_iter()
+        .min_by(|a, b| a.median.total_cmp(&b.median))
+        .unwrap_or(Spread::NAN)
 }
 
 /// Opens every contender for `w`, prepares it, and measures it in interleaved rounds.
@@ -343,12 +481,14 @@ fn measure_workload(plan: &Plan, w: Workload, table: &mut Table) {
         ));
     }
     let raw = RawSled::new(mode, clock.clone());
+    let raw_redb = RawRedb::new(mode, clock.clone());
     let sqlite = Sqlite::new(mode, clock.clone());
     let mut runners: Vec<(String, Runner<'_>)> = Vec::new();
     for s in &stores {
         runners.push(prepared(s, w, plan.population, &manual));
     }
     runners.push(prepared(&raw, w, plan.population, &manual));
+    runners.push(prepared(&raw_redb, w, plan.population, &manual));
     runners.push(prepared(&sqlite, w, plan.population, &manual));
 
     // A short warm-up each, then rounds in turn.
@@ -362,7 +502,7 @@ fn measure_workload(plan: &Plan, w: Workload, table: &mut Table) {
         }
     }
     for ((label, _), r) in runners.into_iter().zip(rates) {
-        table.set(w, label, median(r));
+        table.set(w, label, r);
     }
 }
 
@@ -479,12 +619,17 @@ fn profile(which: &str, name: &str, n: u64, background: bool, population: usize)
             workload::prepare(&c, w, population, &manual)(n)
         }
         store => {
+            let plain = store.strip_suffix("-no-live-readers");
             let engine = Engine::ALL
                 .iter()
                 .copied()
-                .find(|e| store == format!("store-{}", e.name()))
-                .expect("store-ENGINE, raw-sled or sqlite");
-            let c = StoreContender::new(engine, mode, clock);
+                .find(|e| plain.unwrap_or(store) == format!("store-{}", e.name()))
+                .expect("store-ENGINE[-no-live-readers], raw-sled, raw-redb[-exclusive] or sqlite");
+            let c = if plain.is_some() {
+                StoreContender::without_live_readers(engine, mode, clock)
+            } else {
+                StoreContender::new(engine, mode, clock)
+            };
             let before = c.store().stats().expect("stats");
             let took = workload::prepare(&c, w, population, &manual)(n);
             eprintln!("before: {before:?}");
@@ -513,6 +658,7 @@ fn memory_contenders() -> Vec<(String, String)> {
         ));
     }
     v.push(("raw-sled".into(), RAW.into()));
+    v.push(("raw-redb".into(), RAW_REDB.into()));
     v.push(("sqlite".into(), SQLITE.into()));
     v
 }
@@ -562,6 +708,11 @@ fn child_memory(which: &str, n: usize) {
     match which {
         "raw-sled" => {
             let c = RawSled::new(mode, clock);
+            workload::populate(&c, n);
+            report(&|| c.disk_bytes());
+        }
+        "raw-redb" => {
+            let c = RawRedb::new(mode, clock);
             workload::populate(&c, n);
             report(&|| c.disk_bytes());
         }
@@ -643,19 +794,32 @@ fn fmt_ratio(x: f64) -> String {
     }
 }
 
+/// The ratio columns: (numerator, denominator) contender labels.
+fn ratio_columns() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for e in engines() {
+        let store = store_label(e);
+        let raw = if e == Engine::Sled { RAW } else { RAW_REDB };
+        v.push((store.clone(), raw.to_owned()));
+        v.push((store, SQLITE.to_owned()));
+    }
+    v
+}
+
+/// The short name of a ratio column: `redb store/SQLite`.
+fn ratio_name(a: &str, b: &str) -> String {
+    let a = a
+        .strip_prefix("store (")
+        .and_then(|x| x.strip_suffix(')'))
+        .map_or(a.to_owned(), |e| format!("{e} store"));
+    format!("{a}/{b}")
+}
+
 fn print_table(table: &Table, scaling: &[(Engine, f64)], memory: &[Memory], sessions: usize) {
-    let sled = store_label(Engine::Sled);
+    let ratios = ratio_columns();
     let mut header = vec!["workload (ops/s)".to_owned()];
     header.extend(table.columns.iter().cloned());
-    header.push("sled store/raw sled".into());
-    header.push("sled store/SQLite".into());
-    let others: Vec<Engine> = engines()
-        .into_iter()
-        .filter(|e| *e != Engine::Sled)
-        .collect();
-    for e in &others {
-        header.push(format!("{} store/SQLite", e.name()));
-    }
+    header.extend(ratios.iter().map(|(a, b)| ratio_name(a, b)));
     let mut rows: Vec<Vec<String>> = Vec::new();
     for &w in Workload::ALL {
         if table.columns.iter().all(|c| table.get(w, c).is_nan()) {
@@ -663,13 +827,7 @@ fn print_table(table: &Table, scaling: &[(Engine, f64)], memory: &[Memory], sess
         }
         let mut row = vec![w.name()];
         row.extend(table.columns.iter().map(|c| fmt_rate(table.get(w, c))));
-        row.push(fmt_ratio(table.get(w, &sled) / table.get(w, RAW)));
-        row.push(fmt_ratio(table.get(w, &sled) / table.get(w, SQLITE)));
-        for e in &others {
-            row.push(fmt_ratio(
-                table.get(w, &store_label(*e)) / table.get(w, SQLITE),
-            ));
-        }
+        row.extend(ratios.iter().map(|(a, b)| table.ratio(w, a, b).show()));
         rows.push(row);
     }
     if !memory.is_empty() {
@@ -729,7 +887,6 @@ fn memory_table_rows(
     memory: &[Memory],
     sessions: usize,
 ) -> Vec<Vec<String>> {
-    let sled = store_label(Engine::Sled);
     let mem = |label: &str| memory.iter().find(|m| m.label == label);
     let mut rss_row = vec![format!("peak RSS MiB, {sessions} sessions written")];
     let mut disk_row = vec!["disk bytes per live session".to_owned()];
@@ -744,17 +901,17 @@ fn memory_table_rows(
             format!("{:.1}", m.peak_rss_kib as f64 / 1024.0)
         }));
     }
-    let ratio_of = |f: &dyn Fn(&Memory) -> f64, other: &str| match (mem(&sled), mem(other)) {
+    let ratio_of = |f: &dyn Fn(&Memory) -> f64, a: &str, b: &str| match (mem(a), mem(b)) {
         (Some(a), Some(b)) => fmt_ratio(f(a) / f(b)),
         _ => "-".into(),
     };
     let rss = |m: &Memory| m.peak_rss_kib as f64;
     let disk = |m: &Memory| m.disk_per_session;
-    rss_row.push(ratio_of(&rss, RAW));
-    rss_row.push(ratio_of(&rss, SQLITE));
-    disk_row.push(ratio_of(&disk, RAW));
-    disk_row.push(ratio_of(&disk, SQLITE));
-    cache_row.extend(["-".to_owned(), "-".to_owned()]);
+    for (a, b) in ratio_columns() {
+        rss_row.push(ratio_of(&rss, &a, &b));
+        disk_row.push(ratio_of(&disk, &a, &b));
+        cache_row.push("-".to_owned());
+    }
     let mut scaling_row = vec![format!(
         "reap {REAP_EXPIRED} among {}k / among {}k live (x)",
         REAP_LIVE[1] / 1000,
@@ -764,6 +921,5 @@ fn memory_table_rows(
         let s = scaling.iter().find(|(e, _)| store_label(*e) == *c);
         scaling_row.push(s.map_or("-".into(), |(_, s)| fmt_ratio(*s)));
     }
-    scaling_row.extend(["-".to_owned(), "-".to_owned()]);
     vec![rss_row, cache_row, disk_row, scaling_row]
 }

@@ -90,8 +90,10 @@
 use std::fs::{self, File};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use redb::{
     ConcurrencyMode, Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase,
     ReadOnlyTable, ReadableDatabase, TableDefinition, TableHandle,
@@ -135,8 +137,57 @@ enum Db {
     Reader(ReadOnlyDatabase),
 }
 
+/// The writer's table as a read transaction sees it, shared by reads until
+/// the next commit: in `SingleWriter` mode every new read transaction takes
+/// and releases byte-range locks on the file's header (four `fcntl` calls),
+/// and beginning one and opening the table cost more than a point read.
+/// The generation counts commits, so that a read transaction begun before a
+/// commit is never kept after it.
+#[derive(Default)]
+struct ReadCache {
+    state: Mutex<(u64, Option<Arc<ReadTable>>)>,
+}
+
+type ReadTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+impl ReadCache {
+    /// The cached table, or a new one from `begin`, kept if no commit ended meanwhile.
+    fn table(
+        &self,
+        begin: impl FnOnce() -> Result<ReadTable, redb::Error>,
+    ) -> Result<Arc<ReadTable>, redb::Error> {
+        let generation = {
+            let state = self.state.lock();
+            if let Some(table) = &state.1 {
+                return Ok(table.clone());
+            }
+            state.0
+        };
+        let table = Arc::new(begin()?);
+        let mut state = self.state.lock();
+        if state.0 == generation && state.1.is_none() {
+            state.1 = Some(table.clone());
+        }
+        Ok(table)
+    }
+
+    /// Forgets the cached table: a commit ended (or failed), so reads from
+    /// now on must begin a new transaction.
+    fn invalidate(&self) {
+        let old = {
+            let mut state = self.state.lock();
+            state.0 = state.0.wrapping_add(1);
+            state.1.take()
+        };
+        // Ends the read transaction, unless a read still holds it, outside the lock.
+        drop(old);
+    }
+}
+
 /// A redb database holding the store's one table.
 pub(crate) struct RedbBackend {
+    /// Declared before `db`, so that its read transaction ends before the database closes.
+    reads: ReadCache,
     db: Db,
     /// Whether every commit must be durable (the file is shared with readers).
     shared: bool,
@@ -191,6 +242,7 @@ impl RedbBackend {
     /// The writer on an opened database, with the store's table created.
     fn writer_on(db: Database, sharing: Sharing, file: PathBuf) -> Result<Self> {
         let backend = RedbBackend {
+            reads: ReadCache::default(),
             db: Db::Writer(db),
             shared: sharing == Sharing::LiveReaders,
             non_durable: AtomicU64::new(0),
@@ -242,6 +294,7 @@ impl RedbBackend {
             }
         };
         Ok(RedbBackend {
+            reads: ReadCache::default(),
             db: Db::Reader(db),
             shared: true,
             non_durable: AtomicU64::new(0),
@@ -328,11 +381,15 @@ impl RedbBackend {
         guard(
             || context,
             || {
-                let txn = match &self.db {
-                    Db::Writer(db) => db.begin_read()?,
-                    Db::Reader(db) => db.begin_read()?,
+                let table = match &self.db {
+                    // This process is the only writer: a transaction begun
+                    // since its last commit sees everything.
+                    Db::Writer(db) => self
+                        .reads
+                        .table(|| Ok(db.begin_read()?.open_table(TABLE)?))?,
+                    // Another process writes, unseen: each read begins anew.
+                    Db::Reader(db) => Arc::new(db.begin_read()?.open_table(TABLE)?),
                 };
-                let table = txn.open_table(TABLE)?;
                 f(&table)
             },
         )
@@ -345,6 +402,16 @@ impl RedbBackend {
     /// [`DURABLE_EVERY`]-th commit since the last durable one (see the module
     /// docs), else with `Durability::None`.
     fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
+        // Ended before, so that no read transaction of this handle keeps the
+        // pages this commit replaces from being freed by it; and after, so
+        // that none begun during it is kept.
+        self.reads.invalidate();
+        let committed = self.commit_inner(batch, durable);
+        self.reads.invalidate();
+        committed
+    }
+
+    fn commit_inner(&self, batch: &Batch, durable: bool) -> Result<()> {
         guard(
             || "applying a batch",
             || {
@@ -491,6 +558,9 @@ impl Backend for RedbBackend {
             // Every commit was durable already.
             return Ok(());
         }
+        // The empty commit changes no data, but a read transaction kept
+        // across it would keep the pages it frees in use.
+        self.reads.invalidate();
         guard(
             || "flushing",
             || {
@@ -649,6 +719,27 @@ mod tests {
             after - before < before / 2,
             "the file grew from {before} to {after} bytes without a flush"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_after_a_commit_sees_it_though_reads_share_a_transaction() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        for sharing in [Sharing::LiveReaders, Sharing::Exclusive] {
+            let sub = dir.path().join(format!("{sharing:?}"));
+            fs::create_dir(&sub).map_err(|e| Error::storage("test", e))?;
+            let b = RedbBackend::open(&sub, 1 << 20, sharing)?;
+            // These reads share one transaction...
+            assert_eq!(b.get(b"k")?, None);
+            assert!(b.scan_prefix(b"k")?.is_empty());
+            // ...which every commit ends, durable or not.
+            b.apply(&batch(&[("k", Some("1"))]))?;
+            assert_eq!(b.get(b"k")?.as_deref(), Some(&b"1"[..]));
+            b.apply_durable(&batch(&[("k", Some("2"))]))?;
+            assert_eq!(b.get(b"k")?.as_deref(), Some(&b"2"[..]));
+            b.apply(&batch(&[("k", None)]))?;
+            assert_eq!(b.get(b"k")?, None);
+        }
         Ok(())
     }
 
