@@ -57,6 +57,22 @@ impl Locks {
             _second: second,
         }
     }
+
+    /// Exclusive access to many sessions at once: each stripe once, in
+    /// ascending order, as `write_pair` takes them, so that no two callers
+    /// can deadlock.
+    pub fn write_many<'a>(
+        &'a self,
+        sids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<RwLockWriteGuard<'a, ()>> {
+        let mut stripes: Vec<usize> = sids.into_iter().map(|s| self.stripe(s)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|i| self.stripes[i].write())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +104,32 @@ mod tests {
         // Both stripes are free again afterwards.
         assert!(locks.stripes[locks.stripe("a")].try_write().is_some());
         assert!(locks.stripes[locks.stripe("b")].try_write().is_some());
+    }
+
+    #[test]
+    fn many_beside_pairs_do_not_deadlock_and_take_each_stripe_once() {
+        let locks = Arc::new(Locks::new());
+        let names: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (locks, names) = (locks.clone(), names.clone());
+                std::thread::spawn(move || {
+                    for j in 0..500 {
+                        if i % 2 == 0 {
+                            // The same ids twice: a stripe is taken once.
+                            let ids = names.iter().chain(names.iter().rev());
+                            let _g = locks.write_many(ids.map(String::as_str));
+                        } else {
+                            let _g = locks.write_pair(&names[j % 64], &names[(j * 7) % 64]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(locks.stripes[locks.stripe("s0")].try_write().is_some());
     }
 
     #[test]

@@ -9,13 +9,15 @@
 //! `@{name}` + NUL + `{sid}` in the same atomic batch. So no entry outlives
 //! its session.
 
-use crate::commit::Applier;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::keys::{self, Parsed};
 use crate::store::Store;
 use crate::validate;
 use crate::write::WriteSet;
+
+/// How many sessions `destroy_all_of` deletes in one batch.
+pub(crate) const DESTROY_CHUNK: usize = 256;
 
 /// Adds to `set` the deletion of the index entry of session `sid`, whose
 /// principal record holds `stored`. A record that is not a valid name
@@ -155,62 +157,60 @@ impl Store {
     }
 
     /// Destroys every session of principal `name` ("log out of all
-    /// devices") and returns how many of them were live. Each session is
-    /// deleted in its own batch under its lock, as [`destroy`](Store::destroy)
-    /// does, and sends its own event (`Destroyed`, or `Expired` for one past
-    /// its deadline); one flush at the end makes them all durable before the
-    /// call returns, and the events are sent after it. A session that moved
-    /// to another principal since the index was read is left alone. The
-    /// cost is what the principal has.
+    /// devices") and returns how many of them were live. The sessions are
+    /// deleted 256 at a time, each chunk in one atomic batch
+    /// under the locks of all its sessions, at the store's durability (one
+    /// flush per chunk, not per session); each session sends its own event
+    /// (`Destroyed`, or `Expired` for one past its deadline) after its
+    /// chunk's write. A session that moved to another principal since the
+    /// index was read is left alone. The cost is what the principal has.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] for a bad name, and storage errors: some
-    /// sessions may be destroyed then; call it again.
+    /// [`Error::InvalidKey`] for a bad name, and storage errors: the chunks
+    /// written before stay destroyed; call it again.
     pub fn destroy_all_of(&self, name: &str) -> Result<usize> {
         self.core().check_writable("destroy_all_of")?;
         validate::key(name)?;
         let core = self.core();
-        let events = core.events();
-        let ticket = events.ticket();
         let mut destroyed = 0;
-        let mut wrote = false;
-        for sid in self.indexed(name)? {
-            let _guard = core.lock(&sid);
-            let record = keys::principal_of(&sid);
-            if core.get(&record)?.as_deref() != Some(name.as_bytes()) {
-                continue;
-            }
+        let sids = self.indexed(name)?;
+        for chunk in sids.chunks(DESTROY_CHUNK) {
+            let _guards = core.lock_many(chunk.iter().map(String::as_str));
             let now = core.now();
             let mut set = WriteSet::default();
-            let live = match core.read_meta(&sid) {
-                Ok(meta) => {
-                    core.delete_session(&mut set, &sid, meta.as_ref())?;
-                    meta.is_some_and(|m| m.is_live(now))
+            let mut events = Vec::with_capacity(chunk.len());
+            for sid in chunk {
+                if core.get(&keys::principal_of(sid))?.as_deref() != Some(name.as_bytes()) {
+                    continue;
                 }
-                Err(Error::Decode { .. }) => {
-                    core.delete_session(&mut set, &sid, None)?;
-                    core.delete_index_entries_of(&mut set, &sid)?;
-                    true
-                }
-                Err(e) => return Err(e),
-            };
-            core.write_unflushed(set, Applier::CallerIfFree)?;
-            wrote = true;
-            destroyed += usize::from(live);
-            let event = if live {
-                Event::Destroyed { sid: sid.clone() }
-            } else {
-                Event::Expired { sid: sid.clone() }
-            };
-            events.defer(ticket, &sid, event);
-        }
-        if wrote {
-            if let Err(e) = core.flush() {
-                events.abandon(ticket);
-                return Err(e);
+                let live = match core.read_meta(sid) {
+                    Ok(meta) => {
+                        core.delete_session(&mut set, sid, meta.as_ref())?;
+                        meta.is_some_and(|m| m.is_live(now))
+                    }
+                    Err(Error::Decode { .. }) => {
+                        core.delete_session(&mut set, sid, None)?;
+                        core.delete_index_entries_of(&mut set, sid)?;
+                        true
+                    }
+                    Err(e) => return Err(e),
+                };
+                destroyed += usize::from(live);
+                let sid = sid.clone();
+                events.push(if live {
+                    Event::Destroyed { sid }
+                } else {
+                    Event::Expired { sid }
+                });
             }
-            events.release(ticket);
+            if set.is_empty() {
+                continue;
+            }
+            core.write(set)?;
+            for event in events {
+                core.events().send(event);
+            }
         }
         Ok(destroyed)
     }

@@ -204,6 +204,14 @@ impl Core {
         self.locks.write(sid)
     }
 
+    /// Locks many sessions for writing, without deadlock (see `Locks::write_many`).
+    pub fn lock_many<'a>(
+        &'a self,
+        sids: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<RwLockWriteGuard<'a, ()>> {
+        self.locks.write_many(sids)
+    }
+
     /// Locks two sessions for writing, without deadlock.
     pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
         self.locks.write_pair(a, b)
