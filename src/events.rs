@@ -17,9 +17,11 @@ use parking_lot::Mutex;
 /// ([`SessionStore::subscribe`](crate::SessionStore::subscribe)) once the
 /// write that made it happen is acknowledged at the store's durability.
 ///
-/// Every session that ends sends exactly one of `Destroyed`, `Expired` or
-/// `Regenerated` (which ends the old id and starts the new one), so counting
-/// `Created` against them counts live sessions, as far as no `Lagged` came.
+/// On an embedded store, every session that ends sends exactly one of
+/// `Destroyed`, `Expired` or `Regenerated` (which ends the old id and starts
+/// the new one), so counting `Created` against them counts the sessions
+/// this process's store holds, as far as no `Lagged` came. (Not on Redis:
+/// see below.)
 ///
 /// What is **not** an event: a save, touch, `set_idle_timeout` or
 /// `set_principal` (they change a session, they do not start or end it); and
