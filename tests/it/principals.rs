@@ -288,3 +288,58 @@ engine_test!(
         Ok(())
     }
 );
+
+store_test!(
+    under_races_every_live_session_of_a_principal_is_listed_and_only_those,
+    |db| {
+        let store = db.open()?;
+        let ids = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..3 {
+                let (store, ids) = (store.clone(), &ids);
+                scope.spawn(move || {
+                    for i in 0..30 {
+                        let s = store.create().expect("create");
+                        let name = if (i + t) % 2 == 0 { "ada" } else { "bob" };
+                        store.set_principal(s.id(), Some(name)).expect("set");
+                        let mut sid = s.id().to_owned();
+                        if i % 3 == 0 {
+                            match store.regenerate(&sid) {
+                                Ok(new) => sid = new,
+                                Err(Error::NotFound { .. }) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        if i % 4 == 0 {
+                            match store.set_principal(&sid, Some("ada")) {
+                                Ok(()) | Err(Error::NotFound { .. }) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        ids.lock().unwrap().push(sid);
+                    }
+                });
+            }
+            let store = store.clone();
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    store.destroy_all_of("ada").expect("destroy_all_of");
+                }
+            });
+        });
+        for name in ["ada", "bob"] {
+            let listed = store.sessions_of(name)?;
+            for sid in &listed {
+                assert_eq!(store.principal(sid)?.as_deref(), Some(name), "{sid}");
+            }
+            for sid in ids.lock().unwrap().iter() {
+                if store.principal(sid)?.as_deref() == Some(name) {
+                    assert!(listed.contains(sid), "{sid} of {name} is not listed");
+                }
+            }
+        }
+        store.destroy_all_of("ada")?;
+        assert!(store.sessions_of("ada")?.is_empty());
+        Ok(())
+    }
+);
