@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::collections::HashMap;
+
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use parking_lot::Mutex;
 
@@ -15,9 +17,11 @@ use parking_lot::Mutex;
 /// ([`SessionStore::subscribe`](crate::SessionStore::subscribe)) once the
 /// write that made it happen is acknowledged at the store's durability.
 ///
-/// Every session that ends sends exactly one of `Destroyed`, `Expired` or
-/// `Regenerated` (which ends the old id and starts the new one), so counting
-/// `Created` against them counts live sessions, as far as no `Lagged` came.
+/// On an embedded store, every session that ends sends exactly one of
+/// `Destroyed`, `Expired` or `Regenerated` (which ends the old id and starts
+/// the new one), so counting `Created` against them counts the sessions
+/// this process's store holds, as far as no `Lagged` came. (Not on Redis:
+/// see below.)
 ///
 /// What is **not** an event: a save, touch, `set_idle_timeout` or
 /// `set_principal` (they change a session, they do not start or end it); and
@@ -77,14 +81,14 @@ pub enum Event {
 }
 
 impl Event {
-    /// Whether the event names session `sid`.
-    fn names(&self, sid: &str) -> bool {
+    /// The sessions the event names.
+    fn sids(&self) -> [Option<&str>; 2] {
         match self {
-            Event::Created { sid: s } | Event::Destroyed { sid: s } | Event::Expired { sid: s } => {
-                s == sid
+            Event::Created { sid } | Event::Destroyed { sid } | Event::Expired { sid } => {
+                [Some(sid), None]
             }
-            Event::Regenerated { old, new } => old == sid || new == sid,
-            Event::Lagged { .. } => false,
+            Event::Regenerated { old, new } => [Some(old), Some(new)],
+            Event::Lagged { .. } => [None, None],
         }
     }
 }
@@ -160,6 +164,9 @@ struct Inner {
     subscribers: Vec<Subscriber>,
     /// Events of writes applied but not yet flushed, in the order deferred.
     deferred: Vec<Deferred>,
+    /// How many deferred events each session has: a send looks here, not
+    /// through a whole reap pass's worth of `deferred`.
+    deferred_sids: HashMap<String, usize>,
     next_ticket: u64,
 }
 
@@ -172,13 +179,26 @@ impl Inner {
         !self.subscribers.is_empty()
     }
 
-    /// Sends, in order, the deferred events for which `pick` holds.
-    fn release_where(&mut self, pick: impl Fn(&Deferred) -> bool) {
+    /// Takes, in order, the deferred events for which `pick` holds.
+    fn take_where(&mut self, pick: impl Fn(&Deferred) -> bool) -> Vec<Deferred> {
         let (due, kept): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut self.deferred)
             .into_iter()
             .partition(pick);
         self.deferred = kept;
-        for d in due {
+        for d in &due {
+            if let Some(n) = self.deferred_sids.get_mut(&d.sid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.deferred_sids.remove(&d.sid);
+                }
+            }
+        }
+        due
+    }
+
+    /// Sends, in order, the deferred events for which `pick` holds.
+    fn release_where(&mut self, pick: impl Fn(&Deferred) -> bool) {
+        for d in self.take_where(pick) {
             self.broadcast(&d.event);
         }
     }
@@ -222,19 +242,31 @@ impl Events {
     /// a session it names goes first: this write's acknowledgement covers
     /// that earlier, applied write.
     pub fn send(&self, event: Event) {
-        if !self.watched() {
-            return;
+        if self.watched() {
+            self.send_watched(event);
         }
+    }
+
+    /// `send` when someone is subscribed: out of line, so that the path of
+    /// a store nobody watches stays one atomic load (and so that a profiler
+    /// sees what sending costs).
+    #[inline(never)]
+    fn send_watched(&self, event: Event) {
         let mut inner = self.inner.lock();
-        if !inner.deferred.is_empty() {
-            inner.release_where(|d| event.names(&d.sid));
+        let named = event.sids();
+        if named
+            .iter()
+            .flatten()
+            .any(|sid| inner.deferred_sids.contains_key(*sid))
+        {
+            inner.release_where(|d| named.contains(&Some(d.sid.as_str())));
         }
         inner.broadcast(&event);
         self.watched.store(inner.watched(), Ordering::Release);
     }
 
     /// A ticket for a caller that writes without flushing (the reaper's
-    /// pass, `destroy_all_of`) and defers its events until its flush.
+    /// pass) and defers its events until its flush.
     pub fn ticket(&self) -> u64 {
         let mut inner = self.inner.lock();
         inner.next_ticket += 1;
@@ -249,7 +281,9 @@ impl Events {
         if !self.watched() {
             return;
         }
-        self.inner.lock().deferred.push(Deferred {
+        let mut inner = self.inner.lock();
+        *inner.deferred_sids.entry(sid.to_owned()).or_default() += 1;
+        inner.deferred.push(Deferred {
             ticket,
             sid: sid.to_owned(),
             event,
@@ -272,9 +306,7 @@ impl Events {
     /// hears of them through its next `Lagged`.
     pub fn abandon(&self, ticket: u64) {
         let mut inner = self.inner.lock();
-        let before = inner.deferred.len();
-        inner.deferred.retain(|d| d.ticket != ticket);
-        let lost = (before - inner.deferred.len()) as u64;
+        let lost = inner.take_where(|d| d.ticket == ticket).len() as u64;
         if lost > 0 {
             for s in &mut inner.subscribers {
                 s.missed = s.missed.saturating_add(lost);
@@ -368,6 +400,26 @@ mod tests {
         );
         hub.release(other);
         assert_eq!(rx.try_recv().ok(), Some(expired("c")));
+        assert!(hub.inner.lock().deferred_sids.is_empty());
+    }
+
+    #[test]
+    fn a_regenerate_releases_the_deferred_events_of_both_its_ids() {
+        let hub = Events::new(8);
+        let rx = hub.subscribe();
+        let t = hub.ticket();
+        hub.defer(t, "new", expired("new"));
+        hub.defer(t, "x", expired("x"));
+        let moved = Event::Regenerated {
+            old: "old".into(),
+            new: "new".into(),
+        };
+        hub.send(moved.clone());
+        assert_eq!(rx.try_recv().ok(), Some(expired("new")));
+        assert_eq!(rx.try_recv().ok(), Some(moved));
+        assert!(rx.try_recv().is_err());
+        hub.abandon(t);
+        assert!(hub.inner.lock().deferred_sids.is_empty());
     }
 
     #[test]

@@ -406,3 +406,62 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     assert_eq!(after.flushes_since_open - before.flushes_since_open, 2);
     Ok(())
 }
+
+/// A write the engine refuses sends no event, whichever call made it.
+#[test]
+fn a_failed_write_sends_no_event() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let store = config(&backend, &ManualClock::default()).open_on(&backend)?;
+    store.create_new_session("s")?;
+    store.set_principal("s", Some("ada"))?;
+    let rx = store.subscribe();
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    assert!(store.create_new_session("t").is_err());
+    assert!(store.destroy("s").is_err());
+    assert!(store.regenerate("s").is_err());
+    assert!(store.destroy_all_of("ada").is_err());
+    assert!(store.set_principal("s", Some("bob")).is_err());
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    assert_eq!(rx.try_iter().count(), 0);
+    assert_eq!(store.sessions_of("ada")?, ["s"]);
+    assert!(store.verify()?.is_ok());
+    Ok(())
+}
+
+/// The reaper's `Expired` waits for its flush; if the flush fails, the
+/// events are not sent as durable: subscribers hear of them as missed.
+#[test]
+fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Result<()> {
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let store = config(&backend, &clock).open_on(&backend)?;
+    store.create_new_session("a")?;
+    clock.advance(Duration::from_secs(1));
+    store.create_new_session("b")?;
+    clock.advance(Duration::from_secs(600));
+    let rx = store.subscribe();
+    let failing = backend.clone();
+    let _serial = crate::reaper::hook::USERS.lock();
+    // `a` is deleted (applied, not flushed); then every write fails: `b`'s
+    // deletion and the pass's flush.
+    crate::reaper::hook::set(Some(Box::new(move |sid| {
+        if sid == "b" {
+            failing.fail_writes.store(true, Ordering::SeqCst);
+        }
+    })));
+    let reaped = store.reap_expired();
+    crate::reaper::hook::set(None);
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    assert!(reaped.is_err(), "the flush failed");
+    assert_eq!(rx.try_iter().count(), 0, "nothing was sent as durable");
+    store.create_new_session("c")?;
+    let got: Vec<crate::Event> = rx.try_iter().collect();
+    assert_eq!(
+        got,
+        [
+            crate::Event::Lagged { missed: 1 },
+            crate::Event::Created { sid: "c".into() }
+        ]
+    );
+    Ok(())
+}

@@ -16,8 +16,8 @@ use crate::store::Store;
 use crate::validate;
 use crate::write::WriteSet;
 
-/// Sessions `destroy_all_of` deletes per batch.
-const CHUNK: usize = 256;
+/// How many sessions `destroy_all_of` deletes in one batch.
+pub(crate) const DESTROY_CHUNK: usize = 256;
 
 /// Adds to `set` the deletion of the index entry of session `sid`, whose
 /// principal record holds `stored`. A record that is not a valid name
@@ -157,64 +157,59 @@ impl Store {
     }
 
     /// Destroys every session of principal `name` ("log out of all
-    /// devices") and returns how many of them were live. The sessions go
-    /// 256 at a time: the locks of a chunk's sessions are taken at once
-    /// (in stripe order, so no deadlock is possible), the chunk is deleted as
-    /// one batch at the store's durability, and each session then sends its
-    /// own event (`Destroyed`, or `Expired` for one past its deadline) before
-    /// the locks are released. A session that moved to another principal
-    /// since the index was read is left alone. The cost is what the
-    /// principal has.
+    /// devices") and returns how many of them were live. The sessions are
+    /// deleted 256 at a time, each chunk in one atomic batch
+    /// under the locks of all its sessions, at the store's durability (one
+    /// flush per chunk, not per session); each session sends its own event
+    /// (`Destroyed`, or `Expired` for one past its deadline) after its
+    /// chunk's write. A session that moved to another principal since the
+    /// index was read is left alone. The cost is what the principal has.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidKey`] for a bad name, and storage errors: the chunks
-    /// before the failing one are destroyed then; call it again.
+    /// written before stay destroyed; call it again.
     pub fn destroy_all_of(&self, name: &str) -> Result<usize> {
         self.core().check_writable("destroy_all_of")?;
         validate::key(name)?;
         let core = self.core();
-        let sids = self.indexed(name)?;
         let mut destroyed = 0;
-        for chunk in sids.chunks(CHUNK) {
+        let sids = self.indexed(name)?;
+        for chunk in sids.chunks(DESTROY_CHUNK) {
             let _guards = core.lock_many(chunk.iter().map(String::as_str));
             let now = core.now();
             let mut set = WriteSet::default();
-            let mut gone = Vec::new();
+            let mut events = Vec::with_capacity(chunk.len());
             for sid in chunk {
-                let record = keys::principal_of(sid);
-                if core.get(&record)?.as_deref() != Some(name.as_bytes()) {
+                if core.get(&keys::principal_of(sid))?.as_deref() != Some(name.as_bytes()) {
                     continue;
                 }
-                // Built aside, so that an error leaves `set` without half of it.
-                let mut one = WriteSet::default();
                 let live = match core.read_meta(sid) {
                     Ok(meta) => {
-                        core.delete_session(&mut one, sid, meta.as_ref())?;
+                        core.delete_session(&mut set, sid, meta.as_ref())?;
                         meta.is_some_and(|m| m.is_live(now))
                     }
                     Err(Error::Decode { .. }) => {
-                        core.delete_session(&mut one, sid, None)?;
-                        core.delete_index_entries_of(&mut one, sid)?;
+                        core.delete_session(&mut set, sid, None)?;
+                        core.delete_index_entries_of(&mut set, sid)?;
                         true
                     }
                     Err(e) => return Err(e),
                 };
-                set.append(one);
-                gone.push((sid, live));
+                destroyed += usize::from(live);
+                let sid = sid.clone();
+                events.push(if live {
+                    Event::Destroyed { sid }
+                } else {
+                    Event::Expired { sid }
+                });
             }
             if set.is_empty() {
                 continue;
             }
             core.write(set)?;
-            for (sid, live) in gone {
-                destroyed += usize::from(live);
-                let sid = sid.clone();
-                core.events().send(if live {
-                    Event::Destroyed { sid }
-                } else {
-                    Event::Expired { sid }
-                });
+            for event in events {
+                core.events().send(event);
             }
         }
         Ok(destroyed)

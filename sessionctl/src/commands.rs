@@ -347,8 +347,12 @@ pub fn show(cli: &Cli, store: &Target, sid: &str, filter: ScopeFilter<'_>) -> Re
             }).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
+    let mut json = json;
+    if let Some(name) = &s.principal {
+        json["principal"] = json!(name);
+    }
     emit(cli, json, || {
-        let mut out = render::pairs(&[
+        let mut pairs = vec![
             ("session", s.id.clone()),
             ("state", if live { "live" } else { "expired" }.to_owned()),
             ("created", render::time(s.created)),
@@ -363,7 +367,11 @@ pub fn show(cli: &Cli, store: &Target, sid: &str, filter: ScopeFilter<'_>) -> Re
                 render::time_or_never(s.absolute_deadline),
             ),
             ("deadline", render::time_or_never(s.deadline())),
-        ]);
+        ];
+        if let Some(name) = &s.principal {
+            pairs.push(("principal", name.clone()));
+        }
+        let mut out = render::pairs(&pairs);
         out.push('\n');
         let rows: usize = scopes.iter().map(|scope| scope.values.len()).sum();
         if rows == 0 {

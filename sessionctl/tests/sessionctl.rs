@@ -988,6 +988,9 @@ fn sessions_of_lists_a_principals_sessions_and_destroy_all_of_ends_them() -> Tes
     drop(store);
 
     assert_eq!(stdout(&f.ctl(&["sessions-of", "ada"])), "alice\nbob\n");
+    // `show` names the principal.
+    assert_eq!(f.json(&["show", "bob"])["principal"], "ada");
+    assert!(stdout(&f.ctl(&["show", "bob"])).contains("principal"));
     let listed = f.json(&["sessions-of", "ada"]);
     assert_eq!(listed["principal"], "ada");
     assert_eq!(listed["sessions"], serde_json::json!(["alice", "bob"]));

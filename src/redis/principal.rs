@@ -19,9 +19,10 @@
 //! a session that can never come back, so it is removed whatever else runs
 //! meanwhile. A member of a live session of another principal (or none) is
 //! left alone: it may be a `set_principal` between its two steps. Every
-//! read (`sessions_of`, `destroy_all_of`) checks every member;
-//! `set_principal` also checks those whose score has passed, so a set only
-//! grows by members not yet due, and the scores of live ones move on.
+//! read (`sessions_of`, `destroy_all_of`) checks every member, and moves
+//! the score of a live one that is due (at or before now) to its deadline;
+//! `set_principal` also checks the members that are due, so a set only
+//! grows by members not yet due.
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -90,22 +91,30 @@ impl RedisStore {
         })
     }
 
-    /// The members of the set `key` scored at most `max` (`+inf`: all).
-    fn members(&self, key: &str, max: &str) -> Result<Vec<Vec<u8>>> {
+    /// The members of the set `key` scored at most `max` (`+inf`: all),
+    /// with their scores.
+    fn members(&self, key: &str, max: &str) -> Result<Vec<(Vec<u8>, f64)>> {
         self.with("reading a principal's index", |c| {
             redis::cmd("ZRANGE")
                 .arg(key)
                 .arg("-inf")
                 .arg(max)
                 .arg("BYSCORE")
+                .arg("WITHSCORES")
                 .query(c)
         })
     }
 
-    /// Checks one member of principal `name`'s set against its session,
-    /// pruning it if the session is gone and moving its score to a live
-    /// one's deadline.
-    fn check(&self, name: &str, key: &str, member: &[u8], now: u64) -> Result<Member> {
+    /// Checks one member of principal `name`'s set, scored `score`, against
+    /// its session: prunes it if the session is gone, and moves a due score
+    /// (at or before `now`) of a live one to its deadline.
+    fn check(
+        &self,
+        name: &str,
+        key: &str,
+        (member, score): (&[u8], f64),
+        now: u64,
+    ) -> Result<Member> {
         let Some((sid, incarnation)) = keys::redis_parse_principal_member(member) else {
             self.remove_member(key, member)?;
             return Ok(Member::Pruned);
@@ -136,6 +145,11 @@ impl RedisStore {
         }
         if !meta.is_live(now) || p.as_deref() != Some(name.as_bytes()) {
             return Ok(Member::Kept);
+        }
+        // µs since the epoch are below 2^53: exact as a score.
+        let due = score <= now as f64;
+        if !due {
+            return Ok(Member::Live(sid.to_owned()));
         }
         let score = Self::score(&meta);
         self.with("updating a principal's index", |c| {
@@ -201,8 +215,8 @@ impl RedisStore {
     /// Checks the members of `name`'s set whose score is at or before `now`.
     fn prune_due(&self, name: &str, now: u64) -> Result<()> {
         let key = self.principal_key(name);
-        for member in self.members(&key, &now.to_string())? {
-            self.check(name, &key, &member, now)?;
+        for (member, score) in self.members(&key, &now.to_string())? {
+            self.check(name, &key, (&member, score), now)?;
         }
         Ok(())
     }
@@ -253,8 +267,8 @@ impl RedisStore {
         let key = self.principal_key(name);
         let now = self.now();
         let mut live = Vec::new();
-        for member in self.members(&key, "+inf")? {
-            if let Member::Live(sid) = self.check(name, &key, &member, now)? {
+        for (member, score) in self.members(&key, "+inf")? {
+            if let Member::Live(sid) = self.check(name, &key, (&member, score), now)? {
                 live.push(sid);
             }
         }
@@ -275,7 +289,7 @@ impl RedisStore {
         validate::key(name)?;
         let key = self.principal_key(name);
         let mut destroyed = 0;
-        for member in self.members(&key, "+inf")? {
+        for (member, _) in self.members(&key, "+inf")? {
             let Some((sid, incarnation)) = keys::redis_parse_principal_member(&member) else {
                 self.remove_member(&key, &member)?;
                 continue;

@@ -274,3 +274,20 @@ fn send_and_sync() {
     check::<Event>();
     check::<Receiver<Event>>();
 }
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_event_capacity_is_checked_before_connecting() {
+    // No server listens on port 1: a connection error would mean the knob
+    // was not checked first.
+    for bad in [0, sessionstore::MAX_EVENT_CAPACITY + 1] {
+        let err = sessionstore::RedisConfig::new("redis://127.0.0.1:1/")
+            .event_capacity(bad)
+            .open()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains("event_capacity")),
+            "{err}"
+        );
+    }
+}

@@ -218,12 +218,14 @@ engine_test!(verify_checks_the_principal_index_both_ways, |db| {
 });
 
 #[test]
-fn destroy_all_of_a_principal_with_many_sessions_costs_what_it_has() -> sessionstore::Result<()> {
-    // Not a timing: the call destroys exactly its principal's sessions and
-    // leaves the others, whatever their number.
-    let store = sessionstore::Store::temporary()?;
+fn destroy_all_of_more_sessions_than_one_chunk_ends_exactly_them() -> sessionstore::Result<()> {
+    // More than the 256 sessions one batch deletes, among others.
+    let store = sessionstore::Config::temporary()
+        .reap_interval(None)
+        .durability(sessionstore::Durability::Periodic(Duration::from_secs(1)))
+        .open()?;
     let mut mine = Vec::new();
-    for i in 0..300 {
+    for i in 0..900 {
         let s = store.create()?;
         if i % 3 == 0 {
             store.set_principal(s.id(), Some("ada"))?;
@@ -232,8 +234,112 @@ fn destroy_all_of_a_principal_with_many_sessions_costs_what_it_has() -> sessions
     }
     mine.sort();
     assert_eq!(store.sessions_of("ada")?, mine);
-    assert_eq!(store.destroy_all_of("ada")?, 100);
-    assert_eq!(store.stats()?.live_sessions, 200);
+    let rx = store.subscribe();
+    assert_eq!(store.destroy_all_of("ada")?, 300);
+    assert_eq!(rx.try_iter().count(), 300);
+    assert_eq!(store.stats()?.live_sessions, 600);
     assert!(store.verify()?.is_ok());
     Ok(())
 }
+
+engine_test!(
+    destroy_all_of_races_set_principal_and_regenerate_and_leaves_an_exact_index,
+    |db| {
+        let store = db.open()?;
+        std::thread::scope(|scope| {
+            for t in 0..3 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for i in 0..60 {
+                        let s = store.create().expect("create");
+                        let name = if (i + t) % 2 == 0 { "ada" } else { "bob" };
+                        store.set_principal(s.id(), Some(name)).expect("set");
+                        if i % 3 == 0 {
+                            // Gone already if a destroy_all_of won the race.
+                            match store.regenerate(s.id()) {
+                                Ok(new) => match store.set_principal(&new, Some("ada")) {
+                                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                                    Err(e) => panic!("{e}"),
+                                },
+                                Err(Error::NotFound { .. }) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                });
+            }
+            let store = store.clone();
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    store.destroy_all_of("ada").expect("destroy_all_of");
+                }
+            });
+        });
+        let report = store.verify()?;
+        assert!(report.is_ok(), "{report:?}");
+        for name in ["ada", "bob"] {
+            for sid in store.sessions_of(name)? {
+                assert_eq!(store.principal(&sid)?.as_deref(), Some(name));
+            }
+        }
+        store.destroy_all_of("ada")?;
+        assert!(store.sessions_of("ada")?.is_empty());
+        assert!(store.verify()?.is_ok());
+        Ok(())
+    }
+);
+
+store_test!(
+    under_races_every_live_session_of_a_principal_is_listed_and_only_those,
+    |db| {
+        let store = db.open()?;
+        let ids = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..3 {
+                let (store, ids) = (store.clone(), &ids);
+                scope.spawn(move || {
+                    for i in 0..30 {
+                        let s = store.create().expect("create");
+                        let name = if (i + t) % 2 == 0 { "ada" } else { "bob" };
+                        store.set_principal(s.id(), Some(name)).expect("set");
+                        let mut sid = s.id().to_owned();
+                        if i % 3 == 0 {
+                            match store.regenerate(&sid) {
+                                Ok(new) => sid = new,
+                                Err(Error::NotFound { .. }) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        if i % 4 == 0 {
+                            match store.set_principal(&sid, Some("ada")) {
+                                Ok(()) | Err(Error::NotFound { .. }) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        ids.lock().unwrap().push(sid);
+                    }
+                });
+            }
+            let store = store.clone();
+            scope.spawn(move || {
+                for _ in 0..10 {
+                    store.destroy_all_of("ada").expect("destroy_all_of");
+                }
+            });
+        });
+        for name in ["ada", "bob"] {
+            let listed = store.sessions_of(name)?;
+            for sid in &listed {
+                assert_eq!(store.principal(sid)?.as_deref(), Some(name), "{sid}");
+            }
+            for sid in ids.lock().unwrap().iter() {
+                if store.principal(sid)?.as_deref() == Some(name) {
+                    assert!(listed.contains(sid), "{sid} of {name} is not listed");
+                }
+            }
+        }
+        store.destroy_all_of("ada")?;
+        assert!(store.sessions_of("ada")?.is_empty());
+        Ok(())
+    }
+);

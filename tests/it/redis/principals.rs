@@ -136,3 +136,36 @@ fn export_and_import_keep_the_principal() -> sessionstore::Result<()> {
     assert_eq!(store.principal(s.id())?.as_deref(), Some("ada"));
     Ok(())
 }
+
+#[test]
+fn a_due_member_of_a_live_session_gets_its_deadline_as_its_score() -> sessionstore::Result<()> {
+    let server = Server::start(&[]);
+    let clock = ManualClock::default();
+    let store = super::config(&server.url(), &clock, "sc").open()?;
+    let key = "{sc/p:ada}";
+    let s = store.create()?;
+    store.set_principal(s.id(), Some("ada"))?;
+    let member = members(&server, key).pop().expect("one member");
+    let score = |server: &Server| -> f64 {
+        server
+            .cli(&["ZSCORE", key, &member])
+            .trim()
+            .parse()
+            .expect("a score")
+    };
+    let first = score(&server);
+    // Touched before its deadline, it lives on past the score it was indexed with.
+    clock.advance(Duration::from_secs(500));
+    assert!(store.touch(s.id())?);
+    clock.advance(Duration::from_secs(200));
+    assert_eq!(store.sessions_of("ada")?, [s.id().to_owned()]);
+    let moved = score(&server);
+    assert!(
+        (moved - first - 500e6).abs() < 1.0,
+        "the score moved to the new deadline: {first} -> {moved}"
+    );
+    // Not due any more: a read leaves it.
+    assert_eq!(store.sessions_of("ada")?, [s.id().to_owned()]);
+    assert_eq!(score(&server), moved);
+    Ok(())
+}
