@@ -441,7 +441,6 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
     clock.advance(Duration::from_secs(600));
     let rx = store.subscribe();
     let failing = backend.clone();
-    let _serial = crate::reaper::hook::USERS.lock();
     // `a` is deleted (applied, not flushed); then every write fails: `b`'s
     // deletion and the pass's flush.
     crate::reaper::hook::set(Some(Box::new(move |sid| {

@@ -43,8 +43,10 @@ engine_test!(the_reaper_thread_is_named_and_stops_fast_on_drop, |db| {
         !thread_names().iter().any(|n| n == REAPER),
         "joined on drop"
     );
+    // Not a speed limit: the drop must not wait for the next pass of a one
+    // hour interval, and a minute is far from both that and any load noise.
     assert!(
-        took < Duration::from_millis(100),
+        took < Duration::from_secs(60),
         "took {took:?} with a one hour interval"
     );
     Ok(())
