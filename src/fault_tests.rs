@@ -428,8 +428,9 @@ fn a_failed_write_sends_no_event() -> Result<()> {
     Ok(())
 }
 
-/// The reaper's `Expired` waits for its flush; if the flush fails, the
-/// events are not sent as durable: subscribers hear of them as missed.
+/// The reaper's `Expired` waits for its chunk's durable write; if that write
+/// fails, the events are not sent: subscribers hear of them as missed, and
+/// the next pass reaps the sessions and sends them.
 #[test]
 fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
@@ -441,8 +442,8 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
     clock.advance(Duration::from_secs(600));
     let rx = store.subscribe();
     let failing = backend.clone();
-    // `a` is deleted (applied, not flushed); then every write fails: `b`'s
-    // deletion and the pass's flush.
+    // Between the scan and the lock, writes start failing: the chunk of `a`
+    // and `b` is one write, and it fails.
     crate::reaper::hook::set(Some(Box::new(move |sid| {
         if sid == "b" {
             failing.fail_writes.store(true, Ordering::SeqCst);
@@ -451,15 +452,24 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
     let reaped = store.reap_expired();
     crate::reaper::hook::set(None);
     backend.fail_writes.store(false, Ordering::SeqCst);
-    assert!(reaped.is_err(), "the flush failed");
+    assert!(reaped.is_err(), "the chunk's write failed");
     assert_eq!(rx.try_iter().count(), 0, "nothing was sent as durable");
     store.create_new_session("c")?;
     let got: Vec<crate::Event> = rx.try_iter().collect();
     assert_eq!(
         got,
         [
-            crate::Event::Lagged { missed: 1 },
+            crate::Event::Lagged { missed: 2 },
             crate::Event::Created { sid: "c".into() }
+        ]
+    );
+    assert_eq!(store.reap_expired()?, 2, "the next pass reaps them");
+    let got: Vec<crate::Event> = rx.try_iter().collect();
+    assert_eq!(
+        got,
+        [
+            crate::Event::Expired { sid: "a".into() },
+            crate::Event::Expired { sid: "b".into() }
         ]
     );
     Ok(())
