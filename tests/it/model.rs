@@ -177,6 +177,49 @@ mod on_redis {
     }
 }
 
+/// model_bug_02, found by `random_operation_sequences_match_the_model::sled`
+/// (`MODEL_CASES=300`) once the model had principals: a `save_if_unchanged`
+/// of a copy that a plain save had written while stale got `Conflict`, and
+/// the model wanted it to succeed. Postmortem: the store had been changed
+/// (3c921f0) so that a plain save of a stale copy keeps the copy's old
+/// version (the contract says so), but the model still gave every saved copy
+/// the version it wrote. The model was wrong; it now follows the contract.
+#[test]
+fn model_bug_02_a_plain_save_of_a_stale_copy_keeps_its_old_version() {
+    let ops = [
+        Op::CreateNew {
+            handle: 0,
+            sid: 0,
+            slot: 1,
+        },
+        Op::Get {
+            handle: 0,
+            sid: 0,
+            component: 0,
+            slot: 0,
+        },
+        Op::Set {
+            slot: 0,
+            key: 0,
+            value: 0,
+        },
+        Op::Save { handle: 0, slot: 0 },
+        Op::Set {
+            slot: 1,
+            key: 0,
+            value: 0,
+        },
+        Op::Save { handle: 0, slot: 1 },
+        Op::Save {
+            handle: 128,
+            slot: 1,
+        },
+    ];
+    for engine in sessionstore::Engine::ALL {
+        driver::execute(*engine, &ops);
+    }
+}
+
 /// model_bug_01, found by `random_operation_sequences_match_the_model::sled`:
 /// a `Reopen` step failed with "could not acquire lock on \"…/db\":
 /// WouldBlock". Postmortem: sled's background threads (its I/O thread pool)

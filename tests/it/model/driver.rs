@@ -888,8 +888,14 @@ impl<'a> Harness<'a> {
         let mut version = copy.version;
         if copy.cleared || !copy.changes.is_empty() {
             let v = s.versions.entry(copy.component.clone()).or_default();
+            // A copy takes the version it writes only if it held the current
+            // one (see model_bug_02): a plain save of a stale copy keeps its
+            // old version, so its next `save_if_unchanged` conflicts.
+            let fresh = *v == copy.version;
             *v += 1;
-            version = *v;
+            if fresh {
+                version = *v;
+            }
         }
         let scope = s.scopes.entry(copy.component.clone()).or_default();
         if copy.cleared {
