@@ -257,11 +257,13 @@ fn run(engine: Engine) {
     }
 }
 
+#[cfg(feature = "redb")]
 #[test]
 fn a_full_disk_on_redb_is_an_error_and_loses_nothing_acknowledged() {
     run(Engine::Redb);
 }
 
+#[cfg(feature = "sled")]
 #[test]
 fn a_full_disk_on_sled_is_an_error_and_loses_nothing_acknowledged() {
     run(Engine::Sled);

@@ -34,8 +34,9 @@
 //! between flushes: under `Periodic(200 ms)` the churn soak reached 10× the
 //! live data. So [`apply`](Backend::apply) also commits durably once 128
 //! commits or 1,024 written keys ([`DURABLE_EVERY`]) have gone by since the
-//! last durable commit, which bounds that growth whatever the period (docs/reliability.md, "Footprint"); the period
-//! stays the bound on what a crash loses.
+//! last durable commit, which bounds that growth whatever the period
+//! (docs/reliability.md, "Footprint"); the period stays the bound on what a
+//! crash loses.
 //!
 //! `fdatasync` asks the kernel to write the data to the device and the device
 //! to flush its volatile cache, where the file system supports it: unlike
@@ -118,6 +119,7 @@ const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
 /// durable one: redb reuses the pages that non-durable commits free only
 /// after a durable commit, so this bounds how far the file grows between
 /// flushes (docs/reliability.md, "Footprint").
+///
 /// The first number counts commits, the second the keys they put or deleted
 /// (group commits under many writers carry many keys each).
 const DURABLE_EVERY: (u64, u64) = (128, 1024);
