@@ -48,6 +48,7 @@ fn main() -> TestResult {
             "a_reader_outlives_a_writer_killed_with_sigkill",
             reader_outlives_a_killed_writer,
         ),
+        #[cfg(feature = "sled")]
         (
             "sessionctl_on_a_live_sled_store_names_the_engine_and_the_way_out",
             live_sled,

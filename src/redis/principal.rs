@@ -14,6 +14,11 @@
 //!   id's member before the old key is deleted, `ZREM` the old one after
 //!   the new key is written. Import: `ZADD` before the write.
 //! - Expiry by TTL leaves the member; reads prune it.
+//! - The set's own TTL covers its members' sessions for as long as they can
+//!   live: `INDEX` adds a member and lengthens the set's TTL to that
+//!   session's absolute deadline. A session without an absolute timeout can
+//!   live for ever, so its set is made persistent; such a set is bounded by
+//!   pruning on read only, and is deleted when its last member is removed.
 //!
 //! Pruning: a member whose hash is gone, or holds another incarnation, names
 //! a session that can never come back, so it is removed whatever else runs
@@ -65,12 +70,24 @@ impl RedisStore {
         let key = self.principal_key(name);
         let member = keys::redis_principal_member(sid, meta.incarnation);
         let score = Self::score(meta);
+        // The set lives at least as long as this session can.
+        let life = meta.absolute_deadline.map_or_else(
+            || "0".to_owned(),
+            |d| {
+                d.saturating_sub(self.now())
+                    .div_ceil(1000)
+                    .max(1)
+                    .to_string()
+            },
+        );
         self.with("adding a session to its principal's index", |c| {
-            redis::cmd("ZADD")
-                .arg(&key)
+            scripts::INDEX
+                .key(&key)
                 .arg(&score)
                 .arg(&member)
-                .exec(c)
+                .arg(&life)
+                .invoke::<i64>(c)
+                .map(drop)
         })
     }
 

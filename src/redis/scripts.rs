@@ -193,3 +193,30 @@ return {1, m}
 ",
     )
 });
+
+/// Adds a member to a principal's sorted set, `KEYS[1]` (a key of its own
+/// slot), and makes the set's TTL cover that member's session for as long as
+/// it can live: `ARGV`: score, member, and the milliseconds until the
+/// session's absolute deadline, or `0` for a session without one. A set
+/// created here gets that TTL; an existing one with a TTL only lengthens it;
+/// a member without an absolute deadline makes the set persistent, and a
+/// persistent set stays so (its members are pruned on read).
+pub(crate) static INDEX: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '0' then
+  redis.call('PERSIST', KEYS[1])
+elseif existed == 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  local cur = redis.call('PTTL', KEYS[1])
+  if cur >= 0 and cur < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  end
+end
+return 1
+",
+    )
+});

@@ -52,3 +52,52 @@ fn ttls_follow_the_store_clock_even_years_from_real_time() -> sessionstore::Resu
     }
     Ok(())
 }
+
+/// A principal's sorted set lives as long as its members' sessions can: its
+/// TTL reaches the latest absolute deadline among them; with a member that
+/// has no absolute deadline it has none (such a set is pruned on read).
+#[test]
+fn a_principals_set_lives_as_long_as_its_sessions_can() -> sessionstore::Result<()> {
+    const ABSOLUTE_MS: i64 = 3_600_000;
+    let server = Server::start(&[]);
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let store = super::config(&server.url(), &clock, "pabs")
+        .idle_timeout(Duration::from_secs(7200))
+        .absolute_timeout(Some(Duration::from_millis(ABSOLUTE_MS as u64)))
+        .open()?;
+    let set_ttl = |ns: &str, name: &str| -> i64 {
+        let key = format!("{{{ns}/p:{name}}}");
+        server
+            .cli(&["PTTL", &key])
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    let first = store.create()?;
+    store.set_principal(first.id(), Some("ada"))?;
+    let ttl = set_ttl("pabs", "ada");
+    assert!(
+        ttl > ABSOLUTE_MS - 1_000 && ttl <= ABSOLUTE_MS,
+        "PTTL {ttl}"
+    );
+    // A session created 20 minutes later can live 20 minutes longer.
+    clock.advance(Duration::from_secs(1200));
+    let second = store.create()?;
+    store.set_principal(second.id(), Some("ada"))?;
+    let ttl = set_ttl("pabs", "ada");
+    assert!(
+        ttl > ABSOLUTE_MS - 1_000 && ttl <= ABSOLUTE_MS,
+        "PTTL {ttl}"
+    );
+    // An earlier deadline never shortens it: set the first one again.
+    store.set_principal(first.id(), None)?;
+    store.set_principal(first.id(), Some("ada"))?;
+    assert!(set_ttl("pabs", "ada") > ABSOLUTE_MS - 1_000);
+
+    // Without an absolute timeout a session can live for ever, and so does its set.
+    let open_ended = super::config(&server.url(), &clock, "pnone").open()?;
+    let s = open_ended.create()?;
+    open_ended.set_principal(s.id(), Some("bob"))?;
+    assert_eq!(set_ttl("pnone", "bob"), -1);
+    Ok(())
+}
