@@ -28,7 +28,7 @@ use sessionstore::{Config, Engine, Error, Store};
 const OPT_OUT: &str = "SESSIONSTORE_SKIP_DISK_FULL";
 const SIZE: &str = "size=16m";
 /// The emergency ballast: a file on the same file system, deleted when full.
-const BALLAST: usize = 2 << 20;
+const BALLAST: usize = 4 << 20;
 /// Each session holds one value of this many bytes.
 const VALUE: usize = 4096;
 /// Longest the whole scenario may take before it counts as a hang.
