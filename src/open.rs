@@ -164,7 +164,10 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Option<Engine>> {
         }
         (_, None) => {}
     }
-    match names.iter().find(|n| n.as_str() != LOCK_FILE) {
+    match names
+        .iter()
+        .find(|n| n.as_str() != LOCK_FILE && !backend::is_creation_leftover(n))
+    {
         None => Ok(None),
         Some(other) => Err(not_a_store(format!(
             "the directory holds other files, such as {other:?}, and no store"

@@ -90,6 +90,18 @@ pub(crate) fn marker_files(engine: Engine) -> &'static [&'static str] {
     }
 }
 
+/// Whether `name` is what an engine leaves behind when a crash interrupts
+/// the creation of a new store (the engine replaces it on the next open), so
+/// that a directory holding only it still counts as empty.
+pub(crate) fn is_creation_leftover(name: &str) -> bool {
+    #[cfg(feature = "redb")]
+    if name == redb::NEW_FILE {
+        return true;
+    }
+    let _ = name;
+    false
+}
+
 /// The message of a panic payload caught by an engine's `catch_unwind`.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload

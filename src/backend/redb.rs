@@ -108,6 +108,8 @@ use crate::error::{Error, Result};
 
 /// The database file in the store's directory.
 pub(crate) const FILE: &str = "data.redb";
+/// The name a new database is made under before it is renamed to [`FILE`].
+pub(crate) const NEW_FILE: &str = "data.redb.new";
 /// The files whose presence marks a redb store: the database file.
 pub(crate) const MARKER_FILES: &[&str] = &[FILE];
 /// The one table: every key of the store, unchanged.
@@ -207,21 +209,38 @@ impl RedbBackend {
     pub fn open(dir: &Path, cache_capacity: u64, sharing: Sharing) -> Result<Self> {
         let file = dir.join(FILE);
         let context = || format!("opening the redb database {}", file.display());
-        let created = !file.exists();
-        let db = guard(context, || {
-            Ok(builder(cache_capacity, sharing).create(&file)?)
-        })?;
-        if created {
-            // The new file's directory entry must be durable too, or a crash
-            // could lose the whole database along with its first commits.
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|source| Error::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
+        if file.exists() {
+            let db = guard(context, || {
+                Ok(builder(cache_capacity, sharing).create(&file)?)
+            })?;
+            return Self::writer_on(db, sharing, file);
         }
-        Self::writer_on(db, sharing, file)
+        // A new database is made under another name and renamed into place
+        // once its header and table are committed: a crash while redb writes
+        // its first pages would otherwise leave a `data.redb` that redb
+        // cannot open ("magic number mismatch"), and the store could never
+        // be opened again. A leftover of such a crash is simply replaced.
+        let new = dir.join(NEW_FILE);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        match fs::remove_file(&new) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&new)(e)),
+            _ => {}
+        }
+        let db = guard(context, || {
+            Ok(builder(cache_capacity, sharing).create(&new)?)
+        })?;
+        let mut backend = Self::writer_on(db, sharing, new.clone())?;
+        fs::rename(&new, &file).map_err(io(&file))?;
+        backend.file = file;
+        // The new file's directory entry must be durable too, or a crash
+        // could lose the whole database along with its first commits.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        Ok(backend)
     }
 
     /// Opens or creates the store's database on `storage` (a simulated disk
@@ -753,6 +772,23 @@ mod tests {
             e,
             "storage error while reading a key: redb panicked: page 7 is garbage"
         );
+    }
+
+    #[test]
+    fn a_creation_cut_short_leaves_nothing_that_blocks_the_next_open() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        // What a crash while redb writes a new file's first pages leaves:
+        // bytes that are no redb database, under the creation name.
+        fs::write(dir.path().join(NEW_FILE), b"half a header")
+            .map_err(|e| Error::storage("test", e))?;
+        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        b.apply_durable(&batch(&[("k", Some("v"))]))?;
+        assert!(dir.path().join(FILE).exists());
+        assert!(!dir.path().join(NEW_FILE).exists(), "replaced and renamed");
+        drop(b);
+        let again = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        assert_eq!(again.get(b"k")?.as_deref(), Some(&b"v"[..]));
+        Ok(())
     }
 
     #[test]

@@ -76,3 +76,25 @@ fn temporary_leaves_nothing_behind() -> sessionstore::Result<()> {
     assert!(!path.exists());
     Ok(())
 }
+
+/// A crash while a new redb store was being created leaves `data.redb.new`
+/// (redb writes a new file under that name and renames it when its first
+/// commit is done): the directory still opens as a new store, and a store
+/// written there reopens.
+#[cfg(feature = "redb")]
+#[test]
+fn a_store_whose_creation_was_cut_short_opens_as_a_new_one() -> sessionstore::Result<()> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("store");
+    std::fs::create_dir(&path).expect("the store's directory");
+    std::fs::write(path.join("data.redb.new"), b"half a header").expect("a leftover");
+    let store = Config::new(&path)
+        .engine(sessionstore::Engine::Redb)
+        .open()?;
+    store.create_new_session("s")?;
+    drop(store);
+    let store = Config::new(&path).open()?;
+    assert!(store.get("s", None)?.is_some());
+    assert!(!path.join("data.redb.new").exists());
+    Ok(())
+}
