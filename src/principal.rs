@@ -40,6 +40,17 @@ pub(crate) fn reindex(set: &mut WriteSet, from: &str, to: &str, stored: &[u8]) {
     }
 }
 
+/// The principal name stored for session `sid`: [`Error::Decode`] if the
+/// bytes break the name rules. Both stores read it through this.
+pub(crate) fn stored_name(sid: &str, bytes: &[u8]) -> Result<String> {
+    keys::valid_principal(bytes)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Decode {
+            what: format!("the principal of session {sid:?}"),
+            message: "not a valid principal name".into(),
+        })
+}
+
 impl Store {
     /// Sets the principal (a user name or id) that the live session `sid`
     /// belongs to, or clears it with `None`. The session's record and the
@@ -115,16 +126,9 @@ impl Store {
         if core.live_meta(sid, core.now())?.is_none() {
             return Ok(None);
         }
-        match core.get(&keys::principal_of(sid))? {
-            None => Ok(None),
-            Some(bytes) => match keys::valid_principal(&bytes) {
-                Some(name) => Ok(Some(name.to_owned())),
-                None => Err(Error::Decode {
-                    what: format!("the principal of session {sid:?}"),
-                    message: "not a valid principal name".into(),
-                }),
-            },
-        }
+        core.get(&keys::principal_of(sid))?
+            .map(|bytes| stored_name(sid, &bytes))
+            .transpose()
     }
 
     /// The live sessions of principal `name`, in id order. Reads that

@@ -226,9 +226,15 @@ impl RedisStore {
     /// lives at least until the deadline; `"0"` for a session that never expires.
     pub(super) fn ttl(meta: &Meta, now: u64) -> String {
         match meta.deadline() {
-            Some(d) => d.saturating_sub(now).div_ceil(1000).max(1).to_string(),
+            Some(d) => Self::ms_until(d, now).to_string(),
             None => "0".into(),
         }
+    }
+
+    /// Whole milliseconds from `now` to `deadline` (µs), rounded up and at
+    /// least 1: a TTL that never ends a key before its deadline.
+    pub(super) fn ms_until(deadline: u64, now: u64) -> u64 {
+        deadline.saturating_sub(now).div_ceil(1000).max(1)
     }
 
     pub(super) fn wrote(&self) {
