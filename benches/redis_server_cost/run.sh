@@ -14,10 +14,9 @@ python3 - "$work" "$N" <<'PY'
 import hashlib, re, sys
 work, n = sys.argv[1], int(sys.argv[2])
 src = open('../../src/redis/scripts.rs').read()
-set_ttl = re.search(r'const SET_TTL: &str = r"(.*?)";', src, re.S).group(1)
-save = re.search(r'pub\(crate\) static SAVE.*?r"(.*?)"\n    \)\)', src, re.S).group(1)
+save = re.search(r'pub\(crate\) static SAVE.*?r"(.*?)",\n    \)', src, re.S).group(1)
 scripts = {
-    'save': set_ttl + 'local BATCH = 256\n' + save,
+    'save': save,
     'empty': 'return 1',
     'three_calls': "redis.call('HSET', KEYS[1], 'm', ARGV[2], ARGV[8], ARGV[9])\n"
                    "redis.call('HDEL', KEYS[1], ARGV[10])\n"
@@ -31,7 +30,7 @@ def resp(*a):
     return out
 v = 'v' * 32
 # The arguments of a save that sets k0 and removes k1 of the global scope.
-args = ['OLD', 'OLD', 1800000, '', '/', '?V1', 1, 'k0', v, 'k1']
+args = ['OLD', 'OLD', 1800000, '/', '?', 'V1', 1, 'k0', v, 'k1']
 setup = resp('HSET', 'bench', 'm', 'OLD', 'k0', 'x', 'k1', 'y', '/', 'V1')
 for name, body in scripts.items():
     sha = hashlib.sha1(body.encode()).hexdigest()

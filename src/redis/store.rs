@@ -121,11 +121,13 @@ pub(super) struct Read {
 struct SaveArgs<'a> {
     /// The session's key.
     key: &'a str,
-    /// The prefix of the scope to clear first; empty for none.
-    clear: &'a [u8],
-    /// The scope's version field to check; empty for no check.
-    check_field: &'a [u8],
-    /// The version expected in `check_field`; empty for none.
+    /// The scope's field: its version, and the prefix of its data fields;
+    /// empty for a save that neither checks nor writes the scope.
+    scope: &'a [u8],
+    /// The script's mode (see `scripts::SAVE`): `?` or `!`, then `c` to
+    /// clear the scope first.
+    mode: &'a str,
+    /// The version expected in the scope's field; empty for none.
     expected: &'a [u8],
     /// Fields to set, with their values.
     sets: &'a [(Vec<u8>, &'a [u8])],
@@ -416,8 +418,8 @@ impl RedisStore {
             inv.arg(old)
                 .arg(new)
                 .arg(ttl)
-                .arg(args.clear)
-                .arg(args.check_field)
+                .arg(args.scope)
+                .arg(args.mode)
                 .arg(args.expected)
                 .arg(args.sets.len());
             for (f, v) in args.sets {
@@ -452,23 +454,22 @@ impl RedisStore {
                 None => dels.push(field),
             }
         }
-        let clear = if session.cleared() {
-            keys::redis_scope_prefix(component.as_deref())
-        } else {
-            Vec::new()
-        };
         let writes_scope = !sets.is_empty() || !dels.is_empty() || session.cleared();
         // The script compares the scope's version with the session's: to
         // refuse (`!`, save_if_unchanged), or to report a stale copy (`?`).
-        let (check_field, expected) = if check || writes_scope {
-            let mut expected = vec![if check { b'!' } else { b'?' }];
-            if session.version() != 0 {
-                expected.extend(codec::encode_version(session.version()));
-            }
-            (version_field.clone(), expected)
-        } else {
-            (Vec::new(), Vec::new())
+        let checks = check || writes_scope;
+        let mode = match (check, session.cleared()) {
+            (true, true) => "!c",
+            (true, false) => "!",
+            (false, true) => "?c",
+            (false, false) => "?",
         };
+        let expected = if checks && session.version() != 0 {
+            codec::encode_version(session.version())
+        } else {
+            Vec::new()
+        };
+        let scope: &[u8] = if checks { &version_field } else { &[] };
         let version = if writes_scope {
             self.next_version()
         } else {
@@ -476,12 +477,12 @@ impl RedisStore {
         };
         let version_bytes = codec::encode_version(version);
         if writes_scope {
-            sets.push((version_field, &version_bytes));
+            sets.push((version_field.clone(), &version_bytes));
         }
         let args = SaveArgs {
             key: &key,
-            clear: &clear,
-            check_field: &check_field,
+            scope,
+            mode,
             expected: &expected,
             sets: &sets,
             dels: &dels,
@@ -522,7 +523,7 @@ impl RedisStore {
             if !writes_scope && !self.moves_enough(&meta, &new) {
                 // Nothing to write; `save_if_unchanged` still answers whether
                 // the scope moved on, as the embedded store does.
-                if check && self.read_version(&key, &check_field)? != session.version() {
+                if check && self.read_version(&key, scope)? != session.version() {
                     return Err(Error::Conflict { sid, component });
                 }
                 session.set_read_token(old_bytes);
