@@ -89,6 +89,17 @@ impl Meta {
         }
     }
 
+    /// The record of a use at `now` that must differ from this one (a change
+    /// of principal): the last access moves to `now`, and at least 1 µs
+    /// forward. Times stop at the year 9999 (`clock::micros`), far below
+    /// `u64::MAX`, so the step always happens.
+    pub fn used(&self, now: u64) -> Meta {
+        Meta {
+            last_access: now.max(self.last_access.saturating_add(1)),
+            ..*self
+        }
+    }
+
     /// Whether the session is live at `now`: `now < deadline`.
     pub fn is_live(&self, now: u64) -> bool {
         self.deadline().is_none_or(|d| now < d)
@@ -98,6 +109,19 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_use_always_moves_the_last_access_forward() {
+        let m = meta(Some(10), None);
+        assert_eq!(m.used(500).last_access, 500, "to now");
+        assert_eq!(m.used(100).last_access, 101, "at the same time: 1 µs on");
+        assert_eq!(
+            m.used(7).last_access,
+            101,
+            "with the clock behind: never back"
+        );
+        assert_ne!(m.used(100), m);
+    }
 
     fn meta(idle: Option<u64>, abs: Option<u64>) -> Meta {
         Meta {

@@ -55,7 +55,10 @@ impl Store {
     /// Sets the principal (a user name or id) that the live session `sid`
     /// belongs to, or clears it with `None`. The session's record and the
     /// principal's index change in one atomic batch. Setting the principal
-    /// it already has writes nothing. It does not count as an access.
+    /// it already has writes nothing. A change counts as a use of the
+    /// session, as a touch does: its last access moves to now, and always
+    /// forward, by at least 1 µs (so that on Redis every copy of the session
+    /// read before the change reads the new principal before its next save).
     ///
     /// # Errors
     ///
@@ -91,15 +94,19 @@ impl Store {
         }
         let core = self.core();
         let _guard = core.lock(sid);
-        if core.live_meta(sid, core.now())?.is_none() {
+        let now = core.now();
+        let Some(meta) = core.live_meta(sid, now)? else {
             return Err(Error::NotFound { id: sid.to_owned() });
-        }
+        };
         let record = keys::principal_of(sid);
         let current = core.get(&record)?;
         if current.as_deref() == name.map(str::as_bytes) {
             return Ok(());
         }
         let mut set = WriteSet::default();
+        // A change of principal is a use of the session (as on Redis, where
+        // it must rewrite the metadata record).
+        set.put_meta(sid, Some(&meta), &meta.used(now));
         if let Some(old) = &current {
             unindex(&mut set, sid, old);
         }

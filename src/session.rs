@@ -58,11 +58,21 @@ pub struct Session {
     /// How many keys are set.
     len: usize,
     cleared: bool,
-    /// Opaque to everything but the store that set it: for `RedisStore`, the
-    /// exact bytes of the metadata record this session was read with or last
-    /// saved with, so that a save can check-and-write against them at once.
+    /// Opaque to everything but the store that set it: for `RedisStore`,
+    /// what it read or last wrote of the session's record (see [`ReadToken`]).
     #[cfg(feature = "redis")]
-    read_token: Option<Vec<u8>>,
+    read_token: Option<ReadToken>,
+}
+
+/// What `RedisStore` keeps in a session between its read and its save, so
+/// that a save can check-and-write at once.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadToken {
+    /// The exact bytes of the metadata record read or last written.
+    pub meta: Vec<u8>,
+    /// The stored principal name read with them; empty for none.
+    pub principal: Vec<u8>,
 }
 
 impl Session {
@@ -90,20 +100,20 @@ impl Session {
 
     /// The session carrying `token` (see `read_token`).
     #[cfg(feature = "redis")]
-    pub(crate) fn with_read_token(mut self, token: Vec<u8>) -> Self {
+    pub(crate) fn with_read_token(mut self, token: ReadToken) -> Self {
         self.read_token = Some(token);
         self
     }
 
     /// The token set by the store this session was read from or last saved to.
     #[cfg(feature = "redis")]
-    pub(crate) fn read_token(&self) -> Option<&[u8]> {
-        self.read_token.as_deref()
+    pub(crate) fn read_token(&self) -> Option<&ReadToken> {
+        self.read_token.as_ref()
     }
 
     /// Replaces the token (after a save, or a read of the metadata record).
     #[cfg(feature = "redis")]
-    pub(crate) fn set_read_token(&mut self, token: Vec<u8>) {
+    pub(crate) fn set_read_token(&mut self, token: ReadToken) {
         self.read_token = Some(token);
     }
 

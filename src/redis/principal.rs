@@ -14,11 +14,17 @@
 //!   id's member before the old key is deleted, `ZREM` the old one after
 //!   the new key is written. Import: `ZADD` before the write.
 //! - Expiry by TTL leaves the member; reads prune it.
-//! - The set's own TTL covers its members' sessions for as long as they can
-//!   live: `INDEX` adds a member and lengthens the set's TTL to that
-//!   session's absolute deadline. A session without an absolute timeout can
-//!   live for ever, so its set is made persistent; such a set is bounded by
-//!   pruning on read only, and is deleted when its last member is removed.
+//! - The set's own TTL covers each member's session for as long as it can
+//!   live without another write: `INDEX` adds (or rescores) a member and
+//!   lengthens the set's TTL to that session's deadline. Every write that
+//!   moves a deadline later (a save, a touch, `set_idle_timeout`, the new id
+//!   of a regenerate) runs `INDEX` for the new deadline first, then writes
+//!   the hash only if its principal is still the one it covered (`SAVE`
+//!   answers `PRINCIPAL_CHANGED` otherwise). So the set never expires
+//!   before a live member, and outlives the last one by nothing: no set is
+//!   left without a TTL, except one holding a session that never expires
+//!   (no idle and no absolute timeout), which is made persistent and is
+//!   deleted when its last member is removed.
 //!
 //! Pruning: a member whose hash is gone, or holds another incarnation, names
 //! a session that can never come back, so it is removed whatever else runs
@@ -70,15 +76,12 @@ impl RedisStore {
         let key = self.principal_key(name);
         let member = keys::redis_principal_member(sid, meta.incarnation);
         let score = Self::score(meta);
-        // The set lives at least as long as this session can.
-        let life = meta.absolute_deadline.map_or_else(
+        // The set lives at least as long as this session can, as long as
+        // its deadline stays `meta`'s: every write that moves it covers the
+        // new one first (`RedisStore::cover`).
+        let life = meta.deadline().map_or_else(
             || "0".to_owned(),
-            |d| {
-                d.saturating_sub(self.now())
-                    .div_ceil(1000)
-                    .max(1)
-                    .to_string()
-            },
+            |d| Self::ms_until(d, self.now()).to_string(),
         );
         self.with("adding a session to its principal's index", |c| {
             scripts::INDEX
@@ -197,25 +200,36 @@ impl RedisStore {
         let _guard = self.inner.locks.write(sid);
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
-            let Some((meta, bytes)) = self.live_meta(sid, now)? else {
+            let Some((meta, old)) = self.live_record(sid, now)? else {
                 return Err(Error::NotFound { id: sid.to_owned() });
             };
-            if let Some(n) = name {
-                self.index(n.as_bytes(), sid, &meta)?;
+            if old.principal.as_slice() == name.unwrap_or("").as_bytes() {
+                return Ok(());
             }
-            let (status, old): (i64, Vec<u8>) =
+            // A change of principal is a use of the session that always
+            // rewrites its metadata, so that no save against the record
+            // read before can write without reading the new principal.
+            let new = meta.used(now);
+            if let Some(n) = name {
+                self.index(n.as_bytes(), sid, &new)?;
+            }
+            let new_bytes = codec::encode_meta(&new);
+            let ttl = Self::ttl(&new, now);
+            let (status, previous): (i64, Vec<u8>) =
                 self.with("setting a session's principal", |c| {
                     scripts::SET_PRINCIPAL
                         .key(&key)
-                        .arg(&bytes)
+                        .arg(&old.meta)
+                        .arg(&new_bytes)
+                        .arg(&ttl)
                         .arg(name.unwrap_or(""))
                         .invoke(c)
                 })?;
             match status {
                 scripts::WRITTEN => {
                     self.wrote();
-                    if Some(old.as_slice()) != name.map(str::as_bytes) {
-                        self.unindex(&old, sid, meta.incarnation)?;
+                    if Some(previous.as_slice()) != name.map(str::as_bytes) {
+                        self.unindex(&previous, sid, meta.incarnation)?;
                     }
                     if let Some(n) = name {
                         self.prune_due(n, now)?;

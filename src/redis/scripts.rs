@@ -51,9 +51,15 @@ end
 /// version, and the prefix of its data fields; empty: no scope work), a
 /// mode, the version expected in the scope's field (empty for none), then
 /// the number `n` of fields to set, then `n` field/value pairs, then the
-/// fields to delete. The mode: `!` refuses to write on a version mismatch
+/// fields to delete.
+/// The mode: `!` refuses to write on a version mismatch
 /// (`save_if_unchanged`), `?` writes and answers `WRITTEN_STALE` (a plain
 /// save); either followed by `c` clears the scope's fields first.
+///
+/// The expected metadata also pins the principal the caller read with it:
+/// every change of `p` rewrites `m` (`SET_PRINCIPAL`). The caller made that
+/// principal's set cover the new deadline before this call (see
+/// `principal.rs`).
 ///
 /// The fields are set (with the metadata record) by one `HSET` and deleted
 /// by one `HDEL`, 256 arguments at a time at most (an even number: whole
@@ -178,22 +184,28 @@ return {m or '', p or ''}
 });
 
 /// `set_principal`: if the metadata is `ARGV[1]`, sets the principal field
-/// to `ARGV[2]` (deletes it for an empty name; names are never empty), and
-/// returns `{WRITTEN, the old name or ''}`; else `{CONFLICT, ''}`. The TTL
-/// stays as it is: the deadline does not move.
+/// to `ARGV[4]` (deletes it for an empty name; names are never empty),
+/// writes the new metadata `ARGV[2]` with the TTL `ARGV[3]`, and returns
+/// `{WRITTEN, the old name or ''}`; else `{CONFLICT, ''}`. The metadata
+/// changes with every change of principal (the caller moves the last access
+/// at least 1 µs), so a save against the metadata read before it fails its
+/// compare and reads the principal again (see `SAVE`).
 pub(crate) static SET_PRINCIPAL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{SET_TTL}{}",
         r"
 if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return {0, ''} end
 local old = redis.call('HGET', KEYS[1], 'p') or ''
-if ARGV[2] == '' then
+if ARGV[4] == '' then
   redis.call('HDEL', KEYS[1], 'p')
 else
-  redis.call('HSET', KEYS[1], 'p', ARGV[2])
+  redis.call('HSET', KEYS[1], 'p', ARGV[4])
 end
+redis.call('HSET', KEYS[1], 'm', ARGV[2])
+set_ttl(ARGV[3])
 return {1, old}
-",
-    )
+"
+    ))
 });
 
 /// `destroy_all_of`: deletes the key if its principal is `ARGV[1]` and
@@ -214,11 +226,11 @@ return {1, m}
 });
 
 /// Adds a member to a principal's sorted set, `KEYS[1]` (a key of its own
-/// slot), and makes the set's TTL cover that member's session for as long as
-/// it can live: `ARGV`: score, member, and the milliseconds until the
-/// session's absolute deadline, or `0` for a session without one. A set
-/// created here gets that TTL; an existing one with a TTL only lengthens it;
-/// a member without an absolute deadline makes the set persistent, and a
+/// slot), or moves its score, and makes the set's TTL cover that member's
+/// session up to its deadline: `ARGV`: score, member, and the milliseconds
+/// until the session's deadline, or `0` for a session that never expires.
+/// A set created here gets that TTL; an existing one with a TTL only
+/// lengthens it; a member that never expires makes the set persistent, and a
 /// persistent set stays so (its members are pruned on read).
 pub(crate) static INDEX: LazyLock<Script> = LazyLock::new(|| {
     Script::new(

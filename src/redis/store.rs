@@ -19,6 +19,7 @@ use crate::meta::Policy;
 use crate::redis::config::RedisConfig;
 use crate::redis::conn::Connections;
 use crate::redis::scripts;
+use crate::session::ReadToken;
 use crate::session::Session;
 use crate::snapshot::Snapshot;
 use crate::store::SessionStore;
@@ -115,6 +116,16 @@ pub(super) struct Read {
     pub(super) meta_bytes: Vec<u8>,
     /// Every data field and its value.
     pub(super) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Read {
+    /// The stored principal name; empty for none.
+    fn principal(&self) -> &[u8] {
+        self.fields
+            .iter()
+            .find(|(f, _)| f == keys::REDIS_PRINCIPAL_FIELD)
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
 }
 
 /// What a save writes, whatever metadata record it checks against.
@@ -282,6 +293,44 @@ impl RedisStore {
         Ok(self.read_meta(sid)?.filter(|(m, _)| m.is_live(now)))
     }
 
+    /// The live metadata record of `sid`, with what a save checks against:
+    /// its exact bytes and the stored principal (empty for none), read in one
+    /// `HMGET`.
+    pub(super) fn live_record(&self, sid: &str, now: u64) -> Result<Option<(Meta, ReadToken)>> {
+        let key = self.key(sid);
+        let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            self.with("reading a session's metadata", |c| {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(keys::REDIS_META_FIELD)
+                    .arg(keys::REDIS_PRINCIPAL_FIELD)
+                    .query(c)
+            })?;
+        let Some(m) = m else {
+            return Ok(None);
+        };
+        let meta = codec::decode_meta(sid, &m)?;
+        if !meta.is_live(now) {
+            return Ok(None);
+        }
+        let token = ReadToken {
+            meta: m,
+            principal: p.unwrap_or_default(),
+        };
+        Ok(Some((meta, token)))
+    }
+
+    /// Before a write moves the deadline of `sid` to `new`'s: makes the set
+    /// of its principal (the stored name `principal`; empty for none) cover
+    /// it. The write then compares the metadata record read with that
+    /// principal, which every change of principal rewrites.
+    fn cover(&self, principal: &[u8], sid: &str, new: &Meta) -> Result<()> {
+        if principal.is_empty() {
+            return Ok(());
+        }
+        self.index(principal, sid, new)
+    }
+
     /// The whole hash of `sid`, or `None` if there is no key.
     pub(super) fn read_all(&self, sid: &str) -> Result<Option<Read>> {
         let key = self.key(sid);
@@ -310,15 +359,17 @@ impl RedisStore {
         }))
     }
 
-    /// Runs `SAVE` with no data changes: a new metadata record only.
-    fn write_meta(&self, sid: &str, old: &[u8], new: &Meta, now: u64) -> Result<i64> {
+    /// Runs `SAVE` with no data changes: a new metadata record only,
+    /// against `old`, after the principal's set covers the new deadline.
+    fn write_meta(&self, sid: &str, old: &ReadToken, new: &Meta, now: u64) -> Result<i64> {
+        self.cover(&old.principal, sid, new)?;
         let key = self.key(sid);
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
         let status = self.with("writing a session's metadata", |c| {
             scripts::SAVE
                 .key(&key)
-                .arg(old)
+                .arg(&old.meta)
                 .arg(&new_bytes)
                 .arg(&ttl)
                 .arg("")
@@ -400,7 +451,10 @@ impl RedisStore {
                         self.inner.max_value_size,
                         Snapshot::default(),
                     )
-                    .with_read_token(bytes));
+                    .with_read_token(ReadToken {
+                        meta: bytes,
+                        principal: Vec::new(),
+                    }));
                 }
                 scripts::FOREIGN => return Err(self.foreign(sid)),
                 scripts::CONFLICT => continue,
@@ -410,12 +464,13 @@ impl RedisStore {
         Err(self.contention("creating a session", sid))
     }
 
-    /// Runs `SAVE` for `args` against the expected metadata record `old`,
-    /// writing `new` and the TTL `ttl`; counts the write if there was one.
-    fn run_save(&self, args: &SaveArgs<'_>, old: &[u8], new: &[u8], ttl: &str) -> Result<i64> {
+    /// Runs `SAVE` for `args` against `old` (the expected metadata record
+    /// and principal), writing `new` and the TTL `ttl`; counts the write if
+    /// there was one.
+    fn run_save(&self, args: &SaveArgs<'_>, old: &ReadToken, new: &[u8], ttl: &str) -> Result<i64> {
         let status: i64 = self.with("saving a session", |c| {
             let mut inv = scripts::SAVE.key(args.key);
-            inv.arg(old)
+            inv.arg(&old.meta)
                 .arg(new)
                 .arg(ttl)
                 .arg(args.scope)
@@ -494,19 +549,19 @@ impl RedisStore {
         // record is that one, so the liveness judged here from it holds; any
         // write since (a touch, a save, a destroy, a recreate, a regenerate)
         // changed or removed it, and the script answers CONFLICT.
-        if let Some(token) = session.read_token() {
+        if let Some(token) = session.read_token().cloned() {
             let now = self.now();
-            if let Ok(meta) = codec::decode_meta(&sid, token)
+            if let Ok(meta) = codec::decode_meta(&sid, &token.meta)
                 && meta.incarnation == session.incarnation()
                 && meta.is_live(now)
             {
                 let new = meta.accessed(now);
                 if writes_scope || self.moves_enough(&meta, &new) {
                     // `None`: the record changed since; read it, as below.
-                    let written = self.save_against(&args, token, &new, now, &sid, &component)?;
-                    if let Some((new_bytes, fresh)) = written {
+                    let written = self.save_against(&args, &token, &new, now, &sid, &component)?;
+                    if let Some((new_token, fresh)) = written {
                         session.saved_at(if fresh { version } else { session.version() });
-                        session.set_read_token(new_bytes);
+                        session.set_read_token(new_token);
                         return Ok(());
                     }
                 }
@@ -515,8 +570,8 @@ impl RedisStore {
         // The slow path: read the record, judge it, check-and-write.
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
-            let (meta, old_bytes) = match self.live_meta(&sid, now)? {
-                Some((m, b)) if m.incarnation == session.incarnation() => (m, b),
+            let (meta, old) = match self.live_record(&sid, now)? {
+                Some((m, t)) if m.incarnation == session.incarnation() => (m, t),
                 _ => return Err(Error::NotFound { id: sid }),
             };
             let new = meta.accessed(now);
@@ -526,38 +581,45 @@ impl RedisStore {
                 if check && self.read_version(&key, scope)? != session.version() {
                     return Err(Error::Conflict { sid, component });
                 }
-                session.set_read_token(old_bytes);
+                session.set_read_token(old);
                 return Ok(());
             }
-            if let Some((new_bytes, fresh)) =
-                self.save_against(&args, &old_bytes, &new, now, &sid, &component)?
+            if let Some((new_token, fresh)) =
+                self.save_against(&args, &old, &new, now, &sid, &component)?
             {
                 session.saved_at(if fresh { version } else { session.version() });
-                session.set_read_token(new_bytes);
+                session.set_read_token(new_token);
                 return Ok(());
             }
         }
         Err(self.contention("saving a session", &sid))
     }
 
-    /// Runs `SAVE` against `expected`, the exact metadata bytes judged live,
-    /// writing the record `new`: `Some((its bytes, whether the session's
+    /// Runs `SAVE` against `expected` (the exact metadata bytes judged live,
+    /// and the principal read with them: any change of principal rewrites
+    /// the metadata), writing the record `new`, after the principal's set
+    /// covers its deadline: `Some((what the session now holds, whether its
     /// version was current))` once written, `None` if the record changed
     /// since, and `Conflict` if `save_if_unchanged` found the scope moved on.
     fn save_against(
         &self,
         args: &SaveArgs<'_>,
-        expected: &[u8],
+        expected: &ReadToken,
         new: &Meta,
         now: u64,
         sid: &str,
         component: &Option<String>,
-    ) -> Result<Option<(Vec<u8>, bool)>> {
+    ) -> Result<Option<(ReadToken, bool)>> {
+        self.cover(&expected.principal, sid, new)?;
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
+        let token = |meta| ReadToken {
+            meta,
+            principal: expected.principal.clone(),
+        };
         match self.run_save(args, expected, &new_bytes, &ttl)? {
-            scripts::WRITTEN => Ok(Some((new_bytes, true))),
-            scripts::WRITTEN_STALE => Ok(Some((new_bytes, false))),
+            scripts::WRITTEN => Ok(Some((token(new_bytes), true))),
+            scripts::WRITTEN_STALE => Ok(Some((token(new_bytes), false))),
             scripts::VERSION_CHANGED => Err(Error::Conflict {
                 sid: sid.to_owned(),
                 component: component.clone(),
@@ -609,7 +671,10 @@ impl SessionStore for RedisStore {
                 values,
             )
             .with_version(version)
-            .with_read_token(read.meta_bytes),
+            .with_read_token(ReadToken {
+                principal: read.principal().to_vec(),
+                meta: read.meta_bytes,
+            }),
         ))
     }
 
@@ -679,12 +744,12 @@ impl SessionStore for RedisStore {
         validate::sid(sid)?;
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
-            let Some((meta, bytes)) = self.live_meta(sid, now)? else {
+            let Some((meta, old)) = self.live_record(sid, now)? else {
                 return Ok(false);
             };
             let new = meta.accessed(now);
             if !self.moves_enough(&meta, &new)
-                || self.write_meta(sid, &bytes, &new, now)? == scripts::WRITTEN
+                || self.write_meta(sid, &old, &new, now)? == scripts::WRITTEN
             {
                 return Ok(true);
             }
@@ -728,13 +793,10 @@ impl SessionStore for RedisStore {
             // The new id enters its principal's index before the old key
             // goes: a crash from here on leaves a stale entry (pruned on
             // read), never a live session outside the index.
-            let principal = read
-                .fields
-                .iter()
-                .find(|(f, _)| f == keys::REDIS_PRINCIPAL_FIELD)
-                .map(|(_, v)| v.clone());
+            let principal = Some(read.principal().to_vec()).filter(|p| !p.is_empty());
+            let new = read.meta.accessed(now);
             if let Some(name) = &principal {
-                self.index(name, &new_sid, &read.meta)?;
+                self.index(name, &new_sid, &new)?;
             }
             // 3. Delete the old id, if nobody wrote to it since the read.
             let deleted: i64 = self.with("regenerating a session id", |c| {
@@ -748,7 +810,6 @@ impl SessionStore for RedisStore {
             }
             self.wrote();
             // 4. Write the new id. From here on a failure loses the session.
-            let new = read.meta.accessed(now);
             let new_bytes = codec::encode_meta(&new);
             let ttl = Self::ttl(&new, now);
             let new_key = self.key(&new_sid);
@@ -792,14 +853,14 @@ impl SessionStore for RedisStore {
         }
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
-            let Some((meta, bytes)) = self.live_meta(sid, now)? else {
+            let Some((meta, old)) = self.live_record(sid, now)? else {
                 return Err(Error::NotFound { id: sid.to_owned() });
             };
             let new = Meta {
                 idle: timeout.map(clock::duration_micros),
                 ..meta
             };
-            if self.write_meta(sid, &bytes, &new, now)? == scripts::WRITTEN {
+            if self.write_meta(sid, &old, &new, now)? == scripts::WRITTEN {
                 return Ok(());
             }
         }

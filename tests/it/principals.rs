@@ -139,9 +139,9 @@ store_test!(
     |db| {
         let store = db.open()?;
         store.create_new_session("early")?;
+        store.set_principal("early", Some("ada"))?;
         db.clock.advance(Duration::from_secs(300));
         store.create_new_session("late")?;
-        store.set_principal("early", Some("ada"))?;
         store.set_principal("late", Some("ada"))?;
         db.clock.advance(Duration::from_secs(301));
         assert_eq!(store.sessions_of("ada")?, ["late"]);

@@ -779,7 +779,14 @@ impl<'a> Harness<'a> {
                     if let Err(e) = got {
                         self.fail(op, format_args!("set_principal failed: {e}"));
                     }
-                    self.sessions.get_mut(&sid).expect("live").principal = name.map(str::to_owned);
+                    let now = self.now;
+                    let s = self.sessions.get_mut(&sid).expect("live");
+                    if s.principal.as_deref() != name {
+                        // A change is a use: the last access moves to now,
+                        // and at least 1 µs forward.
+                        s.last_access = now.max(s.last_access + 1);
+                        s.principal = name.map(str::to_owned);
+                    }
                 } else {
                     match got {
                         Err(Error::NotFound { id }) if id == sid => {}

@@ -54,8 +54,7 @@ fn ttls_follow_the_store_clock_even_years_from_real_time() -> sessionstore::Resu
 }
 
 /// A principal's sorted set lives as long as its members' sessions can: its
-/// TTL reaches the latest absolute deadline among them; with a member that
-/// has no absolute deadline it has none (such a set is pruned on read).
+/// TTL reaches the latest deadline among them (here the absolute ones).
 #[test]
 fn a_principals_set_lives_as_long_as_its_sessions_can() -> sessionstore::Result<()> {
     const ABSOLUTE_MS: i64 = 3_600_000;
@@ -94,10 +93,62 @@ fn a_principals_set_lives_as_long_as_its_sessions_can() -> sessionstore::Result<
     store.set_principal(first.id(), Some("ada"))?;
     assert!(set_ttl("pabs", "ada") > ABSOLUTE_MS - 1_000);
 
-    // Without an absolute timeout a session can live for ever, and so does its set.
-    let open_ended = super::config(&server.url(), &clock, "pnone").open()?;
-    let s = open_ended.create()?;
-    open_ended.set_principal(s.id(), Some("bob"))?;
-    assert_eq!(set_ttl("pnone", "bob"), -1);
+    Ok(())
+}
+
+/// Without an absolute timeout, a session's deadline moves with every save
+/// and touch: each moves its principal's set with it first (the member's
+/// score is the deadline it was last covered for), even from a copy read
+/// before the principal was set; a session that never expires makes the set
+/// persistent, and the set goes with its last member.
+#[test]
+fn a_principals_set_follows_its_sessions_deadline() -> sessionstore::Result<()> {
+    const T0: u64 = 1_700_000_000;
+    let server = Server::start(&[]);
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(T0));
+    let store = super::config(&server.url(), &clock, "pidle").open()?;
+    let key = "{pidle/p:cy}";
+    let pttl = || -> i64 { server.cli(&["PTTL", key]).trim().parse().expect("a number") };
+    // The one member's score: a deadline in µs since the epoch (exact in
+    // an f64 below 2^53).
+    let deadline = || -> u64 {
+        let out = server.cli(&["ZRANGE", key, "0", "-1", "WITHSCORES"]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "one member: {out}");
+        lines[1].trim().parse::<f64>().expect("a score") as u64
+    };
+    let secs = |s: u64| s * 1_000_000;
+
+    let s = store.create()?;
+    // Read before the principal is set: its save expects none.
+    let mut stale = store.get(s.id(), None)?.expect("live");
+    store.set_principal(s.id(), Some("cy"))?;
+    let ttl = pttl();
+    assert!(ttl > IDLE_MS - 1_000 && ttl <= IDLE_MS, "PTTL {ttl}");
+    // The change of principal was a use, 1 µs after the creation.
+    assert_eq!(deadline(), secs(T0 + 600) + 1);
+
+    clock.advance(Duration::from_secs(500));
+    stale.set("k", &1u8)?;
+    store.save(&mut stale)?;
+    assert_eq!(
+        deadline(),
+        secs(T0 + 1100),
+        "the stale copy's save moved it"
+    );
+
+    clock.advance(Duration::from_secs(300));
+    assert!(store.touch(s.id())?);
+    assert_eq!(deadline(), secs(T0 + 1400), "the touch moved it");
+
+    store.set_idle_timeout(s.id(), Some(Duration::from_secs(7200)))?;
+    let ttl = pttl();
+    assert!(ttl > 7_199_000 && ttl <= 7_200_000, "PTTL {ttl}");
+
+    store.set_idle_timeout(s.id(), None)?;
+    assert_eq!(pttl(), -1, "a session that never expires");
+
+    assert!(store.destroy(s.id())?);
+    assert_eq!(server.cli(&["EXISTS", key]).trim(), "0");
     Ok(())
 }
