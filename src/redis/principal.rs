@@ -18,13 +18,15 @@
 //!   live without another write: `INDEX` adds (or rescores) a member and
 //!   lengthens the set's TTL to that session's deadline. Every write that
 //!   moves a deadline later (a save, a touch, `set_idle_timeout`, the new id
-//!   of a regenerate) runs `INDEX` for the new deadline first, then writes
-//!   the hash only if its principal is still the one it covered (`SAVE`
-//!   answers `PRINCIPAL_CHANGED` otherwise). So the set never expires
-//!   before a live member, and outlives the last one by nothing: no set is
-//!   left without a TTL, except one holding a session that never expires
-//!   (no idle and no absolute timeout), which is made persistent and is
-//!   deleted when its last member is removed.
+//!   of a regenerate) runs `INDEX` for the new deadline first, for the
+//!   principal read with the metadata record it then compares. A change of
+//!   principal rewrites that record too (it is a use of the session), so a
+//!   write against a record read before the change fails its compare and
+//!   reads the principal again. So the set never expires before a live
+//!   member, and outlives the last one by nothing: no set is left without a
+//!   TTL, except one holding a session that never expires (no idle and no
+//!   absolute timeout), which is made persistent until no
+//!   member of it is scored as never expiring.
 //!
 //! Pruning: a member whose hash is gone, or holds another incarnation, names
 //! a session that can never come back, so it is removed whatever else runs
@@ -79,16 +81,17 @@ impl RedisStore {
         // The set lives at least as long as this session can, as long as
         // its deadline stays `meta`'s: every write that moves it covers the
         // new one first (`RedisStore::cover`).
-        let life = meta.deadline().map_or_else(
-            || "0".to_owned(),
-            |d| Self::ms_until(d, self.now()).to_string(),
-        );
+        let now = self.now();
+        let life = meta
+            .deadline()
+            .map_or_else(|| "0".to_owned(), |d| Self::ms_until(d, now).to_string());
         self.with("adding a session to its principal's index", |c| {
             scripts::INDEX
                 .key(&key)
                 .arg(&score)
                 .arg(&member)
                 .arg(&life)
+                .arg(now)
                 .invoke::<i64>(c)
                 .map(drop)
         })

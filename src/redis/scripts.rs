@@ -227,25 +227,32 @@ return {1, m}
 
 /// Adds a member to a principal's sorted set, `KEYS[1]` (a key of its own
 /// slot), or moves its score, and makes the set's TTL cover that member's
-/// session up to its deadline: `ARGV`: score, member, and the milliseconds
-/// until the session's deadline, or `0` for a session that never expires.
-/// A set created here gets that TTL; an existing one with a TTL only
-/// lengthens it; a member that never expires makes the set persistent, and a
-/// persistent set stays so (its members are pruned on read).
+/// session up to its deadline: `ARGV`: score, member, the milliseconds
+/// until the session's deadline (`0` for a session that never expires), and
+/// the store clock's now in µs.
+///
+/// The TTL only lengthens. A member that never expires (scored `+inf`)
+/// makes the set persistent; a persistent set with no such member left
+/// takes a TTL again, up to its highest score (every member's score is its
+/// session's deadline when last covered).
 pub(crate) static INDEX: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local existed = redis.call('EXISTS', KEYS[1])
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == '0' then
   redis.call('PERSIST', KEYS[1])
-elseif existed == 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-else
-  local cur = redis.call('PTTL', KEYS[1])
-  if cur >= 0 and cur < tonumber(ARGV[3]) then
-    redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  end
+  return 1
+end
+local ms = tonumber(ARGV[3])
+local cur = redis.call('PTTL', KEYS[1])
+if cur == -1 then
+  if redis.call('ZCOUNT', KEYS[1], '+inf', '+inf') > 0 then return 1 end
+  local top = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+  local last = math.ceil((tonumber(top[2]) - tonumber(ARGV[4])) / 1000)
+  if last > ms then ms = last end
+  redis.call('PEXPIRE', KEYS[1], ms)
+elseif cur < ms then
+  redis.call('PEXPIRE', KEYS[1], ms)
 end
 return 1
 ",

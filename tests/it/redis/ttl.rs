@@ -147,6 +147,10 @@ fn a_principals_set_follows_its_sessions_deadline() -> sessionstore::Result<()> 
 
     store.set_idle_timeout(s.id(), None)?;
     assert_eq!(pttl(), -1, "a session that never expires");
+    // Expiring again, it gives the set a TTL again.
+    store.set_idle_timeout(s.id(), Some(Duration::from_secs(600)))?;
+    let ttl = pttl();
+    assert!(ttl > IDLE_MS - 1_000 && ttl <= IDLE_MS, "PTTL {ttl}");
 
     assert!(store.destroy(s.id())?);
     assert_eq!(server.cli(&["EXISTS", key]).trim(), "0");
