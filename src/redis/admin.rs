@@ -121,18 +121,18 @@ impl RedisStore {
             };
             let ttl = Self::ttl(&meta, now);
             let status: i64 = self.with("importing a session", |c| {
-                let mut inv = scripts::PUT.key(&key);
-                inv.arg(&expected).arg(&bytes).arg(&ttl);
-                for scope in &session.scopes {
-                    for (k, v) in &scope.values {
-                        inv.arg(keys::redis_field(scope.component.as_deref(), k))
-                            .arg(v);
+                scripts::eval(c, &scripts::PUT, &key, |cmd| {
+                    cmd.arg(&expected).arg(&bytes).arg(&ttl);
+                    for scope in &session.scopes {
+                        for (k, v) in &scope.values {
+                            cmd.arg(keys::redis_field(scope.component.as_deref(), k))
+                                .arg(v);
+                        }
                     }
-                }
-                if let Some(name) = &session.principal {
-                    inv.arg(keys::REDIS_PRINCIPAL_FIELD).arg(name);
-                }
-                inv.invoke(c)
+                    if let Some(name) = &session.principal {
+                        cmd.arg(keys::REDIS_PRINCIPAL_FIELD).arg(name);
+                    }
+                })
             })?;
             match status {
                 scripts::WRITTEN => {

@@ -86,14 +86,10 @@ impl RedisStore {
             .deadline()
             .map_or_else(|| "0".to_owned(), |d| Self::ms_until(d, now).to_string());
         self.with("adding a session to its principal's index", |c| {
-            scripts::INDEX
-                .key(&key)
-                .arg(&score)
-                .arg(&member)
-                .arg(&life)
-                .arg(now)
-                .invoke::<i64>(c)
-                .map(drop)
+            scripts::eval::<i64>(c, &scripts::INDEX, &key, |cmd| {
+                cmd.arg(&score).arg(&member).arg(&life).arg(now);
+            })
+            .map(drop)
         })
     }
 
@@ -220,13 +216,12 @@ impl RedisStore {
             let ttl = Self::ttl(&new, now);
             let (status, previous): (i64, Vec<u8>) =
                 self.with("setting a session's principal", |c| {
-                    scripts::SET_PRINCIPAL
-                        .key(&key)
-                        .arg(&old.meta)
-                        .arg(&new_bytes)
-                        .arg(&ttl)
-                        .arg(name.unwrap_or(""))
-                        .invoke(c)
+                    scripts::eval(c, &scripts::SET_PRINCIPAL, &key, |cmd| {
+                        cmd.arg(&old.meta)
+                            .arg(&new_bytes)
+                            .arg(&ttl)
+                            .arg(name.unwrap_or(""));
+                    })
                 })?;
             match status {
                 scripts::WRITTEN => {
@@ -331,9 +326,11 @@ impl RedisStore {
             let _guard = self.inner.locks.write(sid);
             let now = self.now();
             let session = self.key(sid);
-            let (status, m): (i64, Vec<u8>) = self
-                .with("destroying a principal's session", |c| {
-                    scripts::TAKE_IF_PRINCIPAL.key(&session).arg(name).invoke(c)
+            let (status, m): (i64, Vec<u8>) =
+                self.with("destroying a principal's session", |c| {
+                    scripts::eval(c, &scripts::TAKE_IF_PRINCIPAL, &session, |cmd| {
+                        cmd.arg(name);
+                    })
                 })?;
             match status {
                 scripts::WRITTEN => {

@@ -17,7 +17,31 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
+
+/// Runs `script` on the key `key` by `EVALSHA`, its arguments written by
+/// `args` into one command buffer, and loads the script and runs it again if
+/// the server does not hold it (`NOSCRIPT`: a restart, a failover, a
+/// `SCRIPT FLUSH`). What `ScriptInvocation::invoke` does, without its
+/// allocation per argument: the save path's client cost
+/// (`docs/performance.md`).
+pub(crate) fn eval<T: FromRedisValue>(
+    c: &mut dyn ConnectionLike,
+    script: &Script,
+    key: &str,
+    args: impl FnOnce(&mut Cmd),
+) -> RedisResult<T> {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(key);
+    args(&mut cmd);
+    match cmd.query(c) {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load(c)?;
+            cmd.query(c)
+        }
+        other => other,
+    }
+}
 
 /// The script wrote.
 pub(crate) const WRITTEN: i64 = 1;

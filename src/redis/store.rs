@@ -367,16 +367,15 @@ impl RedisStore {
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
         let status = self.with("writing a session's metadata", |c| {
-            scripts::SAVE
-                .key(&key)
-                .arg(&old.meta)
-                .arg(&new_bytes)
-                .arg(&ttl)
-                .arg("")
-                .arg("")
-                .arg("")
-                .arg(0)
-                .invoke(c)
+            scripts::eval(c, &scripts::SAVE, &key, |cmd| {
+                cmd.arg(&old.meta)
+                    .arg(&new_bytes)
+                    .arg(&ttl)
+                    .arg("")
+                    .arg("")
+                    .arg("")
+                    .arg(0);
+            })
         })?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
             self.wrote();
@@ -426,12 +425,9 @@ impl RedisStore {
             let bytes = codec::encode_meta(&meta);
             let ttl = Self::ttl(&meta, now);
             let status: i64 = self.with("creating a session", |c| {
-                scripts::PUT
-                    .key(&key)
-                    .arg(&expected)
-                    .arg(&bytes)
-                    .arg(&ttl)
-                    .invoke(c)
+                scripts::eval(c, &scripts::PUT, &key, |cmd| {
+                    cmd.arg(&expected).arg(&bytes).arg(&ttl);
+                })
             })?;
             match status {
                 scripts::WRITTEN => {
@@ -469,21 +465,21 @@ impl RedisStore {
     /// there was one.
     fn run_save(&self, args: &SaveArgs<'_>, old: &ReadToken, new: &[u8], ttl: &str) -> Result<i64> {
         let status: i64 = self.with("saving a session", |c| {
-            let mut inv = scripts::SAVE.key(args.key);
-            inv.arg(&old.meta)
-                .arg(new)
-                .arg(ttl)
-                .arg(args.scope)
-                .arg(args.mode)
-                .arg(args.expected)
-                .arg(args.sets.len());
-            for (f, v) in args.sets {
-                inv.arg(f).arg(*v);
-            }
-            for f in args.dels {
-                inv.arg(f);
-            }
-            inv.invoke(c)
+            scripts::eval(c, &scripts::SAVE, args.key, |cmd| {
+                cmd.arg(&old.meta)
+                    .arg(new)
+                    .arg(ttl)
+                    .arg(args.scope)
+                    .arg(args.mode)
+                    .arg(args.expected)
+                    .arg(args.sets.len());
+                for (f, v) in args.sets {
+                    cmd.arg(f).arg(*v);
+                }
+                for f in args.dels {
+                    cmd.arg(f);
+                }
+            })
         })?;
         if status == scripts::WRITTEN {
             self.wrote();
@@ -701,7 +697,7 @@ impl SessionStore for RedisStore {
         let _guard = self.inner.locks.write(sid);
         let now = self.now();
         let (old, principal): (Vec<u8>, Vec<u8>) = self.with("destroying a session", |c| {
-            scripts::TAKE.key(&key).invoke(c)
+            scripts::eval(c, &scripts::TAKE, &key, |_| {})
         })?;
         if old.is_empty() {
             return Ok(false);
@@ -800,10 +796,9 @@ impl SessionStore for RedisStore {
             }
             // 3. Delete the old id, if nobody wrote to it since the read.
             let deleted: i64 = self.with("regenerating a session id", |c| {
-                scripts::DELETE_IF
-                    .key(&old_key)
-                    .arg(&read.meta_bytes)
-                    .invoke(c)
+                scripts::eval(c, &scripts::DELETE_IF, &old_key, |cmd| {
+                    cmd.arg(&read.meta_bytes);
+                })
             })?;
             if deleted != scripts::WRITTEN {
                 continue;
@@ -815,12 +810,12 @@ impl SessionStore for RedisStore {
             let new_key = self.key(&new_sid);
             let written: i64 =
                 self.with("regenerating a session id (the old id is gone)", |c| {
-                    let mut inv = scripts::PUT.key(&new_key);
-                    inv.arg("").arg(&new_bytes).arg(&ttl);
-                    for (f, v) in &read.fields {
-                        inv.arg(f).arg(v);
-                    }
-                    inv.invoke(c)
+                    scripts::eval(c, &scripts::PUT, &new_key, |cmd| {
+                        cmd.arg("").arg(&new_bytes).arg(&ttl);
+                        for (f, v) in &read.fields {
+                            cmd.arg(f).arg(v);
+                        }
+                    })
                 })?;
             if written != scripts::WRITTEN {
                 return Err(Error::storage(

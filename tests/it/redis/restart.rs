@@ -95,3 +95,41 @@ fn connections_the_server_drops_are_replaced_without_an_error() -> sessionstore:
     );
     Ok(())
 }
+
+/// A server that lost the store's scripts (`SCRIPT FLUSH`, as after a
+/// restart or a failover to a node that never ran them) answers `NOSCRIPT`;
+/// every call loads its script again and succeeds.
+#[test]
+fn every_call_loads_its_script_again_after_a_script_flush() -> sessionstore::Result<()> {
+    let server = Server::start(&[]);
+    let clock = ManualClock::default();
+    let store = super::config(&server.url(), &clock, "flush").open()?;
+    let flushed = || {
+        server.cli(&["SCRIPT", "FLUSH"]);
+    };
+    flushed();
+    let mut s = store.create()?;
+    flushed();
+    s.set("k", &1u8)?;
+    store.save(&mut s)?;
+    flushed();
+    clock.advance(std::time::Duration::from_secs(60));
+    assert!(store.touch(s.id())?);
+    flushed();
+    store.set_principal(s.id(), Some("ada"))?;
+    flushed();
+    let id = store.regenerate(s.id())?;
+    flushed();
+    let export = store.export_session(&id)?.expect("there");
+    assert!(store.destroy(&id)?);
+    flushed();
+    store.import_session(&export, sessionstore::ImportMode::Create)?;
+    assert_eq!(
+        store.get(&id, None)?.expect("live").get::<u8>("k")?,
+        Some(1)
+    );
+    flushed();
+    assert_eq!(store.destroy_all_of("ada")?, 1);
+    assert!(store.get(&id, None)?.is_none());
+    Ok(())
+}
