@@ -49,7 +49,9 @@ fn raw_save(conn: &mut redis::Connection, key: &str, value: &[u8]) -> redis::Red
 
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: redis_saves URL store|raw [SECONDS] [THREADS]")?;
+    let url = args
+        .next()
+        .ok_or("usage: redis_saves URL store|raw [SECONDS] [THREADS]")?;
     let raw = match args.next().as_deref() {
         Some("store") => false,
         Some("raw") => true,

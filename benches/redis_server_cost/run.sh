@@ -14,7 +14,7 @@ python3 - "$work" "$N" <<'PY'
 import hashlib, re, sys
 work, n = sys.argv[1], int(sys.argv[2])
 src = open('../../src/redis/scripts.rs').read()
-save = re.search(r'pub\(crate\) static SAVE.*?r"(.*?)",\n    \)', src, re.S).group(1)
+save = re.search(r'pub\(crate\) static SAVE.*?r"(.*?)"\n        \.to_owned\(\)', src, re.S).group(1)
 scripts = {
     'save': save,
     'empty': 'return 1',

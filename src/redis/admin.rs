@@ -99,25 +99,26 @@ impl RedisStore {
         let _guard = self.inner.locks.write(sid);
         // The index first: a failure from here on leaves a stale member.
         if let Some(name) = &session.principal {
-            self.index(name.as_bytes(), sid, &meta)?;
+            self.index(name.as_bytes(), sid, &meta, self.now())?;
         }
         for _ in 0..ATTEMPTS {
             let now = self.now();
-            let (expected, ended) = match self.read_meta(sid)? {
+            let (expected, ended, stale) = match self.read_record(sid)? {
                 Some((old, _)) if !replace && old.is_live(now) => {
                     return Err(Error::AlreadyExists { id: sid.to_owned() });
                 }
-                Some((old, old_bytes)) => {
+                Some((old, token)) => {
                     let sid = sid.to_owned();
                     let ended = if old.is_live(now) {
                         Event::Destroyed { sid }
                     } else {
                         Event::Expired { sid }
                     };
-                    // The old session's index member, if any, is stale now: reads prune it.
-                    (old_bytes, Some(ended))
+                    // The old session's index member, removed once it is replaced.
+                    let stale = (token.principal, old.incarnation);
+                    (token.meta, Some(ended), Some(stale))
                 }
-                None => (Vec::new(), None),
+                None => (Vec::new(), None, None),
             };
             let ttl = Self::ttl(&meta, now);
             let status: i64 = self.with("importing a session", |c| {
@@ -143,6 +144,9 @@ impl RedisStore {
                     self.inner.events.send(Event::Created {
                         sid: sid.to_owned(),
                     });
+                    if let Some((name, incarnation)) = &stale {
+                        self.unindex(name, sid, *incarnation)?;
+                    }
                     return Ok(());
                 }
                 scripts::FOREIGN => return Err(self.foreign(sid)),

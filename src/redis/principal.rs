@@ -7,12 +7,12 @@
 //! both. The order keeps one promise: a live session with principal `p` is
 //! always in `p`'s set; the set may hold stale members, which reads prune.
 //!
-//! - `set_principal`: `ZADD` the member first, then `SET_PRINCIPAL` on the
-//!   hash (a check-and-write against the metadata read), then `ZREM` the
+//! - `set_principal`: `INDEX` the member first, then `SET_PRINCIPAL` on the
+//!   hash (a check-and-write against the metadata read), then `UNINDEX` the
 //!   member from the old principal's set.
-//! - `destroy`: `TAKE` the hash, then `ZREM`. `regenerate`: `ZADD` the new
-//!   id's member before the old key is deleted, `ZREM` the old one after
-//!   the new key is written. Import: `ZADD` before the write.
+//! - `destroy`: `TAKE` the hash, then `UNINDEX`. `regenerate`: `INDEX` the new
+//!   id's member before the old key is deleted, `UNINDEX` the old one after
+//!   the new key is written. Import: `INDEX` before the write.
 //! - Expiry by TTL leaves the member; reads prune it.
 //! - The set's own TTL covers each member's session for as long as it can
 //!   live without another write: `INDEX` adds (or rescores) a member and
@@ -68,9 +68,10 @@ impl RedisStore {
             .map_or_else(|| "+inf".to_owned(), |d| d.to_string())
     }
 
-    /// Adds session `sid`, whose record is `meta`, to the set of the
-    /// principal named by the stored bytes `name`.
-    pub(super) fn index(&self, name: &[u8], sid: &str, meta: &Meta) -> Result<()> {
+    /// Adds session `sid`, whose record is `meta` as written at `now`, to the
+    /// set of the principal named by the stored bytes `name`, or raises its
+    /// score to `meta`'s deadline, and makes the set's TTL cover it.
+    pub(super) fn index(&self, name: &[u8], sid: &str, meta: &Meta, now: u64) -> Result<()> {
         let Some(name) = keys::valid_principal(name) else {
             log::warn!("sessionstore: session {sid:?} has an unreadable principal field");
             return Ok(());
@@ -80,8 +81,8 @@ impl RedisStore {
         let score = Self::score(meta);
         // The set lives at least as long as this session can, as long as
         // its deadline stays `meta`'s: every write that moves it covers the
-        // new one first (`RedisStore::cover`).
-        let now = self.now();
+        // new one first (`RedisStore::cover`). `now` is the write's, so the
+        // TTLs of the set and of the hash count from the same instant.
         let life = meta
             .deadline()
             .map_or_else(|| "0".to_owned(), |d| Self::ms_until(d, now).to_string());
@@ -104,19 +105,25 @@ impl RedisStore {
         self.remove_member(&key, member.as_bytes())
     }
 
+    /// Removes `member` from the set `key` (`UNINDEX`: a persistent set
+    /// left with no member that never expires takes a TTL again).
     fn remove_member(&self, key: &str, member: &[u8]) -> Result<()> {
+        let now = self.now();
         self.with("removing a session from its principal's index", |c| {
-            redis::cmd("ZREM").arg(key).arg(member).exec(c)
+            scripts::eval::<i64>(c, &scripts::UNINDEX, key, |cmd| {
+                cmd.arg(member).arg(now);
+            })
+            .map(drop)
         })
     }
 
-    /// The members of the set `key` scored at most `max` (`+inf`: all),
-    /// with their scores.
-    fn members(&self, key: &str, max: &str) -> Result<Vec<(Vec<u8>, f64)>> {
+    /// The members of the set `key` scored from `min` to `max`, with their
+    /// scores.
+    fn members(&self, key: &str, min: &str, max: &str) -> Result<Vec<(Vec<u8>, f64)>> {
         self.with("reading a principal's index", |c| {
             redis::cmd("ZRANGE")
                 .arg(key)
-                .arg("-inf")
+                .arg(min)
                 .arg(max)
                 .arg("BYSCORE")
                 .arg("WITHSCORES")
@@ -165,7 +172,9 @@ impl RedisStore {
         if !meta.is_live(now) || p.as_deref() != Some(name.as_bytes()) {
             return Ok(Member::Kept);
         }
-        // µs since the epoch are below 2^53: exact as a score.
+        // µs since the epoch are exact as a score until 2^53 (the year
+        // 2255); later ones round by a few µs, which the set's TTL margin
+        // (1 s, `INDEX`) covers.
         let due = score <= now as f64;
         if !due {
             return Ok(Member::Live(sid.to_owned()));
@@ -175,6 +184,7 @@ impl RedisStore {
             redis::cmd("ZADD")
                 .arg(key)
                 .arg("XX")
+                .arg("GT")
                 .arg(&score)
                 .arg(member)
                 .exec(c)
@@ -210,7 +220,7 @@ impl RedisStore {
             // read before can write without reading the new principal.
             let new = meta.used(now);
             if let Some(n) = name {
-                self.index(n.as_bytes(), sid, &new)?;
+                self.index(n.as_bytes(), sid, &new, now)?;
             }
             let new_bytes = codec::encode_meta(&new);
             let ttl = Self::ttl(&new, now);
@@ -242,9 +252,14 @@ impl RedisStore {
     }
 
     /// Checks the members of `name`'s set whose score is at or before `now`.
+    /// Members scored `+inf` (sessions that never expire, when last
+    /// covered) are checked too: one whose session is gone keeps the set
+    /// persistent until it is removed.
     fn prune_due(&self, name: &str, now: u64) -> Result<()> {
         let key = self.principal_key(name);
-        for (member, score) in self.members(&key, &now.to_string())? {
+        let mut members = self.members(&key, "-inf", &now.to_string())?;
+        members.extend(self.members(&key, "+inf", "+inf")?);
+        for (member, score) in members {
             self.check(name, &key, (&member, score), now)?;
         }
         Ok(())
@@ -296,7 +311,7 @@ impl RedisStore {
         let key = self.principal_key(name);
         let now = self.now();
         let mut live = Vec::new();
-        for (member, score) in self.members(&key, "+inf")? {
+        for (member, score) in self.members(&key, "-inf", "+inf")? {
             if let Member::Live(sid) = self.check(name, &key, (&member, score), now)? {
                 live.push(sid);
             }
@@ -318,7 +333,7 @@ impl RedisStore {
         validate::key(name)?;
         let key = self.principal_key(name);
         let mut destroyed = 0;
-        for (member, _) in self.members(&key, "+inf")? {
+        for (member, _) in self.members(&key, "-inf", "+inf")? {
             let Some((sid, incarnation)) = keys::redis_parse_principal_member(&member) else {
                 self.remove_member(&key, &member)?;
                 continue;

@@ -19,24 +19,42 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
-/// Runs `script` on the key `key` by `EVALSHA`, its arguments written by
-/// `args` into one command buffer, and loads the script and runs it again if
-/// the server does not hold it (`NOSCRIPT`: a restart, a failover, a
-/// `SCRIPT FLUSH`). What `ScriptInvocation::invoke` does, without its
-/// allocation per argument: the save path's client cost
-/// (`docs/performance.md`).
+/// A script: its source, and its SHA1 for `EVALSHA`.
+pub(crate) struct Lua {
+    source: String,
+    script: Script,
+}
+
+impl Lua {
+    fn new(source: String) -> Lua {
+        Lua {
+            script: Script::new(&source),
+            source,
+        }
+    }
+}
+
+/// Runs `lua` on the key `key` by `EVALSHA`, its arguments written by
+/// `args` into one command buffer (what `ScriptInvocation::invoke` does,
+/// without its allocation per argument: the save path's client cost, see
+/// `docs/performance.md`). A server that does not hold the script
+/// (`NOSCRIPT`: a restart, a failover, a `SCRIPT FLUSH`) gets it by `EVAL`
+/// of its source, on the key's node only, which also caches it there: on a
+/// cluster, a `SCRIPT LOAD` would need every node to answer.
 pub(crate) fn eval<T: FromRedisValue>(
     c: &mut dyn ConnectionLike,
-    script: &Script,
+    lua: &Lua,
     key: &str,
-    args: impl FnOnce(&mut Cmd),
+    args: impl Fn(&mut Cmd),
 ) -> RedisResult<T> {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(1).arg(key);
+    cmd.arg(lua.script.get_hash()).arg(1).arg(key);
     args(&mut cmd);
     match cmd.query(c) {
         Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            script.load(c)?;
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(&lua.source).arg(1).arg(key);
+            args(&mut cmd);
             cmd.query(c)
         }
         other => other,
@@ -94,8 +112,8 @@ end
 /// every call of a Lua library function (`string.sub`, `tonumber`,
 /// `math.min`) costs about a thousand instructions, so the script compares
 /// whole arguments and lets Lua turn `n` into a number.
-pub(crate) static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 local k = KEYS[1]
 local scope = ARGV[4]
@@ -143,7 +161,8 @@ else
   redis.call('PEXPIRE', k, ARGV[3])
 end
 return status
-",
+"
+        .to_owned(),
     )
 });
 
@@ -152,8 +171,8 @@ return status
 /// `ARGV`: expected metadata (empty: the key must not exist), new metadata,
 /// TTL, then field/value pairs to write. An expected record that matches is
 /// replaced with everything under it: an expired session nobody reaped yet.
-pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+pub(crate) static PUT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
         "{SET_TTL}{}",
         r"
 if ARGV[1] == '' then
@@ -180,21 +199,22 @@ return 1
 });
 
 /// Deletes the key if its metadata is `ARGV[1]` (the old id of a `regenerate`).
-pub(crate) static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static DELETE_IF: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
-",
+"
+        .to_owned(),
     )
 });
 
 /// Destroy: deletes the key whatever it holds and returns its metadata
 /// record and its principal, each an empty string if it had none (absent,
 /// or not a hash of ours).
-pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static TAKE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 local m, p = false, false
 if redis.call('TYPE', KEYS[1]).ok == 'hash' then
@@ -203,7 +223,8 @@ if redis.call('TYPE', KEYS[1]).ok == 'hash' then
 end
 redis.call('DEL', KEYS[1])
 return {m or '', p or ''}
-",
+"
+        .to_owned(),
     )
 });
 
@@ -214,8 +235,8 @@ return {m or '', p or ''}
 /// changes with every change of principal (the caller moves the last access
 /// at least 1 µs), so a save against the metadata read before it fails its
 /// compare and reads the principal again (see `SAVE`).
-pub(crate) static SET_PRINCIPAL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+pub(crate) static SET_PRINCIPAL: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
         "{SET_TTL}{}",
         r"
 if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return {0, ''} end
@@ -235,8 +256,8 @@ return {1, old}
 /// `destroy_all_of`: deletes the key if its principal is `ARGV[1]` and
 /// returns `{WRITTEN, its metadata}`; `{CONFLICT, ''}` if it belongs to
 /// another principal or none (left alone); `{GONE, ''}` if there is no key.
-pub(crate) static TAKE_IF_PRINCIPAL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub(crate) static TAKE_IF_PRINCIPAL: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {5, ''} end
 if redis.call('TYPE', KEYS[1]).ok ~= 'hash' or redis.call('HGET', KEYS[1], 'p') ~= ARGV[1] then
@@ -245,40 +266,81 @@ end
 local m = redis.call('HGET', KEYS[1], 'm') or ''
 redis.call('DEL', KEYS[1])
 return {1, m}
-",
+"
+        .to_owned(),
     )
 });
 
+/// Gives a persistent principal's set `KEYS[1]` a TTL again once no member
+/// of it is scored `+inf` (a session that never expires): up to its highest
+/// score (every member's score is at or after its session's deadline when
+/// last covered), `ARGV[2]` being the store clock's now in µs, plus the
+/// margin. Shared by `INDEX` and `UNINDEX`.
+const RESTORE_TTL: &str = r"
+local MARGIN = 1000
+local function restore_ttl(now)
+  if redis.call('PTTL', KEYS[1]) ~= -1 then return end
+  if redis.call('ZCOUNT', KEYS[1], '+inf', '+inf') > 0 then return end
+  local top = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local ms = math.ceil((tonumber(top[2]) - tonumber(now)) / 1000)
+  if ms < 1 then ms = 1 end
+  redis.call('PEXPIRE', KEYS[1], ms + MARGIN)
+end
+";
+
 /// Adds a member to a principal's sorted set, `KEYS[1]` (a key of its own
-/// slot), or moves its score, and makes the set's TTL cover that member's
-/// session up to its deadline: `ARGV`: score, member, the milliseconds
-/// until the session's deadline (`0` for a session that never expires), and
-/// the store clock's now in µs.
+/// slot), or raises its score, and makes the set's TTL cover that member's
+/// session up to its deadline, plus a margin of 1 s (a clock that stands
+/// still while real time runs: the set is written a round trip before the
+/// session): `ARGV`: score (the deadline in µs, `+inf` for none), member,
+/// the milliseconds until the deadline (`0` for a session that never
+/// expires), and the store clock's now in µs.
 ///
-/// The TTL only lengthens. A member that never expires (scored `+inf`)
-/// makes the set persistent; a persistent set with no such member left
-/// takes a TTL again, up to its highest score (every member's score is its
-/// session's deadline when last covered).
-pub(crate) static INDEX: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Scores only rise (`GT`), so a score is at or after its session's
+/// deadline whatever order two covers of it land in; except from `+inf`: a
+/// session given an idle timeout again (`set_idle_timeout`) must leave it,
+/// or its set could never take a TTL again. (The price: two opposite
+/// `set_idle_timeout` calls racing, where the one that loses its compare
+/// crashes before its retry, can leave a session that never expires scored
+/// finite, its set with a TTL.) The TTL only lengthens. A member that never
+/// expires makes the set persistent, until no member is scored `+inf`
+/// (`RESTORE_TTL`).
+pub(crate) static INDEX: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        "{RESTORE_TTL}{}",
         r"
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) == 'inf' then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
+end
 if ARGV[3] == '0' then
   redis.call('PERSIST', KEYS[1])
   return 1
 end
-local ms = tonumber(ARGV[3])
+local ms = tonumber(ARGV[3]) + MARGIN
 local cur = redis.call('PTTL', KEYS[1])
 if cur == -1 then
-  if redis.call('ZCOUNT', KEYS[1], '+inf', '+inf') > 0 then return 1 end
-  local top = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
-  local last = math.ceil((tonumber(top[2]) - tonumber(ARGV[4])) / 1000)
-  if last > ms then ms = last end
-  redis.call('PEXPIRE', KEYS[1], ms)
+  restore_ttl(ARGV[4])
 elseif cur < ms then
   redis.call('PEXPIRE', KEYS[1], ms)
 end
 return 1
-",
-    )
+"
+    ))
+});
+
+/// Removes member `ARGV[1]` from a principal's set `KEYS[1]`; a persistent
+/// set left without a member that never expires takes a TTL again
+/// (`RESTORE_TTL`, `ARGV[2]` the store clock's now in µs).
+pub(crate) static UNINDEX: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        "{RESTORE_TTL}{}",
+        r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+restore_ttl(ARGV[2])
+return 1
+"
+    ))
 });

@@ -297,6 +297,11 @@ impl RedisStore {
     /// its exact bytes and the stored principal (empty for none), read in one
     /// `HMGET`.
     pub(super) fn live_record(&self, sid: &str, now: u64) -> Result<Option<(Meta, ReadToken)>> {
+        Ok(self.read_record(sid)?.filter(|(m, _)| m.is_live(now)))
+    }
+
+    /// As [`live_record`](Self::live_record), live or not.
+    pub(super) fn read_record(&self, sid: &str) -> Result<Option<(Meta, ReadToken)>> {
         let key = self.key(sid);
         let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
             self.with("reading a session's metadata", |c| {
@@ -310,9 +315,6 @@ impl RedisStore {
             return Ok(None);
         };
         let meta = codec::decode_meta(sid, &m)?;
-        if !meta.is_live(now) {
-            return Ok(None);
-        }
         let token = ReadToken {
             meta: m,
             principal: p.unwrap_or_default(),
@@ -324,11 +326,11 @@ impl RedisStore {
     /// of its principal (the stored name `principal`; empty for none) cover
     /// it. The write then compares the metadata record read with that
     /// principal, which every change of principal rewrites.
-    fn cover(&self, principal: &[u8], sid: &str, new: &Meta) -> Result<()> {
+    fn cover(&self, principal: &[u8], sid: &str, new: &Meta, now: u64) -> Result<()> {
         if principal.is_empty() {
             return Ok(());
         }
-        self.index(principal, sid, new)
+        self.index(principal, sid, new, now)
     }
 
     /// The whole hash of `sid`, or `None` if there is no key.
@@ -362,7 +364,7 @@ impl RedisStore {
     /// Runs `SAVE` with no data changes: a new metadata record only,
     /// against `old`, after the principal's set covers the new deadline.
     fn write_meta(&self, sid: &str, old: &ReadToken, new: &Meta, now: u64) -> Result<i64> {
-        self.cover(&old.principal, sid, new)?;
+        self.cover(&old.principal, sid, new, now)?;
         let key = self.key(sid);
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
@@ -606,7 +608,7 @@ impl RedisStore {
         sid: &str,
         component: &Option<String>,
     ) -> Result<Option<(ReadToken, bool)>> {
-        self.cover(&expected.principal, sid, new)?;
+        self.cover(&expected.principal, sid, new, now)?;
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
         let token = |meta| ReadToken {
@@ -792,7 +794,7 @@ impl SessionStore for RedisStore {
             let principal = Some(read.principal().to_vec()).filter(|p| !p.is_empty());
             let new = read.meta.accessed(now);
             if let Some(name) = &principal {
-                self.index(name, &new_sid, &new)?;
+                self.index(name, &new_sid, &new, now)?;
             }
             // 3. Delete the old id, if nobody wrote to it since the read.
             let deleted: i64 = self.with("regenerating a session id", |c| {

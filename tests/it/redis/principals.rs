@@ -134,6 +134,13 @@ fn export_and_import_keep_the_principal() -> sessionstore::Result<()> {
     store.import_session(&export, sessionstore::ImportMode::Create)?;
     assert_eq!(store.sessions_of("ada")?, [s.id().to_owned()]);
     assert_eq!(store.principal(s.id())?.as_deref(), Some("ada"));
+    // Replacing it leaves one member, the new incarnation's: the old one's
+    // is removed, not left for a read to prune.
+    let before = members(&server, "{io/p:ada}");
+    store.import_session(&export, sessionstore::ImportMode::Replace)?;
+    let after = members(&server, "{io/p:ada}");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "a new incarnation");
     Ok(())
 }
 

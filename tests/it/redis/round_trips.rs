@@ -92,3 +92,23 @@ fn an_unchanged_session_saves_in_one_round_trip_and_a_changed_one_falls_back()
     assert!(store.get("s", None)?.is_none());
     Ok(())
 }
+
+/// A session with a principal saves in two round trips: `INDEX` on the
+/// principal's set for the new deadline, then the check-and-write.
+#[test]
+fn a_session_with_a_principal_covers_its_set_then_saves() -> sessionstore::Result<()> {
+    let server = Server::start(&[]);
+    let clock = ManualClock::default();
+    let store = super::config(&server.url(), &clock, "ptrips").open()?;
+    store.create_new_session("s")?;
+    store.set_principal("s", Some("ada"))?;
+    let mut s = store.get("s", None)?.expect("live");
+    clock.advance(Duration::from_secs(1));
+    s.set("k", &1u8)?;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    store.save(&mut s)?;
+    // Two scripts, one read of the hash (`m` and the version, in `SAVE`).
+    assert_eq!(client_calls(&server), (2, 1));
+    assert_eq!(calls(&server, "zadd"), 1, "INDEX's ZADD");
+    Ok(())
+}

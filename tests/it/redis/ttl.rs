@@ -9,6 +9,14 @@ use sessionstore::{ManualClock, SessionStore};
 use crate::common::servers::Server;
 
 const IDLE_MS: i64 = 600_000;
+/// What a principal's set lives past its members' deadlines (`INDEX`).
+const MARGIN_MS: i64 = 1_000;
+
+/// Whether a set's PTTL covers `ms` from now with the margin, give or take
+/// a second of real time since it was set.
+fn covers(pttl: i64, ms: i64) -> bool {
+    pttl > ms + MARGIN_MS - 1_000 && pttl <= ms + MARGIN_MS
+}
 
 #[test]
 fn ttls_follow_the_store_clock_even_years_from_real_time() -> sessionstore::Result<()> {
@@ -75,19 +83,13 @@ fn a_principals_set_lives_as_long_as_its_sessions_can() -> sessionstore::Result<
     let first = store.create()?;
     store.set_principal(first.id(), Some("ada"))?;
     let ttl = set_ttl("pabs", "ada");
-    assert!(
-        ttl > ABSOLUTE_MS - 1_000 && ttl <= ABSOLUTE_MS,
-        "PTTL {ttl}"
-    );
+    assert!(covers(ttl, ABSOLUTE_MS), "PTTL {ttl}");
     // A session created 20 minutes later can live 20 minutes longer.
     clock.advance(Duration::from_secs(1200));
     let second = store.create()?;
     store.set_principal(second.id(), Some("ada"))?;
     let ttl = set_ttl("pabs", "ada");
-    assert!(
-        ttl > ABSOLUTE_MS - 1_000 && ttl <= ABSOLUTE_MS,
-        "PTTL {ttl}"
-    );
+    assert!(covers(ttl, ABSOLUTE_MS), "PTTL {ttl}");
     // An earlier deadline never shortens it: set the first one again.
     store.set_principal(first.id(), None)?;
     store.set_principal(first.id(), Some("ada"))?;
@@ -124,7 +126,7 @@ fn a_principals_set_follows_its_sessions_deadline() -> sessionstore::Result<()> 
     let mut stale = store.get(s.id(), None)?.expect("live");
     store.set_principal(s.id(), Some("cy"))?;
     let ttl = pttl();
-    assert!(ttl > IDLE_MS - 1_000 && ttl <= IDLE_MS, "PTTL {ttl}");
+    assert!(covers(ttl, IDLE_MS), "PTTL {ttl}");
     // The change of principal was a use, 1 µs after the creation.
     assert_eq!(deadline(), secs(T0 + 600) + 1);
 
@@ -143,16 +145,52 @@ fn a_principals_set_follows_its_sessions_deadline() -> sessionstore::Result<()> 
 
     store.set_idle_timeout(s.id(), Some(Duration::from_secs(7200)))?;
     let ttl = pttl();
-    assert!(ttl > 7_199_000 && ttl <= 7_200_000, "PTTL {ttl}");
+    assert!(covers(ttl, 7_200_000), "PTTL {ttl}");
+    let long = deadline();
+    // A shorter timeout moves the deadline earlier; the score stays at the
+    // later one (scores only rise), and so does the set's TTL.
+    store.set_idle_timeout(s.id(), Some(Duration::from_secs(60)))?;
+    assert_eq!(deadline(), long);
+    assert!(covers(pttl(), 7_200_000));
 
     store.set_idle_timeout(s.id(), None)?;
     assert_eq!(pttl(), -1, "a session that never expires");
     // Expiring again, it gives the set a TTL again.
     store.set_idle_timeout(s.id(), Some(Duration::from_secs(600)))?;
     let ttl = pttl();
-    assert!(ttl > IDLE_MS - 1_000 && ttl <= IDLE_MS, "PTTL {ttl}");
+    assert!(covers(ttl, IDLE_MS), "PTTL {ttl}");
 
     assert!(store.destroy(s.id())?);
     assert_eq!(server.cli(&["EXISTS", key]).trim(), "0");
+    Ok(())
+}
+
+/// A set made persistent by a session that never expires takes a TTL again
+/// once that session leaves it: up to its other members' deadlines.
+#[test]
+fn a_persistent_principal_set_takes_a_ttl_again_when_its_endless_session_leaves()
+-> sessionstore::Result<()> {
+    let server = Server::start(&[]);
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let store = super::config(&server.url(), &clock, "pend").open()?;
+    let key = "{pend/p:dan}";
+    let pttl = || -> i64 { server.cli(&["PTTL", key]).trim().parse().expect("a number") };
+    let endless = store.create()?;
+    store.set_idle_timeout(endless.id(), None)?;
+    store.set_principal(endless.id(), Some("dan"))?;
+    let timed = store.create()?;
+    store.set_principal(timed.id(), Some("dan"))?;
+    assert_eq!(pttl(), -1);
+    // Destroyed: the set lives as long as the other session can.
+    assert!(store.destroy(endless.id())?);
+    assert!(covers(pttl(), IDLE_MS), "PTTL {}", pttl());
+
+    // The same when the endless one moves to another principal.
+    let endless = store.create()?;
+    store.set_idle_timeout(endless.id(), None)?;
+    store.set_principal(endless.id(), Some("dan"))?;
+    assert_eq!(pttl(), -1);
+    store.set_principal(endless.id(), Some("eve"))?;
+    assert!(covers(pttl(), IDLE_MS), "PTTL {}", pttl());
     Ok(())
 }
