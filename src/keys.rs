@@ -273,6 +273,13 @@ pub(crate) const REDIS_META_FIELD: &[u8] = b"m";
 #[cfg(feature = "redis")]
 pub(crate) const REDIS_PRINCIPAL_FIELD: &[u8] = b"p";
 
+/// The field of a session's Redis hash that holds the deadline (µs, in
+/// decimal) up to which its principal's set is known to cover it, so that
+/// a save whose new deadline is no later needs no `INDEX`. It holds no `/`,
+/// so it is no data field.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_COVERED_FIELD: &[u8] = b"c";
+
 /// The Redis key of the index of principal `name` in `namespace`: a sorted
 /// set, `{<namespace>/p:<name>}`. `/` is no namespace character, so the key
 /// is no session key and `SCAN MATCH {<namespace>:*}` never lists it; its
@@ -505,6 +512,7 @@ mod tests {
             None
         );
         assert_eq!(redis_parse_field(REDIS_PRINCIPAL_FIELD), None);
+        assert_eq!(redis_parse_field(REDIS_COVERED_FIELD), None);
         let p = redis_principal("app", "ada");
         assert_eq!(p, "{app/p:ada}");
         assert_eq!(redis_parse_session("app", p.as_bytes()), None);

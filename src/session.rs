@@ -73,6 +73,9 @@ pub(crate) struct ReadToken {
     pub meta: Vec<u8>,
     /// The stored principal name read with them; empty for none.
     pub principal: Vec<u8>,
+    /// The deadline (µs) up to which the principal's set is known to cover
+    /// the session, read with them; 0 if unknown.
+    pub covered: u64,
 }
 
 impl Session {

@@ -144,6 +144,11 @@ impl RedisStore {
                     self.inner.events.send(Event::Created {
                         sid: sid.to_owned(),
                     });
+                    if let Some(name) = &session.principal {
+                        // Again: a read that found the member before the
+                        // key existed took it for a dead one and pruned it.
+                        self.index(name.as_bytes(), sid, &meta, now)?;
+                    }
                     if let Some((name, incarnation)) = &stale {
                         self.unindex(name, sid, *incarnation)?;
                     }

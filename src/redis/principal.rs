@@ -62,10 +62,14 @@ impl RedisStore {
         keys::redis_principal(&self.inner.namespace, name)
     }
 
-    /// A member's score: the session's deadline in µs, or `+inf`.
+    /// A member's score: how far a cover of the session reaches
+    /// ([`RedisStore::coverage`]: its deadline and half an idle timeout) in
+    /// µs, or `+inf` for a session that never expires.
     fn score(meta: &Meta) -> String {
-        meta.deadline()
-            .map_or_else(|| "+inf".to_owned(), |d| d.to_string())
+        match Self::coverage(meta) {
+            0 => "+inf".to_owned(),
+            reach => reach.to_string(),
+        }
     }
 
     /// Adds session `sid`, whose record is `meta` as written at `now`, to the
@@ -83,9 +87,10 @@ impl RedisStore {
         // its deadline stays `meta`'s: every write that moves it covers the
         // new one first (`RedisStore::cover`). `now` is the write's, so the
         // TTLs of the set and of the hash count from the same instant.
-        let life = meta
-            .deadline()
-            .map_or_else(|| "0".to_owned(), |d| Self::ms_until(d, now).to_string());
+        let life = match Self::coverage(meta) {
+            0 => "0".to_owned(),
+            reach => Self::ms_until(reach, now).to_string(),
+        };
         self.with("adding a session to its principal's index", |c| {
             scripts::eval::<i64>(c, &scripts::INDEX, &key, |cmd| {
                 cmd.arg(&score).arg(&member).arg(&life).arg(now);
@@ -230,7 +235,8 @@ impl RedisStore {
                         cmd.arg(&old.meta)
                             .arg(&new_bytes)
                             .arg(&ttl)
-                            .arg(name.unwrap_or(""));
+                            .arg(name.unwrap_or(""))
+                            .arg(Self::coverage(&new));
                     })
                 })?;
             match status {

@@ -229,8 +229,9 @@ return {m or '', p or ''}
 });
 
 /// `set_principal`: if the metadata is `ARGV[1]`, sets the principal field
-/// to `ARGV[4]` (deletes it for an empty name; names are never empty),
-/// writes the new metadata `ARGV[2]` with the TTL `ARGV[3]`, and returns
+/// to `ARGV[4]` and the coverage field `c` to `ARGV[5]` (deletes both for an
+/// empty name; names are never empty), writes the new metadata `ARGV[2]`
+/// with the TTL `ARGV[3]`, and returns
 /// `{WRITTEN, the old name or ''}`; else `{CONFLICT, ''}`. The metadata
 /// changes with every change of principal (the caller moves the last access
 /// at least 1 µs), so a save against the metadata read before it fails its
@@ -242,9 +243,9 @@ pub(crate) static SET_PRINCIPAL: LazyLock<Lua> = LazyLock::new(|| {
 if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return {0, ''} end
 local old = redis.call('HGET', KEYS[1], 'p') or ''
 if ARGV[4] == '' then
-  redis.call('HDEL', KEYS[1], 'p')
+  redis.call('HDEL', KEYS[1], 'p', 'c')
 else
-  redis.call('HSET', KEYS[1], 'p', ARGV[4])
+  redis.call('HSET', KEYS[1], 'p', ARGV[4], 'c', ARGV[5])
 end
 redis.call('HSET', KEYS[1], 'm', ARGV[2])
 set_ttl(ARGV[3])

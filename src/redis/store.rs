@@ -121,11 +121,31 @@ pub(super) struct Read {
 impl Read {
     /// The stored principal name; empty for none.
     fn principal(&self) -> &[u8] {
+        self.field(keys::REDIS_PRINCIPAL_FIELD).unwrap_or(&[])
+    }
+
+    /// The deadline up to which the principal's set covers the session; 0
+    /// if unknown.
+    fn covered(&self) -> u64 {
+        self.field(keys::REDIS_COVERED_FIELD)
+            .map_or(0, parse_covered)
+    }
+
+    fn field(&self, name: &[u8]) -> Option<&[u8]> {
         self.fields
             .iter()
-            .find(|(f, _)| f == keys::REDIS_PRINCIPAL_FIELD)
-            .map_or(&[], |(_, v)| v.as_slice())
+            .find(|(f, _)| f == name)
+            .map(|(_, v)| v.as_slice())
     }
+}
+
+/// The stored coverage deadline (the field `c`): 0 (unknown: the next write
+/// covers again) for bytes that are not a decimal `u64`.
+pub(super) fn parse_covered(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What a save writes, whatever metadata record it checks against.
@@ -303,14 +323,15 @@ impl RedisStore {
     /// As [`live_record`](Self::live_record), live or not.
     pub(super) fn read_record(&self, sid: &str) -> Result<Option<(Meta, ReadToken)>> {
         let key = self.key(sid);
-        let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
-            self.with("reading a session's metadata", |c| {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg(keys::REDIS_META_FIELD)
-                    .arg(keys::REDIS_PRINCIPAL_FIELD)
-                    .query(c)
-            })?;
+        type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let (m, p, covered): Fields = self.with("reading a session's metadata", |c| {
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg(keys::REDIS_META_FIELD)
+                .arg(keys::REDIS_PRINCIPAL_FIELD)
+                .arg(keys::REDIS_COVERED_FIELD)
+                .query(c)
+        })?;
         let Some(m) = m else {
             return Ok(None);
         };
@@ -318,19 +339,49 @@ impl RedisStore {
         let token = ReadToken {
             meta: m,
             principal: p.unwrap_or_default(),
+            covered: covered.as_deref().map_or(0, parse_covered),
         };
         Ok(Some((meta, token)))
     }
 
     /// Before a write moves the deadline of `sid` to `new`'s: makes the set
-    /// of its principal (the stored name `principal`; empty for none) cover
-    /// it. The write then compares the metadata record read with that
-    /// principal, which every change of principal rewrites.
-    fn cover(&self, principal: &[u8], sid: &str, new: &Meta, now: u64) -> Result<()> {
-        if principal.is_empty() {
-            return Ok(());
+    /// of the principal read in `old` (none if empty) cover it. The write
+    /// then compares the metadata record read with that principal, which
+    /// every change of principal rewrites. Nothing to do if `old` says the
+    /// set already covers the new deadline; else the set is made to cover it
+    /// and half an idle timeout more ([`RedisStore::coverage`]), and the
+    /// answer is that deadline, for the write to store in the field `c`.
+    pub(super) fn cover(
+        &self,
+        old: &ReadToken,
+        sid: &str,
+        new: &Meta,
+        now: u64,
+    ) -> Result<Option<u64>> {
+        if old.principal.is_empty()
+            || new
+                .deadline()
+                .is_some_and(|deadline| old.covered >= deadline)
+        {
+            return Ok(None);
         }
-        self.index(principal, sid, new, now)
+        self.index(&old.principal, sid, new, now)?;
+        Ok(Some(Self::coverage(new)))
+    }
+
+    /// How far a cover of a session whose record is `meta` reaches: its
+    /// deadline plus half its idle timeout (so that the saves of the next
+    /// half timeout need no `INDEX`), but never past its absolute deadline,
+    /// in µs; 0 for a session that never expires (scored `+inf`, and never
+    /// taken as covered).
+    pub(super) fn coverage(meta: &Meta) -> u64 {
+        meta.deadline().map_or(0, |d| {
+            let reach = d.saturating_add(meta.idle.map_or(0, |i| i / 2));
+            reach
+                .min(meta.absolute_deadline.unwrap_or(u64::MAX))
+                .max(d)
+                .max(1)
+        })
     }
 
     /// The whole hash of `sid`, or `None` if there is no key.
@@ -364,7 +415,7 @@ impl RedisStore {
     /// Runs `SAVE` with no data changes: a new metadata record only,
     /// against `old`, after the principal's set covers the new deadline.
     fn write_meta(&self, sid: &str, old: &ReadToken, new: &Meta, now: u64) -> Result<i64> {
-        self.cover(&old.principal, sid, new, now)?;
+        let covered = self.cover(old, sid, new, now)?.map(|c| c.to_string());
         let key = self.key(sid);
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
@@ -376,7 +427,10 @@ impl RedisStore {
                     .arg("")
                     .arg("")
                     .arg("")
-                    .arg(0);
+                    .arg(usize::from(covered.is_some()));
+                if let Some(c) = &covered {
+                    cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
+                }
             })
         })?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
@@ -452,6 +506,7 @@ impl RedisStore {
                     .with_read_token(ReadToken {
                         meta: bytes,
                         principal: Vec::new(),
+                        covered: 0,
                     }));
                 }
                 scripts::FOREIGN => return Err(self.foreign(sid)),
@@ -465,7 +520,14 @@ impl RedisStore {
     /// Runs `SAVE` for `args` against `old` (the expected metadata record
     /// and principal), writing `new` and the TTL `ttl`; counts the write if
     /// there was one.
-    fn run_save(&self, args: &SaveArgs<'_>, old: &ReadToken, new: &[u8], ttl: &str) -> Result<i64> {
+    fn run_save(
+        &self,
+        args: &SaveArgs<'_>,
+        old: &ReadToken,
+        new: &[u8],
+        ttl: &str,
+        covered: Option<&str>,
+    ) -> Result<i64> {
         let status: i64 = self.with("saving a session", |c| {
             scripts::eval(c, &scripts::SAVE, args.key, |cmd| {
                 cmd.arg(&old.meta)
@@ -474,9 +536,12 @@ impl RedisStore {
                     .arg(args.scope)
                     .arg(args.mode)
                     .arg(args.expected)
-                    .arg(args.sets.len());
+                    .arg(args.sets.len() + usize::from(covered.is_some()));
                 for (f, v) in args.sets {
                     cmd.arg(f).arg(*v);
+                }
+                if let Some(c) = covered {
+                    cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
                 }
                 for f in args.dels {
                     cmd.arg(f);
@@ -608,14 +673,16 @@ impl RedisStore {
         sid: &str,
         component: &Option<String>,
     ) -> Result<Option<(ReadToken, bool)>> {
-        self.cover(&expected.principal, sid, new, now)?;
+        let covered = self.cover(expected, sid, new, now)?;
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
         let token = |meta| ReadToken {
             meta,
             principal: expected.principal.clone(),
+            covered: covered.unwrap_or(expected.covered),
         };
-        match self.run_save(args, expected, &new_bytes, &ttl)? {
+        let covered = covered.map(|c| c.to_string());
+        match self.run_save(args, expected, &new_bytes, &ttl, covered.as_deref())? {
             scripts::WRITTEN => Ok(Some((token(new_bytes), true))),
             scripts::WRITTEN_STALE => Ok(Some((token(new_bytes), false))),
             scripts::VERSION_CHANGED => Err(Error::Conflict {
@@ -671,6 +738,7 @@ impl SessionStore for RedisStore {
             .with_version(version)
             .with_read_token(ReadToken {
                 principal: read.principal().to_vec(),
+                covered: read.covered(),
                 meta: read.meta_bytes,
             }),
         ))
@@ -815,7 +883,12 @@ impl SessionStore for RedisStore {
                     scripts::eval(c, &scripts::PUT, &new_key, |cmd| {
                         cmd.arg("").arg(&new_bytes).arg(&ttl);
                         for (f, v) in &read.fields {
-                            cmd.arg(f).arg(v);
+                            if f != keys::REDIS_COVERED_FIELD {
+                                cmd.arg(f).arg(v);
+                            }
+                        }
+                        if principal.is_some() {
+                            cmd.arg(keys::REDIS_COVERED_FIELD).arg(Self::coverage(&new));
                         }
                     })
                 })?;
@@ -832,6 +905,9 @@ impl SessionStore for RedisStore {
             }
             self.wrote();
             if let Some(name) = &principal {
+                // Again: a read that found the new id's member before its
+                // key existed took it for a dead one and pruned it.
+                self.index(name, &new_sid, &new, now)?;
                 self.unindex(name, sid, read.meta.incarnation)?;
             }
             self.inner.events.send(Event::Regenerated {

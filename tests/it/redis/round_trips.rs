@@ -93,22 +93,30 @@ fn an_unchanged_session_saves_in_one_round_trip_and_a_changed_one_falls_back()
     Ok(())
 }
 
-/// A session with a principal saves in two round trips: `INDEX` on the
-/// principal's set for the new deadline, then the check-and-write.
+/// A session with a principal whose set covers its new deadline (the hash
+/// says how far, field `c`) saves in one round trip; past that, in two:
+/// `INDEX` on the principal's set, reaching half an idle timeout further,
+/// then the check-and-write.
 #[test]
-fn a_session_with_a_principal_covers_its_set_then_saves() -> sessionstore::Result<()> {
+fn a_session_with_a_principal_covers_its_set_once_per_half_idle_timeout() -> sessionstore::Result<()>
+{
     let server = Server::start(&[]);
     let clock = ManualClock::default();
     let store = super::config(&server.url(), &clock, "ptrips").open()?;
     store.create_new_session("s")?;
+    // Covered up to 600 s + 300 s from now.
     store.set_principal("s", Some("ada"))?;
-    let mut s = store.get("s", None)?.expect("live");
-    clock.advance(Duration::from_secs(1));
-    s.set("k", &1u8)?;
-    server.cli(&["CONFIG", "RESETSTAT"]);
-    store.save(&mut s)?;
-    // Two scripts, one read of the hash (`m` and the version, in `SAVE`).
-    assert_eq!(client_calls(&server), (2, 1));
-    assert_eq!(calls(&server, "zadd"), 1, "INDEX's ZADD");
+    let save = |advance: u64, value: u8| -> sessionstore::Result<(u64, u64)> {
+        clock.advance(Duration::from_secs(advance));
+        let mut s = store.get("s", None)?.expect("live");
+        s.set("k", &value)?;
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        store.save(&mut s)?;
+        Ok((client_calls(&server).0, calls(&server, "zadd")))
+    };
+    assert_eq!(save(100, 1)?, (1, 0), "deadline 700 s: covered");
+    assert_eq!(save(200, 2)?, (1, 0), "deadline 900 s: covered");
+    assert_eq!(save(1, 3)?, (2, 1), "deadline 901 s: INDEX, then SAVE");
+    assert_eq!(save(299, 4)?, (1, 0), "deadline 1200 s: covered to 1201 s");
     Ok(())
 }
