@@ -333,6 +333,37 @@ mod tests {
     }
 
     #[test]
+    fn a_session_deletion_takes_the_keys_the_engine_holds_when_it_lands() {
+        use crate::backend::{Backend, Batch};
+        let backend = Arc::new(MemoryBackend::default());
+        let clock = ManualClock::default();
+        let store = open(&backend, &clock, None);
+        populate(&store, 1);
+        store.set_principal("s0", Some("alice")).unwrap();
+        let core = store.core();
+        let meta = core.read_meta("s0").unwrap().unwrap();
+        let mut set = WriteSet::default();
+        core.delete_session(&mut set, "s0", Some(&meta)).unwrap();
+        // A key of s0 lands after the deletion was built and before it is
+        // applied: a deletion made of the keys read beforehand would miss it.
+        let mut late = Batch::default();
+        late.put(keys::data("s0", Some("c"), "late"), vec![1]);
+        backend.apply(&late).unwrap();
+        core.write_durable(set, Applier::CallerIfFree).unwrap();
+        assert_eq!(
+            backend.scan_prefix(&keys::session_prefix("s0")).unwrap(),
+            []
+        );
+        assert_eq!(
+            backend
+                .scan_prefix(&keys::principal_prefix("alice"))
+                .unwrap(),
+            []
+        );
+        assert_eq!(backend.scan_prefix(&keys::index_start()).unwrap(), []);
+    }
+
+    #[test]
     fn a_corrupt_record_in_a_chunk_is_skipped_and_the_rest_reaped() {
         let backend = Arc::new(MemoryBackend::default());
         let clock = ManualClock::default();
