@@ -183,10 +183,8 @@ fn recheck(core: &Core, set: &mut WriteSet, c: &Candidate<'_>, now: u64) -> Resu
             if meta.is_live(now) {
                 return Ok(false);
             }
-            // Built aside, so that an error leaves `set` without half of it.
-            let mut one = WriteSet::default();
-            core.delete_session(&mut one, c.sid, Some(&meta))?;
-            set.append(one);
+            // On an error it adds nothing, so `set` never holds half of it.
+            core.delete_session(set, c.sid, Some(&meta))?;
             Ok(true)
         }
         // The session moved on (or is gone) and this entry was left behind.

@@ -73,12 +73,6 @@ impl WriteSet {
         self.metas.push((sid.to_owned(), None));
     }
 
-    /// Appends everything `other` writes, after what this set writes.
-    pub fn append(&mut self, other: WriteSet) {
-        self.batch.append(other.batch);
-        self.metas.extend(other.metas);
-    }
-
     /// Whether the set writes nothing.
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()

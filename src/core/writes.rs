@@ -56,6 +56,8 @@ impl Core {
     /// when the batch lands goes, and nothing is read and copied twice. Only
     /// the principal record is read, by its key, for its index entry: the
     /// caller holds the session's lock, so it cannot change meanwhile.
+    ///
+    /// It reads before it adds anything: on an error, `set` is unchanged.
     pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
         if let Some(meta) = meta {
             if let Some(stored) = self.backend.get(&keys::principal_of(sid))? {
