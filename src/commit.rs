@@ -98,7 +98,7 @@ impl Shared {
     /// so the values the engine receives only ever rise.
     fn stamp(&self, batch: &mut Batch) -> u64 {
         let floor = self.floor.load(Ordering::Acquire);
-        if !batch.ops().iter().any(|(k, _)| k == keys::CLOCK_KEY) {
+        if !batch.names(keys::CLOCK_KEY) {
             batch.put(keys::CLOCK_KEY.to_vec(), codec::encode_time(floor));
         }
         floor

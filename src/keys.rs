@@ -110,8 +110,9 @@ pub(crate) fn index_end() -> Vec<u8> {
 /// takes it along; it sorts before every scope (NUL is below `/` and every
 /// component's first byte).
 pub(crate) fn principal_of(sid: &str) -> Vec<u8> {
-    let mut k = session_prefix(sid);
-    k.push(NUL);
+    let mut k = Vec::with_capacity(sid.len() + 2);
+    k.extend_from_slice(sid.as_bytes());
+    k.extend_from_slice(&[b'/', NUL]);
     k
 }
 

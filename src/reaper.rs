@@ -183,10 +183,8 @@ fn recheck(core: &Core, set: &mut WriteSet, c: &Candidate<'_>, now: u64) -> Resu
             if meta.is_live(now) {
                 return Ok(false);
             }
-            // Built aside, so that an error leaves `set` without half of it.
-            let mut one = WriteSet::default();
-            core.delete_session(&mut one, c.sid, Some(&meta))?;
-            set.append(one);
+            // On an error it adds nothing, so `set` never holds half of it.
+            core.delete_session(set, c.sid, Some(&meta))?;
             Ok(true)
         }
         // The session moved on (or is gone) and this entry was left behind.
@@ -330,6 +328,37 @@ mod tests {
         assert_eq!(store.session_ids().count(), 1);
         // The old session's index entry went with the recreate: nothing is left to tidy.
         assert_eq!(store.reap_expired().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_session_deletion_takes_the_keys_the_engine_holds_when_it_lands() {
+        use crate::backend::{Backend, Batch};
+        let backend = Arc::new(MemoryBackend::default());
+        let clock = ManualClock::default();
+        let store = open(&backend, &clock, None);
+        populate(&store, 1);
+        store.set_principal("s0", Some("alice")).unwrap();
+        let core = store.core();
+        let meta = core.read_meta("s0").unwrap().unwrap();
+        let mut set = WriteSet::default();
+        core.delete_session(&mut set, "s0", Some(&meta)).unwrap();
+        // A key of s0 lands after the deletion was built and before it is
+        // applied: a deletion made of the keys read beforehand would miss it.
+        let mut late = Batch::default();
+        late.put(keys::data("s0", Some("c"), "late"), vec![1]);
+        backend.apply(&late).unwrap();
+        core.write_durable(set, Applier::CallerIfFree).unwrap();
+        assert_eq!(
+            backend.scan_prefix(&keys::session_prefix("s0")).unwrap(),
+            []
+        );
+        assert_eq!(
+            backend
+                .scan_prefix(&keys::principal_prefix("alice"))
+                .unwrap(),
+            []
+        );
+        assert_eq!(backend.scan_prefix(&keys::index_start()).unwrap(), []);
     }
 
     #[test]

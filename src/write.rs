@@ -55,18 +55,22 @@ impl WriteSet {
         self.metas.push((sid.to_owned(), None));
     }
 
+    /// Deletes every key of session `sid` (everything under `{sid}/`: its
+    /// record, data, scope versions and principal record), as the engine
+    /// holds them when it applies the batch, and the expiry index entry of
+    /// its record `meta`.
+    pub fn delete_session(&mut self, sid: &str, meta: &Meta) {
+        self.batch.delete_prefix(keys::session_prefix(sid));
+        self.batch.delete(keys::index(meta.index_deadline(), sid));
+        self.metas.push((sid.to_owned(), None));
+    }
+
     /// Puts raw bytes as the metadata record of `sid`, unchecked: the cache
     /// forgets the session, so the next read goes to the engine.
     #[cfg(any(test, feature = "corruption-testing"))]
     pub fn put_raw_meta(&mut self, sid: &str, bytes: Vec<u8>) {
         self.batch.put(keys::meta(sid), bytes);
         self.metas.push((sid.to_owned(), None));
-    }
-
-    /// Appends everything `other` writes, after what this set writes.
-    pub fn append(&mut self, other: WriteSet) {
-        self.batch.append(other.batch);
-        self.metas.extend(other.metas);
     }
 
     /// Whether the set writes nothing.

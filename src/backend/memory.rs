@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Backend, Batch, Entry};
+use super::{Backend, Batch, Entry, Op};
 use crate::error::{Error, Result};
 
 #[derive(Default)]
@@ -116,11 +116,12 @@ impl Backend for MemoryBackend {
         self.wait_while(&self.hang);
         self.check(&self.fail_writes)?;
         let mut map = self.map.lock();
-        for (k, v) in batch.ops() {
-            match v {
-                Some(v) => map.insert(k.clone(), v.clone()),
-                None => map.remove(k),
-            };
+        for op in batch.ops() {
+            match op {
+                Op::Put(k, v) => drop(map.insert(k.clone(), v.clone())),
+                Op::Delete(k) => drop(map.remove(k)),
+                Op::DeletePrefix(p) => map.retain(|k, _| !k.starts_with(p)),
+            }
         }
         Ok(())
     }

@@ -114,21 +114,40 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 /// One stored key and its value.
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 
+/// One operation of a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Stores the value under the key.
+    Put(Vec<u8>, Vec<u8>),
+    /// Deletes the key, if it is there.
+    Delete(Vec<u8>),
+    /// Deletes every key that starts with these bytes, as the engine holds
+    /// them when it applies the batch (inside its write transaction on
+    /// redb): so that deleting a whole session needs no scan beforehand,
+    /// and misses no key.
+    DeletePrefix(Vec<u8>),
+}
+
 /// Puts and deletes that an engine applies atomically, in order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Batch {
-    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<Op>,
 }
 
 impl Batch {
     /// Stores `value` under `key`.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.ops.push((key, Some(value)));
+        self.ops.push(Op::Put(key, value));
     }
 
     /// Deletes `key`, if it is there.
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.ops.push((key, None));
+        self.ops.push(Op::Delete(key));
+    }
+
+    /// Deletes every key starting with `prefix` when the batch is applied.
+    pub fn delete_prefix(&mut self, prefix: Vec<u8>) {
+        self.ops.push(Op::DeletePrefix(prefix));
     }
 
     /// Whether the batch holds no operation.
@@ -136,15 +155,38 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Whether the batch puts or deletes `key` itself (a prefix deletion
+    /// does not count).
+    pub fn names(&self, key: &[u8]) -> bool {
+        self.ops.iter().any(|op| match op {
+            Op::Put(k, _) | Op::Delete(k) => k == key,
+            Op::DeletePrefix(_) => false,
+        })
+    }
+
     /// Appends every operation of `other`, after those already here.
     pub fn append(&mut self, other: Batch) {
         self.ops.extend(other.ops);
     }
 
-    /// The operations in order: a value to put, or `None` to delete.
-    pub fn ops(&self) -> &[(Vec<u8>, Option<Vec<u8>>)] {
+    /// The operations, in order.
+    pub fn ops(&self) -> &[Op] {
         &self.ops
     }
+}
+
+/// The first key after every key that starts with `prefix`: `None` if
+/// there is none (the prefix is empty or all `0xFF`). Byte arithmetic on
+/// any prefix, for the engines' range deletions.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// An ordered key space with atomic batches.
@@ -209,4 +251,76 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Bytes the engine's files take on disk.
     fn size_on_disk(&self) -> Result<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_first_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"s1/").as_deref(), Some(&b"s10"[..]));
+        assert_eq!(prefix_end(b"a\xFF").as_deref(), Some(&b"b"[..]));
+        assert_eq!(prefix_end(b"a\xFF\xFF").as_deref(), Some(&b"b"[..]));
+        assert_eq!(prefix_end(b"\xFF\xFF"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    /// Every engine deletes exactly the keys under a prefix, where the
+    /// batch says: a put before the deletion goes with it, a put after it
+    /// stays; neighbouring ids (`s1-x` sorts before `s1/`, `s10` and `s1_`
+    /// after it) keep every key.
+    fn deletes_a_prefix_in_batch_order(b: &dyn Backend) -> Result<()> {
+        let keep: &[&[u8]] = &[
+            b"s1", b"s1-x/", b"s1-x//k", b"s10/", b"s10//k", b"s1_/", b"s2/",
+        ];
+        let mut setup = Batch::default();
+        for k in keep
+            .iter()
+            .chain([&b"s1/"[..], b"s1//k", b"s1/c/", b"s1/c/k", b"s1/\0"].iter())
+        {
+            setup.put(k.to_vec(), b"v".to_vec());
+        }
+        b.apply(&setup)?;
+        let mut batch = Batch::default();
+        batch.put(b"s1//before".to_vec(), b"v".to_vec());
+        batch.delete_prefix(b"s1/".to_vec());
+        batch.put(b"s1//after".to_vec(), b"w".to_vec());
+        b.apply_durable(&batch)?;
+        let left: Vec<Vec<u8>> = b
+            .scan_range(b"", None, 100)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.first() == Some(&b's'))
+            .collect();
+        let mut expected: Vec<Vec<u8>> = keep.iter().map(|k| k.to_vec()).collect();
+        expected.push(b"s1//after".to_vec());
+        expected.sort();
+        assert_eq!(left, expected, "on {}", b.name());
+        Ok(())
+    }
+
+    #[test]
+    fn the_memory_engine_deletes_a_prefix_in_batch_order() -> Result<()> {
+        deletes_a_prefix_in_batch_order(&memory::MemoryBackend::default())
+    }
+
+    #[cfg(feature = "redb")]
+    #[test]
+    fn redb_deletes_a_prefix_in_batch_order() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::storage("test", e))?;
+        for sharing in [redb::Sharing::LiveReaders, redb::Sharing::Exclusive] {
+            let sub = dir.path().join(format!("{sharing:?}"));
+            std::fs::create_dir(&sub).map_err(|e| crate::Error::storage("test", e))?;
+            deletes_a_prefix_in_batch_order(&redb::RedbBackend::open(&sub, 1 << 20, sharing)?)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "sled")]
+    #[test]
+    fn sled_deletes_a_prefix_in_batch_order() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::storage("test", e))?;
+        deletes_a_prefix_in_batch_order(&sled::SledBackend::open(dir.path(), 1 << 20)?)
+    }
 }

@@ -89,6 +89,7 @@
 //! reopened, which then repairs the file.
 
 use std::fs::{self, File};
+use std::ops::Bound;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,7 +104,7 @@ use redb::{
 #[cfg(test)]
 pub(crate) mod sim_disk;
 
-use super::{Backend, Batch, Entry, panic_message};
+use super::{Backend, Batch, Entry, Op, panic_message, prefix_end};
 use crate::error::{Error, Result};
 
 /// The database file in the store's directory.
@@ -446,10 +447,11 @@ impl RedbBackend {
                 txn.set_durability(durability)?;
                 {
                     let mut table = txn.open_table(TABLE)?;
-                    for (key, value) in batch.ops() {
-                        match value {
-                            Some(v) => drop(table.insert(key.as_slice(), v.as_slice())?),
-                            None => drop(table.remove(key.as_slice())?),
+                    for op in batch.ops() {
+                        match op {
+                            Op::Put(k, v) => drop(table.insert(k.as_slice(), v.as_slice())?),
+                            Op::Delete(k) => drop(table.remove(k.as_slice())?),
+                            Op::DeletePrefix(p) => delete_prefix(&mut table, p)?,
                         }
                     }
                 }
@@ -462,6 +464,22 @@ impl RedbBackend {
             },
         )
     }
+}
+
+/// Removes every key of `table` that starts with `prefix`, inside the
+/// write transaction: one walk of the range from `prefix` to the first key
+/// after it, removing as it goes.
+fn delete_prefix(
+    table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    prefix: &[u8],
+) -> Result<(), redb::Error> {
+    let end = prefix_end(prefix);
+    let upper = match &end {
+        Some(end) => Bound::Excluded(end.as_slice()),
+        None => Bound::Unbounded,
+    };
+    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| false)?;
+    Ok(())
 }
 
 /// The writer's settings: a page cache of `cache_capacity` bytes, the

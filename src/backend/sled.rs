@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use super::{Backend, Batch, Entry, panic_message};
+use super::{Backend, Batch, Entry, Op, panic_message};
 use crate::error::{Error, Result};
 
 /// The files sled keeps in its directory; their presence marks a sled store.
@@ -152,10 +152,30 @@ impl Backend for SledBackend {
         const CONTEXT: &str = "applying a batch";
         guard(CONTEXT, || {
             let mut b = sled::Batch::default();
-            for (key, value) in batch.ops() {
-                match value {
-                    Some(v) => b.insert(key.as_slice(), v.as_slice()),
-                    None => b.remove(key.as_slice()),
+            // The keys this batch put so far: a prefix deletion after them
+            // must remove them too (sled's batch keeps the last word per key).
+            let mut put = std::collections::BTreeSet::new();
+            for op in batch.ops() {
+                match op {
+                    Op::Put(k, v) => {
+                        b.insert(k.as_slice(), v.as_slice());
+                        put.insert(k.as_slice());
+                    }
+                    Op::Delete(k) => b.remove(k.as_slice()),
+                    // Scanned here, at apply time: every apply runs under
+                    // the committer's engine lock, so no other batch lands
+                    // between this scan and the batch.
+                    Op::DeletePrefix(p) => {
+                        for k in put.range::<&[u8], _>(p.as_slice()..) {
+                            if !k.starts_with(p) {
+                                break;
+                            }
+                            b.remove(*k);
+                        }
+                        for key in self.db.scan_prefix(p).keys() {
+                            b.remove(key.map_err(err(CONTEXT))?);
+                        }
+                    }
                 }
             }
             self.db.apply_batch(b).map_err(err(CONTEXT))

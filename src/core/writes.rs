@@ -49,7 +49,25 @@ impl Core {
     /// Adds to `set` the deletion of every key of `sid`, its metadata record
     /// and, if its record `meta` is known, its index entry; and its entry in
     /// its principal's index, if it has a principal (see `principal`).
+    ///
+    /// With the record known, the session's keys are not read here: the
+    /// batch deletes the prefix `{sid}/` inside the engine's write
+    /// (`WriteSet::delete_session`), so whatever the engine holds under it
+    /// when the batch lands goes, and nothing is read and copied twice. Only
+    /// the principal record is read, by its key, for its index entry: the
+    /// caller holds the session's lock, so it cannot change meanwhile.
+    ///
+    /// It reads before it adds anything: on an error, `set` is unchanged.
     pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
+        if let Some(meta) = meta {
+            if let Some(stored) = self.backend.get(&keys::principal_of(sid))? {
+                crate::principal::unindex(set, sid, &stored);
+            }
+            set.delete_session(sid, meta);
+            return Ok(());
+        }
+        // The record is unknown (unreadable, or not there): scan, to learn
+        // whether there is anything to delete.
         let record = keys::meta(sid);
         let principal = keys::principal_of(sid);
         let mut has_record = false;
@@ -64,8 +82,8 @@ impl Core {
             set.delete(key);
         }
         // A session that is not there writes nothing.
-        if has_record || meta.is_some() {
-            set.delete_meta(sid, meta);
+        if has_record {
+            set.delete_meta(sid, None);
         }
         Ok(())
     }

@@ -73,3 +73,45 @@ engine_test!(a_pass_deletes_a_chunk_in_one_write_and_one_flush, |db| {
     assert_eq!(after.live_sessions, 1);
     Ok(())
 });
+
+engine_test!(
+    a_reap_deletes_every_key_of_the_session_and_nothing_of_its_neighbours,
+    |db| {
+        let store = db.open()?;
+        // `s1-x` sorts before `s1/`, `s10` and `s1_` after it: the deletion of
+        // the prefix `s1/` must stop short of all three.
+        let fill = |sid: &str| -> sessionstore::Result<()> {
+            let mut s = store.create_new_session(sid)?;
+            s.set("k", &sid.to_owned())?;
+            store.save(&mut s)?;
+            let mut c = store.get(sid, Some("c"))?.unwrap();
+            c.set("k", &sid.to_owned())?;
+            store.save(&mut c)?;
+            store.set_principal(sid, Some("alice"))
+        };
+        fill("s1")?;
+        db.clock.advance(Duration::from_secs(300));
+        let neighbours = ["s1-x", "s10", "s1_"];
+        for sid in neighbours {
+            fill(sid)?;
+        }
+        db.clock.advance(Duration::from_secs(301));
+        assert_eq!(store.reap_expired()?, 1);
+        for sid in neighbours {
+            let global = store.get(sid, None)?.unwrap();
+            assert_eq!(global.get::<String>("k")?.as_deref(), Some(sid));
+            let c = store.get(sid, Some("c"))?.unwrap();
+            assert_eq!(c.get::<String>("k")?.as_deref(), Some(sid));
+            assert_eq!(store.principal(sid)?.as_deref(), Some("alice"));
+        }
+        let mut of_alice = store.sessions_of("alice")?;
+        of_alice.sort();
+        assert_eq!(of_alice, ["s1-x", "s10", "s1_"]);
+        assert_eq!(store.stats()?.live_sessions, 3);
+        // Nothing of s1 is left: its id starts empty in every scope.
+        store.create_new_session("s1")?;
+        assert!(store.get("s1", Some("c"))?.unwrap().is_empty());
+        assert_eq!(store.principal("s1")?, None);
+        Ok(())
+    }
+);
