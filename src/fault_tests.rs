@@ -319,6 +319,17 @@ fn the_reaper_thread_survives_failed_passes() -> Result<()> {
 }
 
 /// Polls a background thread's progress; gives up after 30 s.
+/// Releases the memory engine's hung flushes when dropped: a test that
+/// fails while a writer hangs in a flush then fails instead of hanging (a
+/// scope waits for its threads before it passes a panic on).
+struct Unhang<'a>(&'a MemoryBackend);
+
+impl Drop for Unhang<'_> {
+    fn drop(&mut self) {
+        self.0.set_hang_flush(false);
+    }
+}
+
 fn wait_for(done: impl Fn() -> bool) {
     for _ in 0..30_000 {
         if done() {
@@ -390,6 +401,7 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
         store.save(&mut s)
     };
     std::thread::scope(|scope| -> Result<()> {
+        let _unhang = Unhang(&backend);
         let first = scope.spawn(move || save(0));
         wait_for(|| backend.flushes_started.load(Ordering::SeqCst) == started + 1);
         let rest: Vec<_> = (1..8).map(|i| scope.spawn(move || save(i))).collect();
