@@ -1,6 +1,7 @@
 //! The floor: raw sled 0.34 doing the same writes as the store, with the
-//! same key shapes, but without the store's liveness checks, locks, codec or
-//! commit thread. One `apply_batch` per operation, `scan_prefix` for a read,
+//! same key shapes (a save puts the scope's version record beside its
+//! values, as the store's save does), but without the store's liveness
+//! checks, locks, codec or commit thread. One `apply_batch` per operation, `scan_prefix` for a read,
 //! and in durable mode one `flush` after every batch.
 //!
 //! The metadata value is three big-endian u64s (created, last access,
@@ -156,6 +157,11 @@ impl Contender for RawSled {
             k.extend_from_slice(key.as_bytes());
             batch.insert(k, value.as_slice());
         }
+        // The scope's version record, under the scope prefix itself, as
+        // every store save that writes a scope puts it.
+        if !values.is_empty() {
+            batch.insert(prefix.as_slice(), &now.to_be_bytes()[..]);
+        }
         batch.insert(
             meta_key(&scope.sid),
             meta_value(scope.created, now, deadline),
@@ -169,12 +175,18 @@ impl Contender for RawSled {
     }
 
     fn get(&self, sid: &str, component: Option<&str>) -> usize {
+        let prefix = scope_prefix(sid, component);
         let entries: Vec<(sled::IVec, sled::IVec)> = self
             .db
-            .scan_prefix(scope_prefix(sid, component))
+            .scan_prefix(&prefix)
             .collect::<Result<_, _>>()
             .expect("scan_prefix");
-        entries.len()
+        // The scope's version record is read with the values, as the
+        // store's get reads it, but is not one of them.
+        entries
+            .iter()
+            .filter(|(k, _)| k.as_ref() != prefix.as_slice())
+            .count()
     }
 
     fn destroy(&self, sid: &str) -> bool {
