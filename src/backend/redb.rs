@@ -438,23 +438,34 @@ impl RedbBackend {
             || "applying a batch",
             || {
                 let mut txn = self.writer("applying a batch")?.begin_write()?;
-                let durable = durable || self.shared || self.count_non_durable(batch.ops().len());
-                let durability = if durable {
-                    Durability::Immediate
-                } else {
-                    Durability::None
-                };
-                txn.set_durability(durability)?;
+                // Keys written: every put and delete, and every key a prefix
+                // deletion removed (a destroyed session's, counted as before
+                // prefix deletions, so the bound below means the same).
+                let mut keys = 0usize;
                 {
                     let mut table = txn.open_table(TABLE)?;
                     for op in batch.ops() {
-                        match op {
-                            Op::Put(k, v) => drop(table.insert(k.as_slice(), v.as_slice())?),
-                            Op::Delete(k) => drop(table.remove(k.as_slice())?),
+                        keys = keys.saturating_add(match op {
+                            Op::Put(k, v) => {
+                                drop(table.insert(k.as_slice(), v.as_slice())?);
+                                1
+                            }
+                            Op::Delete(k) => {
+                                drop(table.remove(k.as_slice())?);
+                                1
+                            }
                             Op::DeletePrefix(p) => delete_prefix(&mut table, p)?,
-                        }
+                        });
                     }
                 }
+                // Chosen once the keys are counted; redb takes it any time
+                // before the commit.
+                let durable = durable || self.shared || self.count_non_durable(keys);
+                txn.set_durability(if durable {
+                    Durability::Immediate
+                } else {
+                    Durability::None
+                })?;
                 // Dropping the transaction on an error above aborts it: all or nothing.
                 txn.commit()?;
                 if durable {
@@ -468,18 +479,22 @@ impl RedbBackend {
 
 /// Removes every key of `table` that starts with `prefix`, inside the
 /// write transaction: one walk of the range from `prefix` to the first key
-/// after it, removing as it goes.
+/// after it, removing as it goes. Returns how many it removed.
 fn delete_prefix(
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     prefix: &[u8],
-) -> Result<(), redb::Error> {
+) -> Result<usize, redb::Error> {
     let end = prefix_end(prefix);
     let upper = match &end {
         Some(end) => Bound::Excluded(end.as_slice()),
         None => Bound::Unbounded,
     };
-    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| false)?;
-    Ok(())
+    let mut removed = 0usize;
+    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| {
+        removed += 1;
+        false
+    })?;
+    Ok(removed)
 }
 
 /// The writer's settings: a page cache of `cache_capacity` bytes, the
@@ -692,6 +707,28 @@ mod tests {
         let after = crash_copy(&b, &dir.path().join("after"))?;
         assert_eq!(after.get(b"k1")?.as_deref(), Some(&b"v1"[..]));
         assert_eq!(after.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
+        Ok(())
+    }
+
+    /// The bound on non-durable commits counts the keys a prefix deletion
+    /// removes, as it counted them when a deletion named each key.
+    #[test]
+    fn a_prefix_deletion_counts_every_key_it_removes_toward_the_bound() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        let live = dir.path().join("live");
+        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
+        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        let mut fill = Batch::default();
+        for i in 0..DURABLE_EVERY.1 {
+            fill.put(format!("s/{i:05}").into_bytes(), b"v".to_vec());
+        }
+        b.apply_durable(&fill)?;
+        let mut gone = Batch::default();
+        gone.delete_prefix(b"s/".to_vec());
+        b.apply(&gone)?;
+        // That one commit removed DURABLE_EVERY.1 keys: it was made durable.
+        let copy = crash_copy(&b, &dir.path().join("copy"))?;
+        assert_eq!(copy.scan_prefix(b"s/")?.len(), 0);
         Ok(())
     }
 

@@ -154,12 +154,19 @@ impl Backend for SledBackend {
             let mut b = sled::Batch::default();
             // The keys this batch put so far: a prefix deletion after them
             // must remove them too (sled's batch keeps the last word per key).
+            // Kept only for a batch that has a prefix deletion.
             let mut put = std::collections::BTreeSet::new();
+            let track = batch
+                .ops()
+                .iter()
+                .any(|op| matches!(op, Op::DeletePrefix(_)));
             for op in batch.ops() {
                 match op {
                     Op::Put(k, v) => {
                         b.insert(k.as_slice(), v.as_slice());
-                        put.insert(k.as_slice());
+                        if track {
+                            put.insert(k.as_slice());
+                        }
                     }
                     Op::Delete(k) => b.remove(k.as_slice()),
                     // Scanned here, at apply time: every apply runs under
