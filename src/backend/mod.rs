@@ -286,7 +286,16 @@ mod tests {
         batch.put(b"s1//before".to_vec(), b"v".to_vec());
         batch.delete_prefix(b"s1/".to_vec());
         batch.put(b"s1//after".to_vec(), b"w".to_vec());
+        // A key the deletion removed, put again (a create over an expired
+        // session writes its record `s1/` so).
+        batch.put(b"s1/".to_vec(), b"new".to_vec());
         b.apply_durable(&batch)?;
+        assert_eq!(
+            b.get(b"s1/")?.as_deref(),
+            Some(&b"new"[..]),
+            "on {}",
+            b.name()
+        );
         let left: Vec<Vec<u8>> = b
             .scan_range(b"", None, 100)?
             .into_iter()
@@ -295,6 +304,7 @@ mod tests {
             .collect();
         let mut expected: Vec<Vec<u8>> = keep.iter().map(|k| k.to_vec()).collect();
         expected.push(b"s1//after".to_vec());
+        expected.push(b"s1/".to_vec());
         expected.sort();
         assert_eq!(left, expected, "on {}", b.name());
         Ok(())

@@ -108,6 +108,9 @@ engine_test!(
         of_alice.sort();
         assert_eq!(of_alice, ["s1-x", "s10", "s1_"]);
         assert_eq!(store.stats()?.live_sessions, 3);
+        // `verify` finds no record, version or index entry left of s1.
+        let report = store.verify()?;
+        assert!(report.is_ok(), "{report:?}");
         // Nothing of s1 is left: its id starts empty in every scope.
         store.create_new_session("s1")?;
         assert!(store.get("s1", Some("c"))?.unwrap().is_empty());
