@@ -424,24 +424,21 @@ impl Table {
 
     /// `a` over `b` on `w`, round by round.
     fn ratio(&self, w: Workload, a: &str, b: &str) -> Spread {
-        match (
-            self.cells.get(&(w, a.to_owned())),
-            self.cells.get(&(w, b.to_owned())),
-        ) {
-            (Some(x), Some(y)) if x.len() == y.len() => {
-                Spread::of(x.iter().zip(y).map(|(x, y)| x / y).collect())
-            }
-            _ => Spread::NAN,
-        }
+        self.divide((w, a), (w, b))
     }
 
     /// `label`'s rate on `a` over its rate on `b`, round by round: the
     /// rounds of two workloads are not interleaved, so this pairs them by
     /// index only.
     fn across(&self, label: &str, a: Workload, b: Workload) -> Spread {
+        self.divide((a, label), (b, label))
+    }
+
+    /// Cell `x` over cell `y`, round by round.
+    fn divide(&self, (wx, lx): (Workload, &str), (wy, ly): (Workload, &str)) -> Spread {
         match (
-            self.cells.get(&(a, label.to_owned())),
-            self.cells.get(&(b, label.to_owned())),
+            self.cells.get(&(wx, lx.to_owned())),
+            self.cells.get(&(wy, ly.to_owned())),
         ) {
             (Some(x), Some(y)) if x.len() == y.len() => {
                 Spread::of(x.iter().zip(y).map(|(x, y)| x / y).collect())

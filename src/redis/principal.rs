@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::keys;
 use crate::meta::Meta;
+use crate::principal;
 use crate::redis::scripts;
 use crate::redis::store::{CAS_ATTEMPTS, RedisStore};
 use crate::validate;
@@ -150,31 +151,23 @@ impl RedisStore {
             self.remove_member(key, member)?;
             return Ok(Member::Pruned);
         };
-        let session = self.key(sid);
-        let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
-            self.with("reading a session of a principal", |c| {
-                redis::cmd("HMGET")
-                    .arg(&session)
-                    .arg(keys::REDIS_META_FIELD)
-                    .arg(keys::REDIS_PRINCIPAL_FIELD)
-                    .query(c)
-            })?;
-        let meta = match m.map(|m| codec::decode_meta(sid, &m)) {
-            None => {
+        let (meta, read) = match self.read_record(sid) {
+            Ok(Some(record)) => record,
+            Ok(None) => {
                 self.remove_member(key, member)?;
                 return Ok(Member::Pruned);
             }
-            Some(Err(e)) => {
+            Err(e @ Error::Decode { .. }) => {
                 log::warn!("sessionstore: principal {name:?}: skipping {sid:?}: {e}");
                 return Ok(Member::Kept);
             }
-            Some(Ok(meta)) => meta,
+            Err(e) => return Err(e),
         };
         if meta.incarnation != incarnation {
             self.remove_member(key, member)?;
             return Ok(Member::Pruned);
         }
-        if !meta.is_live(now) || p.as_deref() != Some(name.as_bytes()) {
+        if !meta.is_live(now) || read.principal != name.as_bytes() {
             return Ok(Member::Kept);
         }
         // µs since the epoch are exact as a score until 2^53 (the year
@@ -278,31 +271,13 @@ impl RedisStore {
     /// As [`Store::principal`](crate::Store::principal), with errors naming the server.
     pub fn principal(&self, sid: &str) -> Result<Option<String>> {
         validate::sid(sid)?;
-        let session = self.key(sid);
-        let (m, p): (Option<Vec<u8>>, Option<Vec<u8>>) =
-            self.with("reading a session's principal", |c| {
-                redis::cmd("HMGET")
-                    .arg(&session)
-                    .arg(keys::REDIS_META_FIELD)
-                    .arg(keys::REDIS_PRINCIPAL_FIELD)
-                    .query(c)
-            })?;
-        let Some(m) = m else {
+        let Some((_, read)) = self.live_record(sid, self.now())? else {
             return Ok(None);
         };
-        if !codec::decode_meta(sid, &m)?.is_live(self.now()) {
+        if read.principal.is_empty() {
             return Ok(None);
         }
-        match p {
-            None => Ok(None),
-            Some(p) => match keys::valid_principal(&p) {
-                Some(name) => Ok(Some(name.to_owned())),
-                None => Err(Error::Decode {
-                    what: format!("the principal of session {sid:?}"),
-                    message: "not a valid principal name".into(),
-                }),
-            },
-        }
+        principal::stored_name(sid, &read.principal).map(Some)
     }
 
     /// See [`Store::sessions_of`](crate::Store::sessions_of): every member of
