@@ -203,3 +203,26 @@ fn a_persistent_principal_set_takes_a_ttl_again_when_its_endless_session_leaves(
     assert!(covers(pttl(), IDLE_MS + SLACK_MS), "PTTL {}", pttl());
     Ok(())
 }
+
+/// A member that never expires, whose key is gone without its `UNINDEX` (a
+/// crash between the two), is pruned by the next `set_principal` to that
+/// principal, and the set takes a TTL again.
+#[test]
+fn set_principal_prunes_a_gone_member_that_never_expired() -> sessionstore::Result<()> {
+    let server = Server::start(&[]);
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let store = super::config(&server.url(), &clock, "pgone").open()?;
+    let key = "{pgone/p:fay}";
+    let endless = store.create()?;
+    store.set_idle_timeout(endless.id(), None)?;
+    store.set_principal(endless.id(), Some("fay"))?;
+    server.cli(&["DEL", &format!("{{pgone:{}}}", endless.id())]);
+    let timed = store.create()?;
+    store.set_principal(timed.id(), Some("fay"))?;
+    let members = server.cli(&["ZRANGE", key, "0", "-1"]);
+    assert_eq!(members.lines().count(), 1, "{members}");
+    assert!(members.starts_with(timed.id()), "{members}");
+    let pttl: i64 = server.cli(&["PTTL", key]).trim().parse().expect("a number");
+    assert!(covers(pttl, IDLE_MS + SLACK_MS), "PTTL {pttl}");
+    Ok(())
+}
