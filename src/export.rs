@@ -23,9 +23,119 @@ use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 
-use crate::admin::{ExportedScope, ExportedSession};
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::meta::Meta;
+use crate::{clock, validate};
+
+/// What [`Store::import_session`](crate::Store::import_session) does with a live session under the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportMode {
+    /// Refuse it with [`Error::AlreadyExists`]; an expired one is replaced.
+    Create,
+    /// Replace it: every key of the old session is deleted in the same batch.
+    Replace,
+}
+
+/// One session as stored: its timestamps and every scope's raw value bytes.
+/// [`Store::export_session`](crate::Store::export_session) makes one and [`Store::import_session`](crate::Store::import_session) writes
+/// one back, exactly. Build one with [`ExportedSession::new`]; with the cargo
+/// feature `serde` it is also `Serialize` and `Deserialize`, in the JSON Lines
+/// shape of `sessionctl export`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportedSession {
+    /// The session id.
+    pub id: String,
+    /// When it was created.
+    pub created: SystemTime,
+    /// Its last access.
+    pub last_access: SystemTime,
+    /// Its idle timeout; `None` for none.
+    pub idle_timeout: Option<Duration>,
+    /// Its absolute deadline; `None` for none.
+    pub absolute_deadline: Option<SystemTime>,
+    /// Its scopes that hold keys: the global one (`None`) first, then components in order.
+    pub scopes: Vec<ExportedScope>,
+    /// The principal it belongs to ([`Store::set_principal`](crate::Store::set_principal)); `None` for none.
+    pub principal: Option<String>,
+}
+
+/// One scope of an [`ExportedSession`]. Build one with [`ExportedScope::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportedScope {
+    /// The component; `None` for the global scope.
+    pub component: Option<String>,
+    /// Each key's stored (encoded) bytes.
+    pub values: BTreeMap<String, Vec<u8>>,
+}
+
+impl ExportedSession {
+    /// Checks the id, every component and every key against the input rules,
+    /// and every value against `max_value_size`: what
+    /// [`Store::import_session`](crate::Store::import_session) checks before it writes anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidId`], [`Error::InvalidComponent`], [`Error::InvalidKey`]
+    /// or [`Error::ValueTooLarge`], for the first bad item.
+    pub fn validate(&self, max_value_size: usize) -> Result<()> {
+        validate::sid(&self.id)?;
+        if let Some(name) = &self.principal {
+            validate::key(name)?;
+        }
+        for scope in &self.scopes {
+            validate::scope(scope.component.as_deref())?;
+            for (key, value) in &scope.values {
+                validate::key(key)?;
+                if value.len() > max_value_size {
+                    return Err(Error::ValueTooLarge {
+                        key: key.clone(),
+                        size: value.len(),
+                        max: max_value_size,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// When the session expires; `None` if never.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.meta(0).deadline().map(clock::from_micros)
+    }
+
+    /// The export of session `sid` whose record is `meta`, with `scopes`:
+    /// the inverse of [`meta`](Self::meta), for every store's export.
+    pub(crate) fn from_meta(
+        sid: &str,
+        meta: &Meta,
+        scopes: Vec<ExportedScope>,
+        principal: Option<String>,
+    ) -> Self {
+        ExportedSession {
+            id: sid.to_owned(),
+            created: clock::from_micros(meta.created),
+            last_access: clock::from_micros(meta.last_access),
+            idle_timeout: meta.idle.map(Duration::from_micros),
+            absolute_deadline: meta.absolute_deadline.map(clock::from_micros),
+            scopes,
+            principal,
+        }
+    }
+
+    pub(crate) fn meta(&self, incarnation: u64) -> Meta {
+        Meta {
+            created: clock::micros(self.created),
+            last_access: clock::micros(self.last_access),
+            idle: self.idle_timeout.map(clock::duration_micros),
+            absolute_deadline: self.absolute_deadline.map(clock::micros),
+            incarnation,
+        }
+    }
+}
 
 impl ExportedSession {
     /// A session with these timestamps, no idle timeout, no absolute
@@ -154,7 +264,7 @@ mod json {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use crate::admin::{ExportedScope, ExportedSession};
+    use super::{ExportedScope, ExportedSession};
     use crate::clock;
 
     /// The format version written and read.
@@ -296,7 +406,7 @@ mod json {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use crate::admin::{ExportedScope, ExportedSession};
+    use super::{ExportedScope, ExportedSession};
 
     fn alice() -> ExportedSession {
         let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_000_001);

@@ -18,6 +18,8 @@
 //! every key of one session shares the prefix `{sid}/`: a prefix scan finds
 //! the whole session and nothing of `{sid}x`.
 
+use crate::error::{Error, Result};
+
 /// The first byte of every expiry index key.
 const INDEX_TAG: u8 = b'!';
 /// The key of the format marker record.
@@ -372,6 +374,17 @@ pub(crate) fn redis_parse_field(field: &[u8]) -> Option<(Option<&str>, &str)> {
         return None;
     }
     Some(((!component.is_empty()).then_some(component), key))
+}
+
+/// The principal name stored for session `sid`: [`Error::Decode`] if the
+/// bytes break the name rules. Both stores read it through this.
+pub(crate) fn stored_principal(sid: &str, bytes: &[u8]) -> Result<String> {
+    valid_principal(bytes)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Decode {
+            what: format!("the principal of session {sid:?}"),
+            message: "not a valid principal name".into(),
+        })
 }
 
 #[cfg(test)]

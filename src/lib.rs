@@ -36,59 +36,42 @@
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod admin;
-mod backend;
 mod clock;
 mod codec;
-mod commit;
-mod config;
-mod core;
+mod embedded;
+mod engine;
 mod error;
 mod events;
-mod expiry;
 mod export;
 mod id;
-mod join;
+mod info;
 mod keys;
+mod limits;
 mod locks;
 mod meta;
-mod metacache;
-mod open;
-mod principal;
-#[cfg(any(test, feature = "corruption-testing"))]
-mod raw;
-mod reaper;
 #[cfg(feature = "redis")]
 mod redis;
-mod save;
 mod session;
+mod session_store;
 mod snapshot;
-mod store;
 mod update;
 mod validate;
-mod verify;
-mod write;
 
-#[cfg(test)]
-mod fault_tests;
-#[cfg(all(test, feature = "redb"))]
-mod power_loss_tests;
-
-pub use admin::{ExportedScope, ExportedSession, ImportMode, SessionIds};
-pub use backend::Engine;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, Durability, MAX_EVENT_CAPACITY};
+#[cfg(any(test, feature = "corruption-testing"))]
+pub use embedded::RawTarget;
+pub use embedded::{Config, Durability, Report, SessionIds, Store};
+pub use engine::Engine;
 pub use error::{BoxError, Error, Result};
 pub use events::Event;
-pub use expiry::{SessionInfo, Stats};
-#[cfg(any(test, feature = "corruption-testing"))]
-pub use raw::RawTarget;
+pub use export::{ExportedScope, ExportedSession, ImportMode};
+pub use info::{SessionInfo, Stats};
+pub use limits::MAX_EVENT_CAPACITY;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStore};
 pub use session::Session;
-pub use store::{SessionStore, Store};
+pub use session_store::SessionStore;
 pub use validate::{MAX_COMPONENT_LEN, MAX_ID_LEN, MAX_KEY_LEN};
-pub use verify::Report;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::session::Session;
-use crate::store::SessionStore;
+use crate::session_store::SessionStore;
 
 /// Reads the scope `component` of `sid`, runs `change` on it and saves it
 /// with `save_if_unchanged`; on [`Error::Conflict`] reads again and runs

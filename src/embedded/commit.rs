@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded, unbounded};
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, Batch};
-use crate::config::Durability;
+use crate::embedded::backend::{Backend, Batch};
+use crate::embedded::durability::Durability;
+use crate::embedded::join::Worker;
 use crate::error::{Error, Result};
-use crate::join::Worker;
 use crate::{codec, keys};
 
 /// Which thread may apply a batch.

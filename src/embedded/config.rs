@@ -5,42 +5,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Engine;
 use crate::clock::{Clock, SystemClock};
+use crate::embedded::durability::Durability;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::store::Store;
-
-/// When an acknowledged write becomes durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Durability {
-    /// Every create, save, touch, regenerate and destroy returns only after its
-    /// write is flushed, so an acknowledged call survives `kill -9`.
-    /// Concurrent writers share flushes (group commit). The default.
-    Immediate,
-    /// Writes are flushed at most the given interval after they are
-    /// applied. Faster, but a crash may lose the writes of the last interval.
-    /// Each batch stays atomic either way. The interval must be more than
-    /// zero; any larger one, up to `Duration::MAX` (never, but on
-    /// [`Store::flush`] and close), is valid. An idle store does not wake up.
-    Periodic(Duration),
-}
+use crate::limits::{DEFAULT_EVENT_CAPACITY, MIN_INTERVAL, check_event_capacity, check_timeout};
 
 /// The shortest `write_timeout`: a flush that takes longer stalls the store
 /// for good, and one disk flush can take this long on a loaded machine.
 pub(crate) const MIN_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The shortest idle or absolute timeout and reap interval.
-pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// The smallest page cache sled 0.34 opens with.
 pub(crate) const MIN_CACHE_CAPACITY: u64 = 4096;
 /// The most metadata records the cache may be asked to hold.
 pub(crate) const MAX_META_CACHE_ENTRIES: usize = 1 << 20;
-/// The most events one subscriber's channel may hold (its slots are allocated up front).
-pub const MAX_EVENT_CAPACITY: usize = 1 << 16;
-/// The default capacity of a subscriber's channel.
-pub(crate) const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
-/// How to open a [`Store`]. Setters take and return `self`; the chain ends in [`open`](Config::open).
+/// How to open a [`Store`](crate::Store). Setters take and return `self`; the chain ends in [`open`](Config::open).
 ///
 /// # Examples
 ///
@@ -127,7 +106,7 @@ impl Config {
     }
 
     /// The largest encoded value `Session::set` accepts, in bytes, and the
-    /// largest value [`Store::save`] writes, whatever store made the session.
+    /// largest value [`Store::save`](crate::Store::save) writes, whatever store made the session.
     /// Default: 1 MiB. Valid: 0 to 64 MiB (0 admits only values that encode
     /// to nothing, such as `()`).
     #[must_use]
@@ -209,10 +188,10 @@ impl Config {
         self
     }
 
-    /// How many events each subscriber's channel ([`Store::subscribe`]) holds
+    /// How many events each subscriber's channel ([`Store::subscribe`](crate::Store::subscribe)) holds
     /// before it misses some: the events it misses are counted and reported
     /// by an [`Event::Lagged`](crate::Event::Lagged). Default: 1024. Valid:
-    /// 1 up to [`MAX_EVENT_CAPACITY`] (65,536); the channel's slots are
+    /// 1 up to [`MAX_EVENT_CAPACITY`](crate::MAX_EVENT_CAPACITY) (65,536); the channel's slots are
     /// allocated when a subscriber subscribes.
     #[must_use]
     pub fn event_capacity(mut self, capacity: usize) -> Self {
@@ -220,7 +199,7 @@ impl Config {
         self
     }
 
-    /// How many times [`Store::update`] reads, changes and tries to save a
+    /// How many times [`Store::update`](crate::Store::update) reads, changes and tries to save a
     /// scope before it gives up with [`Error::Conflict`](crate::Error::Conflict).
     /// Default: 8. Valid: 1 and up.
     #[must_use]
@@ -261,9 +240,9 @@ impl Config {
     /// beside the application that has the store open, in another process
     /// (or in this one): reads see what that writer has committed, each read
     /// the latest, and no metadata is cached. Liveness is judged by this
-    /// store's [`clock`](Config::clock). Every write ([`Store::save`],
-    /// [`Store::flush`], …) returns [`Error::ReadOnly`] naming the call.
-    /// [`Store::verify`] works.
+    /// store's [`clock`](Config::clock). Every write ([`Store::save`](crate::Store::save),
+    /// [`Store::flush`](crate::Store::flush), …) returns [`Error::ReadOnly`] naming the call.
+    /// [`Store::verify`](crate::Store::verify) works.
     ///
     /// Only redb stores can be opened read-only, and only beside a writer
     /// that kept [`live_readers`](Config::live_readers) on; a sled store fails
@@ -273,24 +252,6 @@ impl Config {
     pub fn read_only(mut self, on: bool) -> Self {
         self.read_only = on;
         self
-    }
-
-    /// Opens the store, creating it if the directory does not hold one yet
-    /// (unless [`read_only`](Config::read_only)).
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::InUse`](crate::Error::InUse) if the store is already open, here or in another process;
-    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else,
-    ///   or, read-only, holds no store;
-    /// - [`Error::ReadOnlyUnsupported`](crate::Error::ReadOnlyUnsupported) for a
-    ///   read-only open of a sled store;
-    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting, for an
-    ///   empty path or a setting out of the range its setter documents, before
-    ///   anything is created or written;
-    /// - [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io) if the engine or the file system fails.
-    pub fn open(self) -> Result<Store> {
-        Store::from_config(self)
     }
 
     /// Checks every setting before anything is created or written.
@@ -353,32 +314,6 @@ impl Config {
     pub(crate) fn effective_touch_granularity(&self) -> Duration {
         self.touch_granularity.unwrap_or(self.idle_timeout / 100)
     }
-}
-
-/// A subscriber channel's capacity: 1 up to [`MAX_EVENT_CAPACITY`].
-pub(crate) fn check_event_capacity(capacity: usize) -> Result<()> {
-    if capacity == 0 {
-        return Err(Error::InvalidConfig(
-            "event_capacity 0: a subscriber's channel must hold at least one event".into(),
-        ));
-    }
-    if capacity > MAX_EVENT_CAPACITY {
-        return Err(Error::InvalidConfig(format!(
-            "event_capacity {capacity} is over the maximum of {MAX_EVENT_CAPACITY}"
-        )));
-    }
-    Ok(())
-}
-
-/// An idle or absolute timeout: at least [`MIN_INTERVAL`], so that a new
-/// session is live when it is returned. `what` names the setting.
-pub(crate) fn check_timeout(what: &str, d: Duration) -> Result<()> {
-    if d < MIN_INTERVAL {
-        return Err(Error::InvalidConfig(format!(
-            "{what} {d:?} is under the minimum of {MIN_INTERVAL:?}"
-        )));
-    }
-    Ok(())
 }
 
 impl fmt::Debug for Config {

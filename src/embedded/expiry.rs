@@ -1,64 +1,20 @@
 //! Expiry operations on a live session: touch, id rotation, per-session
 //! timeouts, reaping on demand, and statistics.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::backend::Engine;
 use crate::clock;
-use crate::commit::Applier;
+use crate::embedded::commit::Applier;
+use crate::embedded::reaper;
+use crate::embedded::store::Store;
+use crate::embedded::write::WriteSet;
 use crate::error::{Error, Result};
+use crate::info::{SessionInfo, Stats};
 use crate::meta::Meta;
-use crate::store::Store;
-use crate::write::WriteSet;
-use crate::{keys, reaper, validate};
+use crate::{keys, validate};
 
 /// How many fresh ids `regenerate` draws before it gives up.
 const REGENERATE_ATTEMPTS: usize = 8;
-
-/// A snapshot of the store's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Sessions live now.
-    pub live_sessions: u64,
-    /// Sessions the reaper (or `reap_expired`) deleted since this store was opened.
-    pub reaped_since_open: u64,
-    /// Flushes made since open: with group commit, fewer than the durable writes.
-    pub flushes_since_open: u64,
-    /// Reaper thread passes that failed (and were retried at the next interval) since open.
-    pub failed_reap_passes: u64,
-    /// Bytes the engine's files take on disk.
-    pub bytes_on_disk: u64,
-    /// Atomic batches written since this store was opened (saves, creates, touches, deletions).
-    pub writes_since_open: u64,
-    /// The storage engine of an embedded store; `None` for a store on Redis.
-    pub engine: Option<Engine>,
-}
-
-/// What the store knows about one session's life, from its metadata record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SessionInfo {
-    /// When the session was first created (kept across `regenerate`).
-    pub created: SystemTime,
-    /// The last create, save, touch or regenerate that was written.
-    pub last_access: SystemTime,
-    /// The session's idle timeout; `None` if it has none.
-    pub idle_timeout: Option<Duration>,
-    /// When it expires; `None` if never.
-    pub deadline: Option<SystemTime>,
-}
-
-impl SessionInfo {
-    pub(crate) fn from_meta(m: &Meta) -> Self {
-        SessionInfo {
-            created: clock::from_micros(m.created),
-            last_access: clock::from_micros(m.last_access),
-            idle_timeout: m.idle.map(Duration::from_micros),
-            deadline: m.deadline().map(clock::from_micros),
-        }
-    }
-}
 
 impl Store {
     /// The timestamps and deadline of a live session, or `None` if it is not
@@ -153,7 +109,7 @@ impl Store {
                     continue;
                 }
                 if key == principal {
-                    crate::principal::reindex(&mut batch, sid, &new_sid, &value);
+                    crate::embedded::principal::reindex(&mut batch, sid, &new_sid, &value);
                 }
                 if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
                     batch.put(moved, value);
@@ -191,7 +147,7 @@ impl Store {
         self.core().check_writable("set_idle_timeout")?;
         validate::sid(sid)?;
         if let Some(d) = timeout {
-            crate::config::check_timeout("set_idle_timeout", d)?;
+            crate::limits::check_timeout("set_idle_timeout", d)?;
         }
         let core = self.core();
         let _guard = core.lock(sid);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::backend::memory::MemoryBackend;
+use crate::embedded::backend::memory::MemoryBackend;
 use crate::error::{Error, Result};
 use crate::id::IdSource;
 use crate::{Config, ManualClock, Store, keys};
@@ -38,7 +38,7 @@ impl OpenOn for Config {
     fn open_on(self, backend: &Arc<MemoryBackend>) -> Result<Store> {
         Store::from_parts(
             self,
-            crate::core::Parts {
+            crate::embedded::core::Parts {
                 backend: Some(backend.clone()),
                 ids: None,
             },
@@ -52,7 +52,7 @@ fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
     let clock = ManualClock::default();
     let store = Store::from_parts(
         config(&backend, &clock),
-        crate::core::Parts {
+        crate::embedded::core::Parts {
             backend: Some(backend.clone()),
             ids: Some(Arc::new(Scripted(Mutex::new(vec![
                 "taken".into(),
@@ -109,7 +109,7 @@ fn hang_a_writer<'s>(
 fn a_hung_engine_gives_stalled_and_the_store_refuses_writes() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
-        .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
+        .write_timeout(crate::embedded::config::MIN_WRITE_TIMEOUT)
         .open_on(&backend)?;
     store.create_new_session("inside")?;
     let mut s = store.create_new_session("s")?;
@@ -185,7 +185,7 @@ fn dropping_the_store_returns_while_the_engine_hangs_under_the_reaper() -> Resul
     let backend = Arc::new(MemoryBackend::default());
     let clock = ManualClock::default();
     let store = config(&backend, &clock)
-        .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
+        .write_timeout(crate::embedded::config::MIN_WRITE_TIMEOUT)
         .reap_interval(Some(Duration::from_millis(1)))
         .open_on(&backend)?;
     store.create_new_session("old")?;
@@ -204,7 +204,7 @@ fn dropping_the_store_returns_while_the_engine_hangs_under_the_reaper() -> Resul
 fn dropping_the_store_returns_while_the_reaper_is_stuck_in_a_read() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
-        .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
+        .write_timeout(crate::embedded::config::MIN_WRITE_TIMEOUT)
         .reap_interval(Some(Duration::from_millis(1)))
         .open_on(&backend)?;
     let started = backend.scans_started.load(Ordering::SeqCst);
@@ -224,7 +224,7 @@ fn dropping_the_store_returns_while_the_reaper_is_stuck_in_a_read() -> Result<()
 fn a_last_flush_that_hangs_neither_hangs_the_drop_nor_frees_the_directory() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
-        .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
+        .write_timeout(crate::embedded::config::MIN_WRITE_TIMEOUT)
         .durability(crate::Durability::Periodic(Duration::from_secs(3600)))
         .open_on(&backend)?;
     store.create_new_session("s")?;
@@ -278,7 +278,7 @@ fn live_checks_of_cached_sessions_do_not_read_the_engine() -> Result<()> {
 fn a_stalled_write_that_lands_later_is_not_hidden_by_the_cache() -> Result<()> {
     let backend = Arc::new(MemoryBackend::default());
     let store = config(&backend, &ManualClock::default())
-        .write_timeout(crate::config::MIN_WRITE_TIMEOUT)
+        .write_timeout(crate::embedded::config::MIN_WRITE_TIMEOUT)
         .open_on(&backend)?;
     store.create_new_session("s")?;
     store.create_new_session("inside")?;
@@ -351,7 +351,7 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
     store.create_new_session("hooked")?;
     clock.advance(Duration::from_secs(601));
     let hook_store = store.clone();
-    crate::reaper::hook::set(Some(Box::new(move |sid| {
+    crate::embedded::reaper::hook::set(Some(Box::new(move |sid| {
         if sid == "hooked" {
             let mut s = hook_store.create_new_session("hooked").unwrap();
             s.set("new", &1u8).unwrap();
@@ -359,7 +359,7 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
         }
     })));
     let reaped = store.reap_expired();
-    crate::reaper::hook::set(None);
+    crate::embedded::reaper::hook::set(None);
     assert_eq!(reaped?, 0);
     let again = store
         .get("hooked", None)?
@@ -370,7 +370,9 @@ fn a_session_recreated_between_scan_and_delete_survives() -> Result<()> {
 
 impl MemoryBackend {
     fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
-        crate::backend::Backend::get(self, key).ok().flatten()
+        crate::embedded::backend::Backend::get(self, key)
+            .ok()
+            .flatten()
     }
 }
 
@@ -456,13 +458,13 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
     let failing = backend.clone();
     // Between the scan and the lock, writes start failing: the chunk of `a`
     // and `b` is one write, and it fails.
-    crate::reaper::hook::set(Some(Box::new(move |sid| {
+    crate::embedded::reaper::hook::set(Some(Box::new(move |sid| {
         if sid == "b" {
             failing.fail_writes.store(true, Ordering::SeqCst);
         }
     })));
     let reaped = store.reap_expired();
-    crate::reaper::hook::set(None);
+    crate::embedded::reaper::hook::set(None);
     backend.fail_writes.store(false, Ordering::SeqCst);
     assert!(reaped.is_err(), "the chunk's write failed");
     assert_eq!(rx.try_iter().count(), 0, "nothing was sent as durable");

@@ -4,7 +4,7 @@
 //! whether the session is live; on sled that read costs as much as a quarter
 //! of a whole get. The store holds its directory's lock file, so nothing but
 //! this process writes the records, and every write passes through
-//! [`Core::write`](crate::core::Core::write), which keeps this copy
+//! [`Core::write`](crate::embedded::core::Core::write), which keeps this copy
 //! in step:
 //!
 //! - a read that misses fills the entry while it holds the session's read
@@ -15,7 +15,7 @@
 //! - a write that fails removes those entries, because a batch that timed out
 //!   may still be applied later: the next read goes to the engine;
 //! - once a write has timed out, reads bypass the cache for good
-//!   ([`Core::read_meta`](crate::core::Core::read_meta)): only the engine
+//!   ([`Core::read_meta`](crate::embedded::core::Core::read_meta)): only the engine
 //!   knows when the timed-out batch lands.
 //!
 //! Only records that exist are cached: ids nobody holds (a stale or forged

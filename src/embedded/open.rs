@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Engine;
-use crate::backend::{self, Backend, Batch};
 use crate::codec;
-use crate::config::Config;
+use crate::embedded::backend::{self, Backend, Batch};
+use crate::embedded::config::Config;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::keys;
 

@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::backend::redb::sim_disk::{Fault, Loss, SimDisk};
-use crate::backend::redb::{RedbBackend, Sharing};
-use crate::core::Parts;
+use crate::embedded::backend::redb::sim_disk::{Fault, Loss, SimDisk};
+use crate::embedded::backend::redb::{RedbBackend, Sharing};
+use crate::embedded::core::Parts;
 use crate::error::{Error, Result};
 use crate::{Config, Durability, ManualClock, Store};
 

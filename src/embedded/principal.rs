@@ -9,12 +9,12 @@
 //! `@{name}` + NUL + `{sid}` in the same atomic batch. So no entry outlives
 //! its session.
 
+use crate::embedded::store::Store;
+use crate::embedded::write::WriteSet;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::keys::{self, Parsed};
-use crate::store::Store;
 use crate::validate;
-use crate::write::WriteSet;
 
 /// How many sessions `destroy_all_of` deletes in one batch.
 pub(crate) const DESTROY_CHUNK: usize = 256;
@@ -38,17 +38,6 @@ pub(crate) fn reindex(set: &mut WriteSet, from: &str, to: &str, stored: &[u8]) {
     } else {
         log::warn!("sessionstore: session {from:?} has an unreadable principal record");
     }
-}
-
-/// The principal name stored for session `sid`: [`Error::Decode`] if the
-/// bytes break the name rules. Both stores read it through this.
-pub(crate) fn stored_name(sid: &str, bytes: &[u8]) -> Result<String> {
-    keys::valid_principal(bytes)
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Decode {
-            what: format!("the principal of session {sid:?}"),
-            message: "not a valid principal name".into(),
-        })
 }
 
 impl Store {
@@ -134,7 +123,7 @@ impl Store {
             return Ok(None);
         }
         core.get(&keys::principal_of(sid))?
-            .map(|bytes| stored_name(sid, &bytes))
+            .map(|bytes| keys::stored_principal(sid, &bytes))
             .transpose()
     }
 

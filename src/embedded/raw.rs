@@ -2,10 +2,10 @@
 //! tests and fuzzing only. Compiled into tests of this crate, and into
 //! builds with the cargo feature `corruption-testing`, never otherwise.
 
+use crate::embedded::store::Store;
+use crate::embedded::write::WriteSet;
 use crate::error::Result;
 use crate::keys;
-use crate::store::Store;
-use crate::write::WriteSet;
 
 /// Where [`Store::__write_raw`] writes.
 #[derive(Debug, Clone, Copy)]

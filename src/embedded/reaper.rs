@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 
-use crate::commit::Applier;
-use crate::core::Core;
+use crate::embedded::commit::Applier;
+use crate::embedded::core::Core;
+use crate::embedded::join::Worker;
+use crate::embedded::write::WriteSet;
 use crate::error::{Error, Result};
-use crate::join::Worker;
 use crate::keys::{self, Parsed};
-use crate::write::WriteSet;
 
 /// Index entries read per scan: the most sessions one batch deletes.
 const CHUNK: usize = 256;
@@ -227,7 +227,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::backend::memory::MemoryBackend;
+    use crate::embedded::backend::memory::MemoryBackend;
     use crate::{Config, ManualClock, Store};
 
     fn open(backend: &Arc<MemoryBackend>, clock: &ManualClock, reap: Option<Duration>) -> Store {
@@ -236,7 +236,7 @@ mod tests {
                 .clock(Arc::new(clock.clone()))
                 .reap_interval(reap)
                 .idle_timeout(Duration::from_secs(600)),
-            crate::core::Parts {
+            crate::embedded::core::Parts {
                 backend: Some(backend.clone()),
                 ids: None,
             },
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_session_deletion_takes_the_keys_the_engine_holds_when_it_lands() {
-        use crate::backend::{Backend, Batch};
+        use crate::embedded::backend::{Backend, Batch};
         let backend = Arc::new(MemoryBackend::default());
         let clock = ManualClock::default();
         let store = open(&backend, &clock, None);
@@ -368,11 +368,11 @@ mod tests {
         let store = open(&backend, &clock, None);
         populate(&store, 10);
         store
-            .__write_raw(crate::raw::RawTarget::Meta("s4"), &[0xFF; 3])
+            .__write_raw(crate::embedded::raw::RawTarget::Meta("s4"), &[0xFF; 3])
             .unwrap();
         clock.advance(Duration::from_secs(601));
         assert_eq!(store.reap_expired().unwrap(), 9);
-        let record = crate::backend::Backend::get(&*backend, &keys::meta("s4")).unwrap();
+        let record = crate::embedded::backend::Backend::get(&*backend, &keys::meta("s4")).unwrap();
         assert!(record.is_some(), "the corrupt record is left for verify");
     }
 

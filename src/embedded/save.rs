@@ -4,11 +4,11 @@
 //! version of it in the same batch.
 
 use crate::codec;
+use crate::embedded::store::Store;
+use crate::embedded::write::WriteSet;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::session::Session;
-use crate::store::Store;
-use crate::write::WriteSet;
 
 impl Store {
     /// See [`SessionStore::save`](crate::SessionStore::save).

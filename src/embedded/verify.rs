@@ -3,9 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::codec;
+use crate::embedded::store::Store;
 use crate::error::Result;
 use crate::keys::{self, Parsed};
-use crate::store::Store;
 
 /// Entries read per scan while walking the key space.
 const CHUNK: usize = 1024;

@@ -2,8 +2,8 @@
 //! it puts or deletes, so that the metadata cache can follow the write
 //! without decoding anything back.
 
-use crate::backend::Batch;
 use crate::codec;
+use crate::embedded::backend::Batch;
 use crate::keys;
 use crate::meta::Meta;
 

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::admin::{ExportedScope, ExportedSession, ImportMode};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::export::{ExportedScope, ExportedSession, ImportMode};
 use crate::keys;
 use crate::meta::fresh_incarnation;
 use crate::redis::scripts;

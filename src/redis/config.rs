@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::redis::store::RedisStore;
 
 /// The longest namespace [`RedisConfig::namespace`] accepts, in bytes.
 const MAX_NAMESPACE_LEN: usize = 64;
@@ -30,7 +29,7 @@ impl fmt::Display for Target {
     }
 }
 
-/// How to open a [`RedisStore`]. Setters take and return `self`; the chain
+/// How to open a [`RedisStore`](crate::RedisStore). Setters take and return `self`; the chain
 /// ends in [`open`](RedisConfig::open).
 ///
 /// The expiry settings and `max_value_size` have the same meaning, defaults
@@ -79,7 +78,7 @@ impl RedisConfig {
             pool_size: 16,
             clock: Arc::new(SystemClock),
             update_attempts: 8,
-            event_capacity: crate::config::DEFAULT_EVENT_CAPACITY,
+            event_capacity: crate::limits::DEFAULT_EVENT_CAPACITY,
         }
     }
 
@@ -188,20 +187,8 @@ impl RedisConfig {
         self
     }
 
-    /// Checks the settings, connects, and checks that the server answers.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::InvalidConfig`] for an out-of-range setting or a bad URL;
-    /// - [`Error::Storage`] naming the server if it cannot be reached or
-    ///   does not answer within the timeouts.
-    pub fn open(self) -> Result<RedisStore> {
-        self.validate()?;
-        RedisStore::open(self)
-    }
-
     /// The rules of [`Config`](crate::Config), mirrored, and this builder's own.
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         if self.max_value_size > codec::MAX_VALUE_SIZE {
             return bad(format!(
@@ -210,9 +197,9 @@ impl RedisConfig {
                 codec::MAX_VALUE_SIZE
             ));
         }
-        crate::config::check_timeout("idle_timeout", self.idle_timeout)?;
+        crate::limits::check_timeout("idle_timeout", self.idle_timeout)?;
         if let Some(d) = self.absolute_timeout {
-            crate::config::check_timeout("absolute_timeout", d)?;
+            crate::limits::check_timeout("absolute_timeout", d)?;
         }
         for (name, t) in [
             ("connect_timeout", self.connect_timeout),
@@ -222,7 +209,7 @@ impl RedisConfig {
                 return bad(format!("{name} must be more than zero"));
             }
         }
-        crate::config::check_event_capacity(self.event_capacity)?;
+        crate::limits::check_event_capacity(self.event_capacity)?;
         if self.update_attempts == 0 {
             return bad("update_attempts 0: update must try at least once".into());
         }

@@ -42,7 +42,6 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::keys;
 use crate::meta::Meta;
-use crate::principal;
 use crate::redis::scripts;
 use crate::redis::store::{CAS_ATTEMPTS, RedisStore};
 use crate::validate;
@@ -277,7 +276,7 @@ impl RedisStore {
         if read.principal.is_empty() {
             return Ok(None);
         }
-        principal::stored_name(sid, &read.principal).map(Some)
+        keys::stored_principal(sid, &read.principal).map(Some)
     }
 
     /// See [`Store::sessions_of`](crate::Store::sessions_of): every member of

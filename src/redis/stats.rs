@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::Result;
-use crate::expiry::Stats;
+use crate::info::Stats;
 use crate::keys;
 use crate::redis::store::RedisStore;
 

@@ -10,8 +10,8 @@ use crate::clock::{self, Clock};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
-use crate::expiry::SessionInfo;
 use crate::id::{IdSource, OsRandom};
+use crate::info::SessionInfo;
 use crate::keys;
 use crate::locks::Locks;
 use crate::meta::Meta;
@@ -21,8 +21,8 @@ use crate::redis::conn::Connections;
 use crate::redis::scripts;
 use crate::session::ReadToken;
 use crate::session::Session;
+use crate::session_store::SessionStore;
 use crate::snapshot::Snapshot;
-use crate::store::SessionStore;
 use crate::validate;
 
 /// How many times a check-and-write is tried again after a concurrent write
@@ -922,7 +922,7 @@ impl SessionStore for RedisStore {
     fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()> {
         validate::sid(sid)?;
         if let Some(d) = timeout {
-            crate::config::check_timeout("set_idle_timeout", d)?;
+            crate::limits::check_timeout("set_idle_timeout", d)?;
         }
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
@@ -972,5 +972,19 @@ impl SessionStore for RedisStore {
 
     fn destroy_all_of(&self, name: &str) -> Result<usize> {
         RedisStore::destroy_all_of(self, name)
+    }
+}
+
+impl RedisConfig {
+    /// Checks the settings, connects, and checks that the server answers.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) for an out-of-range setting or a bad URL;
+    /// - [`Error::Storage`](crate::Error::Storage) naming the server if it cannot be reached or
+    ///   does not answer within the timeouts.
+    pub fn open(self) -> Result<RedisStore> {
+        self.validate()?;
+        RedisStore::open(self)
     }
 }

@@ -3,7 +3,6 @@
 //! The rest of the crate sees one ordered key space through [`Backend`]. Each
 //! engine lives in a module of its own, and only that module names its crate.
 
-mod engine;
 #[cfg(test)]
 pub(crate) mod memory;
 #[cfg(feature = "redb")]
@@ -17,8 +16,8 @@ compile_error!("sessionstore needs an engine: enable the cargo feature `sled`, `
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::engine::Engine;
 use crate::error::Result;
-pub use engine::Engine;
 
 /// Opens `engine`'s database in directory `dir` for writing. With
 /// `live_readers`, an engine that can share its files with read-only handles

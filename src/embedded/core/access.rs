@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::Core;
-use crate::commit::Committer;
+use crate::embedded::commit::Committer;
 use crate::error::{Error, Result};
 
 impl Core {

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Core;
-use crate::commit::Committer;
+use crate::embedded::commit::Committer;
 use crate::error::Result;
 
 impl Core {

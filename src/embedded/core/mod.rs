@@ -15,18 +15,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
-use crate::backend::{Backend, Engine};
 use crate::clock::{self, Clock};
-use crate::commit::Committer;
-use crate::config::Config;
+use crate::embedded::backend::Backend;
+use crate::embedded::commit::Committer;
+use crate::embedded::config::Config;
+use crate::embedded::metacache::MetaCache;
+use crate::embedded::open;
+use crate::embedded::write::WriteSet;
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::events::Events;
 use crate::id::{IdSource, OsRandom};
 use crate::locks::{Locks, ManyGuard, PairGuard};
 use crate::meta::Policy;
-use crate::metacache::MetaCache;
-use crate::open;
-use crate::write::WriteSet;
 
 /// Substitutes for the engine and the id source: tests inside the crate pass
 /// them to [`Core::open`]; every other caller passes the default.

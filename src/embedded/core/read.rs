@@ -1,8 +1,8 @@
 //! Reads: metadata records through the cache, and the engine's key space.
 
 use super::Core;
-use crate::backend::Entry;
 use crate::codec;
+use crate::embedded::backend::Entry;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::meta::Meta;

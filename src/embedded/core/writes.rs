@@ -1,12 +1,12 @@
 //! The one write path, and the deletions the operations share.
 
 use super::Core;
-use crate::backend::Batch;
-use crate::commit::{Applier, Committer};
+use crate::embedded::backend::Batch;
+use crate::embedded::commit::{Applier, Committer};
+use crate::embedded::write::WriteSet;
 use crate::error::Result;
 use crate::keys;
 use crate::meta::Meta;
-use crate::write::WriteSet;
 
 impl Core {
     /// Writes `set` atomically at the store's durability. The caller holds
@@ -61,7 +61,7 @@ impl Core {
     pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
         if let Some(meta) = meta {
             if let Some(stored) = self.backend.get(&keys::principal_of(sid))? {
-                crate::principal::unindex(set, sid, &stored);
+                crate::embedded::principal::unindex(set, sid, &stored);
             }
             set.delete_session(sid, meta);
             return Ok(());
@@ -77,7 +77,7 @@ impl Core {
                 continue;
             }
             if key == principal {
-                crate::principal::unindex(set, sid, &value);
+                crate::embedded::principal::unindex(set, sid, &value);
             }
             set.delete(key);
         }

@@ -1,0 +1,35 @@
+//! The embedded store: [`Store`] on one ordered key space in a local
+//! directory (sled or redb), its [`Config`], the write path, the reaper and
+//! the engines.
+
+mod admin;
+pub(crate) mod backend;
+mod commit;
+mod config;
+mod core;
+mod durability;
+mod expiry;
+mod join;
+mod metacache;
+mod open;
+mod principal;
+#[cfg(any(test, feature = "corruption-testing"))]
+mod raw;
+mod reaper;
+mod save;
+mod store;
+mod verify;
+mod write;
+
+#[cfg(test)]
+mod fault_tests;
+#[cfg(all(test, feature = "redb"))]
+mod power_loss_tests;
+
+pub use admin::SessionIds;
+pub use config::Config;
+pub use durability::Durability;
+#[cfg(any(test, feature = "corruption-testing"))]
+pub use raw::RawTarget;
+pub use store::Store;
+pub use verify::Report;
