@@ -16,7 +16,7 @@
 //! (and its CPU) with the rest of the suite, whose timing they would skew.
 //!
 //! The seed is printed; `CRASH_SEED=N` replays a run, `CRASH_ROUNDS=N` changes the rounds.
-#[path = "it/common/mod.rs"]
+#[path = "../it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The reaper thread's name and shutdown. Alone in its binary, and its runs
 //! (one per engine) take turns, so that no other test's reaper thread is
 //! around to confuse the thread list.
-#[path = "it/common/mod.rs"]
+#[path = "../it/common/mod.rs"]
 mod common;
 
 use std::sync::Mutex;

@@ -2,8 +2,8 @@
 //! through the `engine_test!` harness in `common/`.
 //!
 //! Kept out of it, each in a binary of its own because it needs the process
-//! to itself: `tests/crash.rs` (re-runs its binary and kills it at random
-//! moments, many rounds, one at a time) and `tests/reaper_thread.rs` (reads
+//! to itself: `tests/embedded/crash.rs` (re-runs its binary and kills it at random
+//! moments, many rounds, one at a time) and `tests/embedded/reaper_thread.rs` (reads
 //! the process's thread list, which other tests' threads would confuse);
 //! and the CLI's tests, in `sessionctl/tests/`.
 //!
