@@ -51,7 +51,9 @@ impl Bases {
         inner.loaded.insert((task, id), (n, scope));
         inner.order.push_back((n, (task, id)));
         while inner.loaded.len() > CAPACITY {
-            let Some((n, key)) = inner.order.pop_front() else { break };
+            let Some((n, key)) = inner.order.pop_front() else {
+                break;
+            };
             if inner.loaded.get(&key).is_some_and(|(m, _)| *m == n) {
                 inner.loaded.remove(&key);
             }

@@ -149,7 +149,10 @@ mod tests {
         store.save(&mut s)?;
         let s = store.get(s.id(), None)?.expect("live");
         let err = read_key(&s, "raw").expect_err("not JSON");
-        assert!(matches!(&err, Error::Decode { what, .. } if what.contains("raw")), "{err}");
+        assert!(
+            matches!(&err, Error::Decode { what, .. } if what.contains("raw")),
+            "{err}"
+        );
         assert!(matches!(read_key(&s, "num"), Err(Error::Decode { .. })));
         Ok(())
     }

@@ -43,7 +43,9 @@ mod tests {
             size: 10,
             max: 1,
         };
-        assert!(matches!(to_tower(too_large), TowerError::Encode(m) if m.contains("over the limit")));
+        assert!(
+            matches!(to_tower(too_large), TowerError::Encode(m) if m.contains("over the limit"))
+        );
 
         let other = sessionstore::Error::InvalidConfig("write_timeout 0".into());
         assert!(matches!(to_tower(other), TowerError::Backend(m) if m.contains("write_timeout 0")));

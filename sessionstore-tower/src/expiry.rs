@@ -58,7 +58,8 @@ pub(crate) fn expiry_date(deadline: Option<SystemTime>, store_now: SystemTime) -
         return time::PrimitiveDateTime::MAX.assume_utc();
     };
     let left = deadline.duration_since(store_now).unwrap_or(Duration::ZERO);
-    OffsetDateTime::now_utc().saturating_add(time::Duration::try_from(left).unwrap_or(time::Duration::MAX))
+    OffsetDateTime::now_utc()
+        .saturating_add(time::Duration::try_from(left).unwrap_or(time::Duration::MAX))
 }
 
 #[cfg(test)]
@@ -78,7 +79,10 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         assert_eq!(idle_for(t, t), SHORTEST);
         assert_eq!(idle_for(t, t + Duration::from_secs(5)), SHORTEST);
-        assert_eq!(idle_for(t + Duration::from_secs(7), t), Duration::from_secs(7));
+        assert_eq!(
+            idle_for(t + Duration::from_secs(7), t),
+            Duration::from_secs(7)
+        );
     }
 
     #[test]
@@ -99,6 +103,9 @@ mod tests {
         assert!(left <= time::Duration::hours(1) && left > time::Duration::minutes(59));
         let gone = expiry_date(Some(store_now - Duration::from_secs(1)), store_now);
         assert!(gone <= OffsetDateTime::now_utc());
-        assert_eq!(expiry_date(None, store_now), time::PrimitiveDateTime::MAX.assume_utc());
+        assert_eq!(
+            expiry_date(None, store_now),
+            time::PrimitiveDateTime::MAX.assume_utc()
+        );
     }
 }

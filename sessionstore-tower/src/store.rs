@@ -110,7 +110,8 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
         T: Send + 'static,
         F: FnOnce(&S) -> sessionstore::Result<T> + Send + 'static,
     {
-        self.run(move |inner| f(&inner.store).map_err(to_tower)).await
+        self.run(move |inner| f(&inner.store).map_err(to_tower))
+            .await
     }
 
     /// Reads the value under `key` in the global scope of the live session
@@ -173,6 +174,8 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
         runtime
             .spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| TowerError::Backend(format!("a blocking store call did not finish: {e}")))?
+            .map_err(|e| {
+                TowerError::Backend(format!("a blocking store call did not finish: {e}"))
+            })?
     }
 }

@@ -149,7 +149,11 @@ fn save_data<S: SessionStore>(
 
 /// Moves the deadline of `sid` to `target` unless it is within
 /// [`expiry::TOLERANCE`] of it already, by setting its idle timeout.
-fn set_deadline<S: SessionStore>(inner: &Inner<S>, sid: &str, target: SystemTime) -> TowerResult<()> {
+fn set_deadline<S: SessionStore>(
+    inner: &Inner<S>,
+    sid: &str,
+    target: SystemTime,
+) -> TowerResult<()> {
     let Some(info) = inner.store.info(sid).map_err(to_tower)? else {
         return Ok(());
     };
