@@ -84,3 +84,76 @@ impl Bases {
         inner.order.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessionstore::{SessionStore, Store};
+
+    /// `n` distinct tokio task ids.
+    fn task_ids(n: usize) -> Vec<task::Id> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                ids.push(tokio::spawn(async { task::id() }).await.expect("task"));
+            }
+            ids
+        })
+    }
+
+    #[test]
+    fn a_load_is_taken_once_by_its_own_task_and_id() {
+        let store = Store::temporary().expect("store");
+        let scope = SessionStore::create(&store).expect("create");
+        let [a, b] = task_ids(2)[..] else {
+            panic!("two ids")
+        };
+        let bases = Bases::default();
+        bases.keep(Some(a), 7, scope);
+        assert!(bases.take(Some(b), 7).is_none(), "another task's load");
+        assert!(bases.take(Some(a), 8).is_none(), "another session");
+        assert!(bases.take(None, 7).is_none(), "no task");
+        assert!(bases.take(Some(a), 7).is_some());
+        assert!(bases.take(Some(a), 7).is_none(), "taken once");
+    }
+
+    #[test]
+    fn outside_a_task_nothing_is_kept() {
+        let store = Store::temporary().expect("store");
+        let bases = Bases::default();
+        bases.keep(None, 1, SessionStore::create(&store).expect("create"));
+        assert_eq!(bases.len(), 0);
+    }
+
+    #[test]
+    fn loads_that_are_never_saved_stay_bounded() {
+        let store = Store::temporary().expect("store");
+        let scope = SessionStore::create(&store).expect("create");
+        let ids = task_ids(CAPACITY + 10);
+        let bases = Bases::default();
+        for (i, t) in ids.iter().enumerate() {
+            bases.keep(Some(*t), i as i128, scope.clone());
+        }
+        assert_eq!(bases.len(), CAPACITY);
+        assert!(
+            bases.take(Some(ids[0]), 0).is_none(),
+            "the oldest went first"
+        );
+        let last = CAPACITY + 9;
+        assert!(bases.take(Some(ids[last]), last as i128).is_some());
+        // Reloading one session over and over keeps one entry, and the order
+        // queue is compacted instead of growing.
+        for _ in 0..10 * CAPACITY {
+            bases.keep(Some(ids[1]), -1, scope.clone());
+        }
+        assert!(bases.len() <= CAPACITY);
+        assert!(
+            bases.order_len() <= 2 * CAPACITY + 1,
+            "{}",
+            bases.order_len()
+        );
+    }
+}

@@ -42,12 +42,23 @@ impl<S: SessionStore + Send + Sync + 'static> TowerSessionStore for TowerStore<S
                         Err(e) => return Err(to_tower(e)),
                     }
                 };
+                let sid = id.to_string();
                 let target = deadline(inner, left);
-                data::apply(&mut scope, &data).map_err(to_tower)?;
-                if !scope.is_empty() {
-                    inner.store.save(&mut scope).map_err(to_tower)?;
+                let filled = data::apply(&mut scope, &data).and_then(|_| {
+                    if scope.is_empty() {
+                        Ok(())
+                    } else {
+                        inner.store.save(&mut scope)
+                    }
+                });
+                if let Err(e) = filled {
+                    // Bad data or a failed write: leave no empty session behind.
+                    if let Err(d) = inner.store.destroy(&sid) {
+                        log::warn!("destroying session {sid} after a failed create: {d}");
+                    }
+                    return Err(to_tower(e));
                 }
-                set_deadline(inner, &id.to_string(), target)?;
+                set_deadline(inner, &sid, target)?;
                 Ok(id)
             })
             .await?;
