@@ -307,14 +307,26 @@ fn child_server() {
     }
 }
 
+/// A server process; dropping it kills it (SIGKILL: no clean shutdown).
+struct ChildServer(Child);
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `child_server` on the store in `dir` and waits for its address.
-fn start_child(dir: &Path) -> (Child, SocketAddr) {
+fn start_child(dir: &Path) -> (ChildServer, SocketAddr) {
     let _ = std::fs::remove_file(dir.join("addr"));
-    let child = Command::new(std::env::current_exe().expect("this test binary"))
-        .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir)
-        .spawn()
-        .expect("starting the server process");
+    let child = ChildServer(
+        Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, dir)
+            .spawn()
+            .expect("starting the server process"),
+    );
     // A bound on a broken start, not a speed check.
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {
@@ -329,16 +341,15 @@ fn start_child(dir: &Path) -> (Child, SocketAddr) {
 #[test]
 fn a_store_on_disk_survives_a_restart_of_the_server_process() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut first, addr) = start_child(dir.path());
+    let (first, addr) = start_child(dir.path());
     let b = Browser::new(addr);
     assert_eq!(b.get("/counter"), "1");
     assert_eq!(b.post("/login?user=ada"), "logged in as ada");
     assert_eq!(b.get("/counter"), "2");
     let id = b.session_id().expect("a cookie");
-    first.kill().expect("SIGKILL"); // no clean shutdown
-    first.wait().expect("reaped");
+    drop(first); // SIGKILL, no clean shutdown
 
-    let (mut second, addr) = start_child(dir.path());
+    let (second, addr) = start_child(dir.path());
     // Cookies are not per port: the same jar sends the same cookie.
     let b = Browser {
         base: format!("http://{addr}"),
@@ -347,6 +358,5 @@ fn a_store_on_disk_survives_a_restart_of_the_server_process() {
     assert_eq!(b.get("/whoami"), "ada");
     assert_eq!(b.get("/counter"), "3");
     assert_eq!(b.session_id(), Some(id));
-    second.kill().expect("SIGKILL");
-    second.wait().expect("reaped");
+    drop(second);
 }
