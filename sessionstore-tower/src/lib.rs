@@ -31,6 +31,8 @@ mod store;
 mod tower_impl;
 
 pub use reap::Reap;
+/// The store crate, so that one dependency is enough: `sessionstore_tower::sessionstore::Config`.
+pub use sessionstore;
 pub use store::TowerStore;
 /// The tower-sessions traits this crate implements (the same ones
 /// `tower_sessions` re-exports).

@@ -127,7 +127,10 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
     /// # Errors
     ///
     /// `Decode` if the stored value is not JSON text of a `T`, `Encode` if
-    /// the new one does not encode, and the store's errors.
+    /// the new one does not encode, and the store's errors, as `Backend`;
+    /// among them a conflict when every one of the store's
+    /// `update_attempts` lost to a concurrent write (raise it above the
+    /// number of requests that update one session at once).
     pub async fn update<T, F>(&self, id: Id, key: &str, mut change: F) -> TowerResult<Option<T>>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
