@@ -75,6 +75,11 @@ pub(crate) const VERSION_CHANGED: i64 = 3;
 pub(crate) const WRITTEN_STALE: i64 = 4;
 /// There is no key (`TAKE_IF_PRINCIPAL`).
 pub(crate) const GONE: i64 = 5;
+/// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` when the field `o`
+/// holds as many entries as it keeps: the token of a write applied before
+/// the last 16 could have been dropped from it, so to a resend (and only to
+/// one) the answer means the outcome is unknown.
+pub(crate) const HISTORY_FULL: i64 = 10;
 
 /// The length of one entry of the field `o`: a token (16 hex digits) and
 /// the status its write answered (one digit).
@@ -89,7 +94,7 @@ pub(crate) fn token(n: u64) -> String {
 ///
 /// Every write of a session's hash records, in its field `o`, the token of
 /// the call that made it and the status it answered, in front of the last
-/// seven such entries (8 in all, 136 bytes). A script sent again with the same
+/// fifteen such entries (16 in all, 272 bytes). A script sent again with the same
 /// token (its reply was lost, and the connection or the cluster client
 /// resent it) finds its entry and answers the first status without writing
 /// again (`seen`). A deletion leaves a tombstone: a hash holding `o` (and
@@ -106,7 +111,7 @@ local function seen(o, t)
   return nil
 end
 local function entry(o, t, s)
-  return t .. s .. string.sub(o or '', 1, 119)
+  return t .. s .. string.sub(o or '', 1, 255)
 end
 local function bury(k, o, t, ms, ...)
   redis.call('DEL', k)
@@ -168,11 +173,13 @@ if o then
   local at = string.find(o, t, 1, true)
   if at then return tonumber(string.sub(o, at + 16, at + 16)) end
 end
-if cur ~= ARGV[1] then return 0 end
+local full = 0
+if o and #o >= 272 then full = 10 end
+if cur ~= ARGV[1] then return full end
 local status = 1
 local mode = ARGV[5]
 if scope ~= '' and v ~= ARGV[6] then
-  if mode == '!' or mode == '!c' then return 3 end
+  if mode == '!' or mode == '!c' then return 3 + full end
   status = 4
 end
 if mode == '?c' or mode == '!c' then
@@ -184,7 +191,7 @@ end
 local last = 8 + 2 * ARGV[8]
 local j = last
 if j > 264 then j = 264 end
-redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 119), unpack(ARGV, 9, j))
+redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 255), unpack(ARGV, 9, j))
 local i = j + 1
 while i <= last do
   j = i + 255

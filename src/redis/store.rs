@@ -588,7 +588,9 @@ impl RedisStore {
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
         let token = self.op_token();
+        let mut sends = 0;
         let status = self.write(op, sid, "writing a session's metadata", |c| {
+            sends += 1;
             scripts::eval(c, &scripts::SAVE, &key, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(&new_bytes)
@@ -603,10 +605,30 @@ impl RedisStore {
                 }
             })
         })?;
+        let status = self.resent(op, sid, status, sends)?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
             self.wrote();
         }
         Ok(status)
+    }
+
+    /// The status `SAVE` answered after `sends` sends of one call `op`: a
+    /// refusal with the token history full (`HISTORY_FULL`) is the plain
+    /// refusal to a first send, and [`Error::Unknown`] to a resend (the
+    /// first send may have been applied, its token pushed out since).
+    fn resent(&self, op: &'static str, sid: &str, status: i64, sends: u32) -> Result<i64> {
+        if status < scripts::HISTORY_FULL {
+            return Ok(status);
+        }
+        if sends > 1 {
+            return Err(Error::Unknown {
+                op,
+                sid: sid.to_owned(),
+                server: self.inner.conns.target().to_owned(),
+                cause: "the write was sent again after its reply was lost, and found the session written since by more calls than it remembers".into(),
+            });
+        }
+        Ok(status - scripts::HISTORY_FULL)
     }
 
     /// A status code no script returns: the server runs something else under our scripts' names.
@@ -717,7 +739,9 @@ impl RedisStore {
         ttl: &str,
         covered: Option<&str>,
     ) -> Result<i64> {
+        let mut sends = 0;
         let status: i64 = self.write(args.op, args.sid, "saving a session", |c| {
+            sends += 1;
             scripts::eval(c, &scripts::SAVE, args.key, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(new)
@@ -738,6 +762,7 @@ impl RedisStore {
                 }
             })
         })?;
+        let status = self.resent(args.op, args.sid, status, sends)?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
             self.wrote();
         }
