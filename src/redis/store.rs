@@ -59,11 +59,47 @@ const TOMBSTONE_MIN_MS: u64 = 10_000;
 /// # Regenerate
 ///
 /// The new id lives in another slot, so moving a session cannot be one step.
-/// The order is: (1) read the old session; (2) check that the new id is free;
-/// (3) delete the old key if its metadata is still what was read (else start
+/// The order is: (1) draw a fresh id whose key is free; (2) read the old
+/// session; (3) delete the old key if nobody wrote to it since the read: its
+/// metadata and its last write's operation token are unchanged (else start
 /// again from 1); (4) write the new key, if it does not exist, with every
-/// field and the metadata. A crash or a lost connection between 3 and 4
-/// loses the session (the safe side): at no moment are both ids usable.
+/// field and the metadata. A crash between 3 and 4 loses the session (the
+/// safe side): at no moment are both ids usable.
+///
+/// # Exactly once
+///
+/// Every write is applied at most once, and every call answers what it did.
+/// Each call draws an operation token; the script that writes records it,
+/// with its answer, in the session's hash (the last 16 of them), and a
+/// deletion leaves a short-lived tombstone holding it. A command whose reply
+/// was lost (the connection dropped after the server ran it, or the reply
+/// came too late) is sent again, up to [`RedisConfig::attempts`] times in
+/// all, and the resend answers the first result instead of writing again.
+/// This holds for every call that writes: `create`, `create_new_session`,
+/// `save`, `save_if_unchanged`, `update` (so its change is never applied
+/// twice), `touch`, `set_idle_timeout`, `destroy`, each step of
+/// `regenerate`, `set_principal`, `destroy_all_of` and `import_session`.
+/// The principal index steps (`ZADD`, `ZREM`) are idempotent by nature.
+///
+/// When no reply comes on any attempt, the write may or may not have been
+/// applied: the call returns [`Error::Unknown`](crate::Error::Unknown)
+/// naming the call and the session, never `Conflict`, `NotFound`,
+/// `AlreadyExists` or `false`. So does a resend of a save that finds the
+/// session written by more than 16 calls since its first send.
+///
+/// Steps across slots (the principal's set, the new id of a regenerate) run
+/// after the session's own write; once that write is done, the call
+/// reports it (a `destroy` returns `true` and sends `Destroyed`), and a
+/// later step that fails is logged and leaves a stale index member that
+/// the next read prunes. A `set_principal` that ends without writing removes
+/// the member it added.
+///
+/// # Time
+///
+/// The store's "now" never goes back, across app servers and restarts: the
+/// latest time at which any store judged a session expired (and each
+/// store's time when it closes) is kept in the key `{<namespace>/floor}`
+/// and read at open. An expired session never comes back.
 ///
 /// # Redis settings
 ///
