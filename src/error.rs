@@ -151,6 +151,42 @@ pub enum Error {
         /// The store's directory.
         path: PathBuf,
     },
+    /// A Redis server (or every node a cluster command was routed to) sent
+    /// no reply within the store's I/O timeout, on every attempt. Nothing
+    /// that writes is behind this error: a write whose reply did not come is
+    /// [`Error::Unknown`].
+    #[error(
+        "{op} on {server}: no reply within the I/O timeout of {after:?} (on each of {attempts} attempts); the server is stopped, overloaded or unreachable"
+    )]
+    Timeout {
+        /// What the store was doing, such as `"reading a session"`.
+        op: String,
+        /// The server or cluster, as configured.
+        server: String,
+        /// The I/O timeout of one attempt (`RedisConfig::io_timeout`).
+        after: Duration,
+        /// How many attempts were made (`RedisConfig::attempts`).
+        attempts: u32,
+    },
+    /// A write was sent to Redis and no reply came (a timeout, or the
+    /// connection dropped after the command went out), on every attempt:
+    /// it may have been applied, or not. The store never guesses: it does
+    /// not answer `Conflict`, `NotFound`, `AlreadyExists` or `false` for it.
+    /// Read the session again to learn its state.
+    #[error(
+        "the outcome of {op} of session {} on {server} is unknown: the command was sent and no reply came ({cause}); read the session again to learn its state",
+        Shown(.sid)
+    )]
+    Unknown {
+        /// The call, such as `"update"` or `"destroy"`.
+        op: &'static str,
+        /// The session the write was about.
+        sid: String,
+        /// The server or cluster, as configured.
+        server: String,
+        /// Why no reply came: the timeout or the dropped connection.
+        cause: String,
+    },
     /// A read-only open of a store whose engine cannot share its files with
     /// another process: sled lets one process at a time open them.
     #[error(

@@ -262,6 +262,9 @@ fn valid_sid(bytes: &[u8]) -> Option<&str> {
 // | a data field, global scope | `/<key>` (the empty component, which no valid name can be) |
 // | its principal field | `p` |
 // | a principal's index | `{<namespace>/p:<name>}`, a sorted set of `<sid>:<incarnation hex>` |
+// | its last writes' operation tokens | `o` (see `redis/scripts.rs`) |
+// | a deleted session's tombstone | the same key: a hash of `o` (and `dm`, `dp`, `q`) without `m`, with a short TTL |
+// | the namespace's time floor | `{<namespace>/floor}` |
 //
 // Every data field holds a `/`, so no data field can be `m`. Namespaces are
 // `[A-Za-z0-9_.-]` and ids `[A-Za-z0-9_-]`, so neither holds `{`, `}` or `:`,
@@ -282,6 +285,12 @@ pub(crate) const REDIS_PRINCIPAL_FIELD: &[u8] = b"p";
 /// so it is no data field.
 #[cfg(feature = "redis")]
 pub(crate) const REDIS_COVERED_FIELD: &[u8] = b"c";
+
+/// The field of a session's Redis hash that holds the operation tokens of
+/// its last writes (see `redis/scripts.rs`). It holds no `/`, so it is no
+/// data field; a hash that has it and no metadata field is a tombstone.
+#[cfg(feature = "redis")]
+pub(crate) const REDIS_OPS_FIELD: &[u8] = b"o";
 
 /// The Redis key of the index of principal `name` in `namespace`: a sorted
 /// set, `{<namespace>/p:<name>}`. `/` is no namespace character, so the key
@@ -313,6 +322,15 @@ pub(crate) fn redis_parse_principal_member(member: &[u8]) -> Option<(&str, u64)>
     }
     let inc = u64::from_str_radix(inc, 16).ok()?;
     valid_sid(sid.as_bytes()).map(|sid| (sid, inc))
+}
+
+/// The Redis key of the time floor of `namespace`: `{<namespace>/floor}`, a
+/// string of 20 decimal digits (µs since the epoch), the latest time at
+/// which any store of the namespace judged a session expired. `/` is no
+/// namespace character, so `SCAN MATCH {<namespace>:*}` never lists it.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_floor(namespace: &str) -> String {
+    format!("{{{namespace}/floor}}")
 }
 
 /// The Redis key of session `sid` in `namespace`: `{<namespace>:<sid>}`.

@@ -30,7 +30,10 @@ impl RedisStore {
         let now = self.now();
         let mut expired = Vec::new();
         for sid in self.stored_ids()? {
-            if self.read_meta(&sid)?.is_some_and(|(m, _)| !m.is_live(now)) {
+            if self
+                .meta_or_skip(&sid)?
+                .is_some_and(|(m, _)| !self.live(&m, now))
+            {
                 expired.push(sid);
             }
         }
@@ -101,6 +104,7 @@ impl RedisStore {
         if let Some(name) = &session.principal {
             self.index(name.as_bytes(), sid, &meta, self.now())?;
         }
+        let token = self.op_token();
         for _ in 0..ATTEMPTS {
             let now = self.now();
             let (expected, ended, stale) = match self.read_record(sid)? {
@@ -121,9 +125,9 @@ impl RedisStore {
                 None => (Vec::new(), None, None),
             };
             let ttl = Self::ttl(&meta, now);
-            let status: i64 = self.with("importing a session", |c| {
+            let status: i64 = self.write("import_session", sid, "importing a session", |c| {
                 scripts::eval(c, &scripts::PUT, &key, |cmd| {
-                    cmd.arg(&expected).arg(&bytes).arg(&ttl);
+                    cmd.arg(&expected).arg(&bytes).arg(&ttl).arg(&token);
                     for scope in &session.scopes {
                         for (k, v) in &scope.values {
                             cmd.arg(keys::redis_field(scope.component.as_deref(), k))

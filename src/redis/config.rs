@@ -8,6 +8,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec;
 use crate::error::{Error, Result};
 
+/// The most [`RedisConfig::attempts`] accepts.
+pub(crate) const MAX_ATTEMPTS: u32 = 10;
+/// The wait before each attempt after the first (on a cluster, where the
+/// client waits between attempts).
+pub(crate) const RETRY_WAIT: Duration = Duration::from_millis(10);
+
 /// The longest namespace [`RedisConfig::namespace`] accepts, in bytes.
 const MAX_NAMESPACE_LEN: usize = 64;
 
@@ -59,6 +65,7 @@ pub struct RedisConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) io_timeout: Duration,
     pub(crate) pool_size: u32,
+    pub(crate) attempts: u32,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) update_attempts: u32,
     pub(crate) event_capacity: usize,
@@ -76,6 +83,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(5),
             pool_size: 16,
+            attempts: 2,
             clock: Arc::new(SystemClock),
             update_attempts: 8,
             event_capacity: crate::limits::DEFAULT_EVENT_CAPACITY,
@@ -171,11 +179,40 @@ impl RedisConfig {
         self
     }
 
-    /// How long one command may wait to be sent or answered before the call
-    /// fails. Default: 5 s.
+    /// How long one attempt of one command may wait to be sent or answered.
+    /// Default: 5 s. See [`attempts`](RedisConfig::attempts) for the bound
+    /// on a whole command.
     #[must_use]
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.io_timeout = timeout;
+        self
+    }
+
+    /// How many times one command is sent at most, the first time included,
+    /// when its connection drops or its reply does not come. Default: 2.
+    /// Valid: 1 to 10.
+    ///
+    /// # The bound on a call
+    ///
+    /// One command (one step of a call) takes at most
+    /// `attempts × (connect_timeout + io_timeout + 10 ms)`: each attempt may
+    /// open a connection (`connect_timeout`), waits at most `io_timeout` for
+    /// the reply, and on a cluster waits 10 ms before the next attempt. The
+    /// cluster client's own retries and backoff are set to exactly this (its
+    /// defaults retry 16 times with a backoff of seconds). A call of the store is
+    /// a few commands (a read, then a check-and-write; `regenerate` and the
+    /// principal calls a few more; `session_ids` one per session), each so bounded.
+    /// When every attempt fails the call returns [`Error::Timeout`] naming the step
+    /// and the server, or, for a write whose reply never came,
+    /// [`Error::Unknown`](crate::Error::Unknown): it may have been applied.
+    ///
+    /// Resending is safe: every write carries an operation token that the
+    /// script records in the session's hash, and a resend of a write
+    /// already applied answers with the first result instead of applying
+    /// it again (see [`RedisStore`](crate::RedisStore#exactly-once)).
+    #[must_use]
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
         self
     }
 
@@ -212,6 +249,12 @@ impl RedisConfig {
         crate::limits::check_event_capacity(self.event_capacity)?;
         if self.update_attempts == 0 {
             return bad("update_attempts 0: update must try at least once".into());
+        }
+        if self.attempts == 0 || self.attempts > MAX_ATTEMPTS {
+            return bad(format!(
+                "attempts {} is out of range: 1 to {MAX_ATTEMPTS}",
+                self.attempts
+            ));
         }
         if self.pool_size == 0 {
             return bad("pool_size must be at least 1".into());
@@ -255,6 +298,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("pool_size", &self.pool_size)
+            .field("attempts", &self.attempts)
             .field("event_capacity", &self.event_capacity)
             .finish_non_exhaustive()
     }
@@ -284,6 +328,10 @@ mod tests {
         assert!(invalid(c().io_timeout(Duration::ZERO)).contains("io_timeout"));
         assert!(invalid(c().connect_timeout(Duration::ZERO)).contains("connect_timeout"));
         assert!(invalid(c().pool_size(0)).contains("pool_size"));
+        assert!(invalid(c().attempts(0)).contains("attempts"));
+        assert!(invalid(c().attempts(11)).contains("attempts"));
+        assert!(c().attempts(1).validate().is_ok());
+        assert!(c().attempts(10).validate().is_ok());
         assert!(invalid(c().max_value_size(65 << 20)).contains("max_value_size"));
         assert!(invalid(RedisConfig::cluster(Vec::<String>::new())).contains("node"));
     }

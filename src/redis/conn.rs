@@ -7,7 +7,7 @@ use redis::ConnectionLike;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 
 use crate::error::{Error, Result};
-use crate::redis::config::{RedisConfig, Target};
+use crate::redis::config::{RETRY_WAIT, RedisConfig, Target};
 
 /// A pool of connections to one server or to one cluster.
 enum Pool {
@@ -21,6 +21,8 @@ pub(crate) struct Connections {
     /// The pool's size: how many stale connections a restart can leave.
     max_size: u32,
     io_timeout: Duration,
+    /// How many times one command is sent at most (`RedisConfig::attempts`).
+    attempts: u32,
     /// The server or cluster, as errors name it.
     target: String,
     /// The first URL configured: the credentials and settings for direct
@@ -49,9 +51,17 @@ impl Connections {
                 Pool::Single(pool)
             }
             Target::Cluster(nodes) => {
+                // Every knob of the client's retries set, so that one
+                // command is bounded as `RedisConfig::attempts` says: its
+                // defaults retry 16 times with a backoff of up to seconds.
+                // Its resends are safe: every write is token-idempotent.
+                let wait = u64::try_from(RETRY_WAIT.as_millis()).unwrap_or(u64::MAX);
                 let client = ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(config.connect_timeout)
                     .response_timeout(config.io_timeout)
+                    .retries(config.attempts.saturating_sub(1))
+                    .min_retry_wait(wait)
+                    .max_retry_wait(wait)
                     .build()
                     .map_err(invalid)?;
                 Pool::Cluster(pool_builder(config).build(client).map_err(pool_error)?)
@@ -63,6 +73,7 @@ impl Connections {
             pool,
             max_size: config.pool_size,
             io_timeout: config.io_timeout,
+            attempts: config.attempts,
             target: target.clone(),
         };
         conns.with("checking the server", |c| {
@@ -76,27 +87,81 @@ impl Connections {
         &self.target
     }
 
-    /// Runs `f` on a pooled connection. A call that finds its connection
-    /// dropped (the server restarted, or a proxy closed it) is run again on
-    /// another one; every step the store sends is a check-and-write, so
-    /// running it twice is safe. Any other failure is an error naming the
-    /// server and `what` the store was doing.
+    /// Runs `f` on a pooled connection, resending it when its connection
+    /// drops (the server restarted, or a proxy closed it) or, on one server,
+    /// when its reply does not come in time, up to `attempts` times in all
+    /// (plus one per pooled connection a restart may have left stale: those
+    /// fail at once). Resending is safe for every command the store sends:
+    /// reads, idempotent index updates, and scripts that record an operation
+    /// token (see `scripts.rs`). Any other failure is an error naming the
+    /// server and `what` the store was doing: [`Error::Timeout`] if no reply
+    /// came.
     pub fn with<T>(
         &self,
         what: &str,
-        mut f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
+        self.run(what, f).map_err(|e| self.error(what, e))
+    }
+
+    /// As [`with`](Self::with), for a write of session `sid` by the call
+    /// `op`: a failure after which the write may have been applied (no reply
+    /// on the last attempt) is [`Error::Unknown`].
+    pub fn write<T>(
+        &self,
+        op: &'static str,
+        sid: &str,
+        what: &str,
+        f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.run(what, f).map_err(|e| {
+            if lost(&e) {
+                Error::Unknown {
+                    op,
+                    sid: sid.to_owned(),
+                    server: self.target.clone(),
+                    cause: self.error(what, e).to_string(),
+                }
+            } else {
+                self.error(what, e)
+            }
+        })
+    }
+
+    /// The loop of [`with`](Self::with): `Err` with the last failure.
+    fn run<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> std::result::Result<T, Failure> {
         // Every idle connection in the pool may be stale after a restart:
         // each is tried (and, found broken, dropped by the pool) before a
         // fresh one is opened.
-        let mut tries = self.max_size + 1;
+        let mut stale = self.max_size;
+        let mut attempts = self.attempts;
         loop {
-            tries -= 1;
-            match self.once(what, &mut f)? {
+            let e = match self.once(what, &mut f).map_err(Failure::Checkout)? {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_connection_dropped() && tries > 0 => continue,
-                Err(e) => return Err(self.error(what, e)),
+                Err(e) => e,
+            };
+            // A cluster connection made its own attempts already.
+            let single = matches!(self.pool, Pool::Single(_));
+            if e.is_timeout() {
+                attempts -= 1;
+                if single && attempts > 0 {
+                    continue;
+                }
+            } else if e.is_connection_dropped() {
+                if stale > 0 {
+                    stale -= 1;
+                    continue;
+                }
+                attempts -= 1;
+                if attempts > 0 {
+                    continue;
+                }
             }
+            return Err(Failure::Redis(e));
         }
     }
 
@@ -165,9 +230,44 @@ impl Connections {
         }
     }
 
-    /// A `redis` error as ours, naming the server.
-    pub fn error(&self, what: &str, e: redis::RedisError) -> Error {
-        Error::storage(format!("{what} on {}", self.target), e)
+    /// A `redis` error as ours, naming the server: [`Error::Timeout`] when
+    /// no reply came in time.
+    pub fn error(&self, what: &str, e: impl Into<Failure>) -> Error {
+        match e.into() {
+            Failure::Checkout(e) => e,
+            Failure::Redis(e) if e.is_timeout() => Error::Timeout {
+                op: what.to_owned(),
+                server: self.target.clone(),
+                after: self.io_timeout,
+                attempts: self.attempts,
+            },
+            Failure::Redis(e) => Error::storage(format!("{what} on {}", self.target), e),
+        }
+    }
+}
+
+/// Why a command failed: no connection, or the command itself.
+pub(crate) enum Failure {
+    /// No connection could be had (nothing was sent).
+    Checkout(Error),
+    /// The command failed.
+    Redis(redis::RedisError),
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(e: redis::RedisError) -> Failure {
+        Failure::Redis(e)
+    }
+}
+
+/// Whether a failure may have come after the server received the command:
+/// no reply in time, or the connection dropped (or failed) mid-call.
+fn lost(e: &Failure) -> bool {
+    match e {
+        Failure::Checkout(_) => false,
+        Failure::Redis(e) => {
+            e.is_timeout() || e.is_connection_dropped() || e.kind() == redis::ErrorKind::Io
+        }
     }
 }
 

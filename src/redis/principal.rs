@@ -110,6 +110,15 @@ impl RedisStore {
         self.remove_member(&key, member.as_bytes())
     }
 
+    /// As [`unindex`](Self::unindex), after a write that stands whatever
+    /// this does: a failure leaves a stale member (reads prune it, and the
+    /// set keeps its TTL), and is logged.
+    pub(super) fn unindex_logged(&self, name: &[u8], sid: &str, incarnation: u64) {
+        if let Err(e) = self.unindex(name, sid, incarnation) {
+            log::warn!("sessionstore: a stale index entry of {sid:?} stays: {e}");
+        }
+    }
+
     /// Removes `member` from the set `key` (`UNINDEX`: a persistent set
     /// left with no member that never expires takes a TTL again).
     fn remove_member(&self, key: &str, member: &[u8]) -> Result<()> {
@@ -166,7 +175,7 @@ impl RedisStore {
             self.remove_member(key, member)?;
             return Ok(Member::Pruned);
         }
-        if !meta.is_live(now) || read.principal != name.as_bytes() {
+        if !self.live(&meta, now) || read.principal != name.as_bytes() {
             return Ok(Member::Kept);
         }
         // µs since the epoch are exact as a score until 2^53 (the year
@@ -204,13 +213,28 @@ impl RedisStore {
         }
         let key = self.key(sid);
         let _guard = self.inner.locks.write(sid);
+        let token = self.op_token();
+        // The member this call added to the new name's set, removed again
+        // if the call ends without writing (the session is gone, or never
+        // settles): else a set could keep it, persistent for a session that
+        // never expires, with nobody left to remove it.
+        let mut added: Option<u64> = None;
+        let undo = |added: Option<u64>| {
+            if let (Some(n), Some(incarnation)) = (name, added) {
+                self.unindex_logged(n.as_bytes(), sid, incarnation);
+            }
+        };
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let Some((meta, old)) = self.live_record(sid, now)? else {
+                undo(added);
                 return Err(Error::NotFound { id: sid.to_owned() });
             };
             if old.principal.as_slice() == name.unwrap_or("").as_bytes() {
                 return Ok(());
+            }
+            if added.is_some_and(|i| i != meta.incarnation) {
+                undo(added.take());
             }
             // A change of principal is a use of the session that always
             // rewrites its metadata, so that no save against the record
@@ -218,27 +242,33 @@ impl RedisStore {
             let new = meta.used(now);
             if let Some(n) = name {
                 self.index(n.as_bytes(), sid, &new, now)?;
+                added = Some(meta.incarnation);
             }
             let new_bytes = codec::encode_meta(&new);
             let ttl = Self::ttl(&new, now);
             let (status, previous): (i64, Vec<u8>) =
-                self.with("setting a session's principal", |c| {
+                self.write("set_principal", sid, "setting a session's principal", |c| {
                     scripts::eval(c, &scripts::SET_PRINCIPAL, &key, |cmd| {
                         cmd.arg(&old.meta)
                             .arg(&new_bytes)
                             .arg(&ttl)
                             .arg(name.unwrap_or(""))
-                            .arg(Self::coverage(&new));
+                            .arg(Self::coverage(&new))
+                            .arg(&token);
                     })
                 })?;
             match status {
                 scripts::WRITTEN => {
                     self.wrote();
+                    // The principal is set whatever these say: a failure
+                    // leaves a stale member, logged, not returned.
                     if Some(previous.as_slice()) != name.map(str::as_bytes) {
-                        self.unindex(&previous, sid, meta.incarnation)?;
+                        self.unindex_logged(&previous, sid, meta.incarnation);
                     }
-                    if let Some(n) = name {
-                        self.prune_due(n, now)?;
+                    if let Some(n) = name
+                        && let Err(e) = self.prune_due(n, now)
+                    {
+                        log::warn!("sessionstore: pruning principal {n:?}: {e}");
                     }
                     return Ok(());
                 }
@@ -246,6 +276,7 @@ impl RedisStore {
                 other => return Err(self.unexpected("setting a session's principal", other)),
             }
         }
+        undo(added);
         Err(self.contention("setting a session's principal", sid))
     }
 
@@ -321,25 +352,34 @@ impl RedisStore {
             let _guard = self.inner.locks.write(sid);
             let now = self.now();
             let session = self.key(sid);
-            let (status, m): (i64, Vec<u8>) =
-                self.with("destroying a principal's session", |c| {
+            let token = self.op_token();
+            let (status, m): (i64, Vec<u8>) = self.write(
+                "destroy_all_of",
+                sid,
+                "destroying a principal's session",
+                |c| {
                     scripts::eval(c, &scripts::TAKE_IF_PRINCIPAL, &session, |cmd| {
-                        cmd.arg(name);
+                        cmd.arg(name).arg(&token).arg(self.tomb_ms());
                     })
-                })?;
+                },
+            )?;
             match status {
                 scripts::WRITTEN => {
                     self.wrote();
                     let live = match codec::decode_meta(sid, &m) {
                         Ok(meta) => {
                             if meta.incarnation != incarnation {
-                                self.unindex(name.as_bytes(), sid, meta.incarnation)?;
+                                self.unindex_logged(name.as_bytes(), sid, meta.incarnation);
                             }
-                            meta.is_live(now)
+                            self.live(&meta, now)
                         }
                         Err(_) => true,
                     };
-                    self.remove_member(&key, &member)?;
+                    // The session is gone: counted and announced whatever
+                    // the removal of its member says.
+                    if let Err(e) = self.remove_member(&key, &member) {
+                        log::warn!("sessionstore: a stale index entry of {sid:?} stays: {e}");
+                    }
                     destroyed += usize::from(live);
                     let sid = sid.to_owned();
                     self.inner.events.send(if live {

@@ -13,7 +13,7 @@
 //! script that writes sets the key's TTL in the same step, so the key is
 //! never without one (`PERSIST` only for a session that never expires).
 //! Scripts return status codes, never errors: a Lua `error()` would arrive as
-//! an untyped server error.
+//! an untyped server error. Every write is exactly once: see `ONCE`.
 
 use std::sync::LazyLock;
 
@@ -75,6 +75,50 @@ pub(crate) const VERSION_CHANGED: i64 = 3;
 pub(crate) const WRITTEN_STALE: i64 = 4;
 /// There is no key (`TAKE_IF_PRINCIPAL`).
 pub(crate) const GONE: i64 = 5;
+/// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` when the field `o`
+/// holds as many entries as it keeps: the token of a write applied before
+/// the last 16 could have been dropped from it, so to a resend (and only to
+/// one) the answer means the outcome is unknown.
+pub(crate) const HISTORY_FULL: i64 = 10;
+
+/// The length of one entry of the field `o`: a token (16 hex digits) and
+/// the status its write answered (one digit).
+pub(crate) const TOKEN_ENTRY: usize = 17;
+
+/// An operation token: 16 hex digits, unique to one call of the store.
+pub(crate) fn token(n: u64) -> String {
+    format!("{n:016x}")
+}
+
+/// Exactly once: the Lua functions every write script shares.
+///
+/// Every write of a session's hash records, in its field `o`, the token of
+/// the call that made it and the status it answered, in front of the last
+/// fifteen such entries (16 in all, 272 bytes). A script sent again with the same
+/// token (its reply was lost, and the connection or the cluster client
+/// resent it) finds its entry and answers the first status without writing
+/// again (`seen`). A deletion leaves a tombstone: a hash holding `o` (and
+/// what the deletion answered) but no `m`, with a TTL that outlasts every
+/// resend (`bury`); readers take a tombstone for no session. The first 17
+/// bytes of `o` also tell one write from another when their metadata bytes
+/// are equal (two app servers writing at the same clock time):
+/// `DELETE_IF` compares them.
+const ONCE: &str = r"
+local function seen(o, t)
+  if not o then return nil end
+  local at = string.find(o, t, 1, true)
+  if at then return at, tonumber(string.sub(o, at + 16, at + 16)) end
+  return nil
+end
+local function entry(o, t, s)
+  return t .. s .. string.sub(o or '', 1, 255)
+end
+local function bury(k, o, t, ms, ...)
+  redis.call('DEL', k)
+  redis.call('HSET', k, 'o', entry(o, t, '1'), ...)
+  redis.call('PEXPIRE', k, ms)
+end
+";
 
 /// Sets the TTL of `KEYS[1]` from `ARGV[ttl_at]`: milliseconds, or `0` for none.
 const SET_TTL: &str = r"
@@ -91,9 +135,9 @@ end
 ///
 /// `ARGV`: expected metadata, new metadata, TTL, the scope's field (its
 /// version, and the prefix of its data fields; empty: no scope work), a
-/// mode, the version expected in the scope's field (empty for none), then
-/// the number `n` of fields to set, then `n` field/value pairs, then the
-/// fields to delete.
+/// mode, the version expected in the scope's field (empty for none), the
+/// operation token (see `ONCE`), then the number `n` of fields to set, then
+/// `n` field/value pairs, then the fields to delete.
 /// The mode: `!` refuses to write on a version mismatch
 /// (`save_if_unchanged`), `?` writes and answers `WRITTEN_STALE` (a plain
 /// save); either followed by `c` clears the scope's fields first.
@@ -117,18 +161,25 @@ pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
         r"
 local k = KEYS[1]
 local scope = ARGV[4]
-local cur, v
+local t = ARGV[7]
+local r
 if scope == '' then
-  cur = redis.call('HGET', k, 'm')
+  r = redis.call('HMGET', k, 'm', 'o')
 else
-  local r = redis.call('HMGET', k, 'm', scope)
-  cur, v = r[1], r[2] or ''
+  r = redis.call('HMGET', k, 'm', 'o', scope)
 end
-if cur ~= ARGV[1] then return 0 end
+local cur, o, v = r[1], r[2], r[3] or ''
+if o then
+  local at = string.find(o, t, 1, true)
+  if at then return tonumber(string.sub(o, at + 16, at + 16)) end
+end
+local full = 0
+if o and #o >= 272 then full = 10 end
+if cur ~= ARGV[1] then return full end
 local status = 1
 local mode = ARGV[5]
 if scope ~= '' and v ~= ARGV[6] then
-  if mode == '!' or mode == '!c' then return 3 end
+  if mode == '!' or mode == '!c' then return 3 + full end
   status = 4
 end
 if mode == '?c' or mode == '!c' then
@@ -137,10 +188,10 @@ if mode == '?c' or mode == '!c' then
     if string.sub(f, 1, n) == scope then redis.call('HDEL', k, f) end
   end
 end
-local last = 7 + 2 * ARGV[7]
+local last = 8 + 2 * ARGV[8]
 local j = last
-if j > 263 then j = 263 end
-redis.call('HSET', k, 'm', ARGV[2], unpack(ARGV, 8, j))
+if j > 264 then j = 264 end
+redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 255), unpack(ARGV, 9, j))
 local i = j + 1
 while i <= last do
   j = i + 255
@@ -166,88 +217,122 @@ return status
     )
 });
 
-/// Create (`create_new_session`, and the new id of a `regenerate`).
+/// Create (`create_new_session`, import, and the new id of a `regenerate`).
 ///
-/// `ARGV`: expected metadata (empty: the key must not exist), new metadata,
-/// TTL, then field/value pairs to write. An expected record that matches is
-/// replaced with everything under it: an expired session nobody reaped yet.
+/// `ARGV`: expected metadata (empty: the key must not exist, or be a
+/// tombstone), new metadata, TTL, the operation token, then field/value
+/// pairs to write. An expected record that matches is replaced with
+/// everything under it: an expired session nobody reaped yet.
 pub(crate) static PUT: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
-        "{SET_TTL}{}",
+        "{ONCE}{SET_TTL}{}",
         r"
-if ARGV[1] == '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    if redis.call('TYPE', KEYS[1]).ok == 'hash' and redis.call('HEXISTS', KEYS[1], 'm') == 0 then
-      return 2
-    end
+local k = KEYS[1]
+local t = ARGV[4]
+local o = false
+if redis.call('EXISTS', k) == 1 then
+  if redis.call('TYPE', k).ok ~= 'hash' then return 0 end
+  local r = redis.call('HMGET', k, 'm', 'o')
+  o = r[2]
+  local at, s = seen(o, t)
+  if at then return s end
+  if ARGV[1] == '' then
+    if r[1] then return 0 end
+    if not o then return 2 end
+  elseif r[1] ~= ARGV[1] then
     return 0
   end
-else
-  if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', k)
+elseif ARGV[1] ~= '' then
+  return 0
 end
-local i = 4
+local i = 5
 while i < #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', k, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[2])
+redis.call('HSET', k, 'm', ARGV[2], 'o', entry(o, t, '1'))
 set_ttl(ARGV[3])
 return 1
 "
     ))
 });
 
-/// Deletes the key if its metadata is `ARGV[1]` (the old id of a `regenerate`).
+/// Deletes the key if its metadata is `ARGV[1]` and its last write's token
+/// entry `ARGV[2]` (the old id of a `regenerate`: every write since its
+/// read changed one or the other). `ARGV[3]`: the operation token;
+/// `ARGV[4]`: the tombstone's TTL in ms.
 pub(crate) static DELETE_IF: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
+    Lua::new(format!(
+        "{ONCE}{}",
         r"
-if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+local k = KEYS[1]
+local r = redis.call('HMGET', k, 'm', 'o')
+local o = r[2]
+local at, s = seen(o, ARGV[3])
+if at then return s end
+if r[1] ~= ARGV[1] or string.sub(o or '', 1, 17) ~= ARGV[2] then return 0 end
+bury(k, o, ARGV[3], ARGV[4])
 return 1
 "
-        .to_owned(),
-    )
+    ))
 });
 
-/// Destroy: deletes the key whatever it holds and returns its metadata
-/// record and its principal, each an empty string if it had none (absent,
-/// or not a hash of ours).
+/// Destroy: deletes the key whatever it holds and returns `{WRITTEN, its
+/// metadata record, its principal}`, each an empty string if it had none
+/// (not a hash of ours); `{CONFLICT, '', ''}` if there was no session (no
+/// key, or a tombstone). `ARGV`: the operation token, the tombstone's TTL in
+/// ms. A resend answers what the first run took (kept in the tombstone).
 pub(crate) static TAKE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
+    Lua::new(format!(
+        "{ONCE}{}",
         r"
-local m, p = false, false
-if redis.call('TYPE', KEYS[1]).ok == 'hash' then
-  m = redis.call('HGET', KEYS[1], 'm')
-  p = redis.call('HGET', KEYS[1], 'p')
+local k = KEYS[1]
+local ty = redis.call('TYPE', k).ok
+if ty == 'none' then return {0, '', ''} end
+if ty ~= 'hash' then
+  redis.call('DEL', k)
+  return {1, '', ''}
 end
-redis.call('DEL', KEYS[1])
-return {m or '', p or ''}
+local r = redis.call('HMGET', k, 'm', 'p', 'o', 'dm', 'dp')
+local o = r[3]
+if seen(o, ARGV[1]) then return {1, r[4] or '', r[5] or ''} end
+if o and not r[1] then return {0, '', ''} end
+local m, p = r[1] or '', r[2] or ''
+bury(k, o, ARGV[1], ARGV[2], 'dm', m, 'dp', p)
+return {1, m, p}
 "
-        .to_owned(),
-    )
+    ))
 });
 
 /// `set_principal`: if the metadata is `ARGV[1]`, sets the principal field
 /// to `ARGV[4]` and the coverage field `c` to `ARGV[5]` (deletes both for an
 /// empty name; names are never empty), writes the new metadata `ARGV[2]`
 /// with the TTL `ARGV[3]`, and returns
-/// `{WRITTEN, the old name or ''}`; else `{CONFLICT, ''}`. The metadata
+/// `{WRITTEN, the old name or ''}`; else `{CONFLICT, ''}`. `ARGV[6]`: the
+/// operation token; a resend answers the old name the first run found
+/// while no write followed it (kept in the field `q`), else `''`. The metadata
 /// changes with every change of principal (the caller moves the last access
 /// at least 1 µs), so a save against the metadata read before it fails its
 /// compare and reads the principal again (see `SAVE`).
 pub(crate) static SET_PRINCIPAL: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(format!(
-        "{SET_TTL}{}",
+        "{ONCE}{SET_TTL}{}",
         r"
-if redis.call('HGET', KEYS[1], 'm') ~= ARGV[1] then return {0, ''} end
-local old = redis.call('HGET', KEYS[1], 'p') or ''
+local k = KEYS[1]
+local r = redis.call('HMGET', k, 'm', 'p', 'o', 'q')
+local o = r[3]
+local at = seen(o, ARGV[6])
+if at == 1 then return {1, r[4] or ''} end
+if at then return {1, ''} end
+if r[1] ~= ARGV[1] then return {0, ''} end
+local old = r[2] or ''
 if ARGV[4] == '' then
-  redis.call('HDEL', KEYS[1], 'p', 'c')
+  redis.call('HDEL', k, 'p', 'c')
 else
-  redis.call('HSET', KEYS[1], 'p', ARGV[4], 'c', ARGV[5])
+  redis.call('HSET', k, 'p', ARGV[4], 'c', ARGV[5])
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[2])
+redis.call('HSET', k, 'm', ARGV[2], 'o', entry(o, ARGV[6], '1'), 'q', old)
 set_ttl(ARGV[3])
 return {1, old}
 "
@@ -256,17 +341,41 @@ return {1, old}
 
 /// `destroy_all_of`: deletes the key if its principal is `ARGV[1]` and
 /// returns `{WRITTEN, its metadata}`; `{CONFLICT, ''}` if it belongs to
-/// another principal or none (left alone); `{GONE, ''}` if there is no key.
+/// another principal or none (left alone); `{GONE, ''}` if there is no
+/// session (no key, or a tombstone). `ARGV[2]`: the operation token;
+/// `ARGV[3]`: the tombstone's TTL in ms.
 pub(crate) static TAKE_IF_PRINCIPAL: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(format!(
+        "{ONCE}{}",
+        r"
+local k = KEYS[1]
+local ty = redis.call('TYPE', k).ok
+if ty == 'none' then return {5, ''} end
+if ty ~= 'hash' then return {0, ''} end
+local r = redis.call('HMGET', k, 'm', 'p', 'o', 'dm')
+local o = r[3]
+if seen(o, ARGV[2]) then return {1, r[4] or ''} end
+if o and not r[1] then return {5, ''} end
+if r[2] ~= ARGV[1] then return {0, ''} end
+local m = r[1] or ''
+bury(k, o, ARGV[2], ARGV[3], 'dm', m)
+return {1, m}
+"
+    ))
+});
+
+/// Raises the persisted time floor `KEYS[1]` to `ARGV[1]` (µs since the
+/// epoch, 20 decimal digits, so that strings compare as numbers) and
+/// returns the floor it holds now.
+pub(crate) static FLOOR: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {5, ''} end
-if redis.call('TYPE', KEYS[1]).ok ~= 'hash' or redis.call('HGET', KEYS[1], 'p') ~= ARGV[1] then
-  return {0, ''}
+local cur = redis.call('GET', KEYS[1])
+if not cur or #cur ~= 20 or ARGV[1] > cur then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
 end
-local m = redis.call('HGET', KEYS[1], 'm') or ''
-redis.call('DEL', KEYS[1])
-return {1, m}
+return cur
 "
         .to_owned(),
     )

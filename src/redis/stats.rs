@@ -2,9 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::info::Stats;
 use crate::keys;
+use crate::meta::Meta;
 use crate::redis::store::RedisStore;
 
 impl RedisStore {
@@ -15,18 +16,35 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// Errors naming the server, and [`Error::Decode`](crate::Error::Decode)
-    /// for a session whose metadata record is not ours.
+    /// Errors naming the server. A key of the namespace that holds no
+    /// session of this store (another type, or a record that does not
+    /// decode: foreign bytes) is skipped and logged, not an error: the
+    /// damage stays with that key.
     pub fn session_ids(&self) -> Result<Vec<String>> {
         let sids = self.stored_ids()?;
         let now = self.now();
         let mut live = Vec::with_capacity(sids.len());
         for sid in sids {
-            if self.read_meta(&sid)?.is_some_and(|(m, _)| m.is_live(now)) {
+            if self
+                .meta_or_skip(&sid)?
+                .is_some_and(|(m, _)| self.live(&m, now))
+            {
                 live.push(sid);
             }
         }
         Ok(live)
+    }
+
+    /// The metadata record of `sid`, or `None` for a key that holds no
+    /// session of this store (logged): what listing reads.
+    pub(super) fn meta_or_skip(&self, sid: &str) -> Result<Option<(Meta, Vec<u8>)>> {
+        match self.read_meta(sid) {
+            Err(e @ Error::Decode { .. }) => {
+                log::warn!("sessionstore: listing sessions, skipping {sid:?}: {e}");
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// The id of every session key of the namespace, live or not, sorted:

@@ -16,7 +16,7 @@ use crate::keys;
 use crate::locks::Locks;
 use crate::meta::Meta;
 use crate::meta::Policy;
-use crate::redis::config::RedisConfig;
+use crate::redis::config::{RETRY_WAIT, RedisConfig};
 use crate::redis::conn::Connections;
 use crate::redis::scripts;
 use crate::session::ReadToken;
@@ -30,6 +30,8 @@ use crate::validate;
 pub(super) const CAS_ATTEMPTS: usize = 64;
 /// How many fresh ids `create` and `regenerate` draw before they give up.
 const ID_ATTEMPTS: usize = 8;
+/// The shortest life of a tombstone, in ms (see `scripts::ONCE`).
+const TOMBSTONE_MIN_MS: u64 = 10_000;
 
 /// Sessions on a Redis server or a Redis Cluster, shared by every process
 /// that opens it: the same contract as [`Store`](crate::Store), through
@@ -57,11 +59,47 @@ const ID_ATTEMPTS: usize = 8;
 /// # Regenerate
 ///
 /// The new id lives in another slot, so moving a session cannot be one step.
-/// The order is: (1) read the old session; (2) check that the new id is free;
-/// (3) delete the old key if its metadata is still what was read (else start
+/// The order is: (1) draw a fresh id whose key is free; (2) read the old
+/// session; (3) delete the old key if nobody wrote to it since the read: its
+/// metadata and its last write's operation token are unchanged (else start
 /// again from 1); (4) write the new key, if it does not exist, with every
-/// field and the metadata. A crash or a lost connection between 3 and 4
-/// loses the session (the safe side): at no moment are both ids usable.
+/// field and the metadata. A crash between 3 and 4 loses the session (the
+/// safe side): at no moment are both ids usable.
+///
+/// # Exactly once
+///
+/// Every write is applied at most once, and every call answers what it did.
+/// Each call draws an operation token; the script that writes records it,
+/// with its answer, in the session's hash (the last 16 of them), and a
+/// deletion leaves a short-lived tombstone holding it. A command whose reply
+/// was lost (the connection dropped after the server ran it, or the reply
+/// came too late) is sent again, up to [`RedisConfig::attempts`] times in
+/// all, and the resend answers the first result instead of writing again.
+/// This holds for every call that writes: `create`, `create_new_session`,
+/// `save`, `save_if_unchanged`, `update` (so its change is never applied
+/// twice), `touch`, `set_idle_timeout`, `destroy`, each step of
+/// `regenerate`, `set_principal`, `destroy_all_of` and `import_session`.
+/// The principal index steps (`ZADD`, `ZREM`) are idempotent by nature.
+///
+/// When no reply comes on any attempt, the write may or may not have been
+/// applied: the call returns [`Error::Unknown`](crate::Error::Unknown)
+/// naming the call and the session, never `Conflict`, `NotFound`,
+/// `AlreadyExists` or `false`. So does a resend of a save that finds the
+/// session written by more than 16 calls since its first send.
+///
+/// Steps across slots (the principal's set, the new id of a regenerate) run
+/// after the session's own write; once that write is done, the call
+/// reports it (a `destroy` returns `true` and sends `Destroyed`), and a
+/// later step that fails is logged and leaves a stale index member that
+/// the next read prunes. A `set_principal` that ends without writing removes
+/// the member it added.
+///
+/// # Time
+///
+/// The store's "now" never goes back, across app servers and restarts: the
+/// latest time at which any store judged a session expired (and each
+/// store's time when it closes) is kept in the key `{<namespace>/floor}`
+/// and read at open. An expired session never comes back.
 ///
 /// # Redis settings
 ///
@@ -82,8 +120,14 @@ pub(super) struct Inner {
     pub(super) namespace: String,
     policy: Policy,
     /// The latest time this store has read: its "now" never goes below it
-    /// (see `Clock`). Kept per process; Redis keeps no floor of its own.
+    /// (see `Clock`). Starts at the namespace's persisted floor.
     floor: AtomicU64,
+    /// The latest floor this store knows to be persisted in Redis
+    /// (`keys::redis_floor`).
+    persisted: AtomicU64,
+    /// How long a tombstone lives, in ms: longer than every resend of the
+    /// deletion that left it can take.
+    tomb_ms: u64,
     max_value_size: usize,
     clock: Arc<dyn Clock>,
     /// Writes (check-and-write scripts that wrote, deletions) since open, by this store's handles.
@@ -98,6 +142,27 @@ pub(super) struct Inner {
     /// their write to their send, so that this process sends them in the
     /// order Redis applied them.
     pub(super) locks: Locks,
+}
+
+impl Drop for Inner {
+    /// Persists the time floor, so that a store opened later never goes
+    /// back in time (issue 27: a restart with a clock stepped back revived
+    /// expired sessions). A failure is logged.
+    fn drop(&mut self) {
+        let floor = *self.floor.get_mut();
+        if floor <= *self.persisted.get_mut() {
+            return;
+        }
+        let key = keys::redis_floor(&self.namespace);
+        let arg = format!("{floor:020}");
+        if let Err(e) = self.conns.with("persisting the time floor", |c| {
+            scripts::eval::<Vec<u8>>(c, &scripts::FLOOR, &key, |cmd| {
+                cmd.arg(&arg);
+            })
+        }) {
+            log::warn!("sessionstore: closing the store: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -131,6 +196,13 @@ impl Read {
             .map_or(0, parse_covered)
     }
 
+    /// The entry of the last write in the field `o` (see `scripts::ONCE`);
+    /// empty if there is none.
+    fn last_write(&self) -> &[u8] {
+        let o = self.field(keys::REDIS_OPS_FIELD).unwrap_or(&[]);
+        &o[..o.len().min(scripts::TOKEN_ENTRY)]
+    }
+
     fn field(&self, name: &[u8]) -> Option<&[u8]> {
         self.fields
             .iter()
@@ -150,8 +222,14 @@ pub(super) fn parse_covered(bytes: &[u8]) -> u64 {
 
 /// What a save writes, whatever metadata record it checks against.
 struct SaveArgs<'a> {
+    /// The call: `"save"` or `"save_if_unchanged"`.
+    op: &'static str,
+    /// The session's id.
+    sid: &'a str,
     /// The session's key.
     key: &'a str,
+    /// The call's operation token (see `scripts::ONCE`).
+    token: &'a str,
     /// The scope's field: its version, and the prefix of its data fields;
     /// empty for a save that neither checks nor writes the scope.
     scope: &'a [u8],
@@ -170,6 +248,16 @@ impl RedisStore {
     pub(crate) fn open(config: RedisConfig) -> Result<RedisStore> {
         let conns = Connections::open(&config)?;
         let micros = clock::duration_micros;
+        let floor_key = keys::redis_floor(&config.namespace);
+        let floor: Option<Vec<u8>> = conns.with("reading the namespace's time floor", |c| {
+            redis::cmd("GET").arg(&floor_key).query(c)
+        })?;
+        let floor = floor.map_or(0, |b| parse_covered(&b));
+        let one = config.connect_timeout + config.io_timeout + RETRY_WAIT;
+        let resends = one.saturating_mul(config.attempts).saturating_mul(2);
+        let tomb_ms = u64::try_from(resends.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(TOMBSTONE_MIN_MS);
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conns,
@@ -179,7 +267,9 @@ impl RedisStore {
                     absolute: config.absolute_timeout.map(micros),
                     touch_granularity: micros(config.effective_touch_granularity()),
                 },
-                floor: AtomicU64::new(0),
+                floor: AtomicU64::new(floor),
+                persisted: AtomicU64::new(floor),
+                tomb_ms,
                 max_value_size: config.max_value_size,
                 clock: config.clock.clone(),
                 writes: AtomicU64::new(0),
@@ -209,12 +299,30 @@ impl RedisStore {
             .max(clock)
     }
 
-    /// The stored version of a scope: `field` of the hash `key`; 0 if none.
-    fn read_version(&self, key: &str, field: &[u8]) -> Result<u64> {
+    /// The stored version of a scope: the field `field` of session `sid`;
+    /// 0 if none; [`Error::Decode`] naming the key and field for bytes
+    /// that are no version.
+    fn read_version(&self, sid: &str, field: &[u8]) -> Result<u64> {
+        let key = self.key(sid);
         let bytes: Option<Vec<u8>> = self.with("reading a scope's version", |c| {
-            redis::cmd("HGET").arg(key).arg(field).query(c)
+            redis::cmd("HGET").arg(&key).arg(field).query(c)
         })?;
-        Ok(bytes.and_then(|b| codec::decode_version(&b)).unwrap_or(0))
+        bytes.map_or(Ok(0), |b| self.version_of(sid, field, &b))
+    }
+
+    /// A stored scope version: [`Error::Decode`] naming the key and the
+    /// field for bytes that are no version (foreign bytes: the scope can
+    /// never be checked against them).
+    fn version_of(&self, sid: &str, field: &[u8], bytes: &[u8]) -> Result<u64> {
+        codec::decode_version(bytes).ok_or_else(|| Error::Decode {
+            what: format!(
+                "the field {:?} (a scope's version) of the redis key {} on {}",
+                String::from_utf8_lossy(field),
+                self.key(sid),
+                self.inner.conns.target()
+            ),
+            message: format!("{} bytes that are no version", bytes.len()),
+        })
     }
 
     /// A scope version no write has used: never 0, which means "never written".
@@ -228,6 +336,51 @@ impl RedisStore {
                 return v;
             }
         }
+    }
+
+    /// An operation token for one call's writes (see `scripts::ONCE`).
+    pub(super) fn op_token(&self) -> String {
+        scripts::token(self.next_version())
+    }
+
+    /// How long a tombstone lives, in ms, as a script argument.
+    pub(super) fn tomb_ms(&self) -> u64 {
+        self.inner.tomb_ms
+    }
+
+    /// Called when a stored session is judged expired at `now`: raises the
+    /// namespace's persisted time floor to `now`, so that no store opened
+    /// later (after a restart whose clock stepped back) takes it for live
+    /// again. One write per newly seen time, not per read. A failure is
+    /// logged: the answer "expired" stands.
+    pub(super) fn expired_at(&self, now: u64) {
+        if self.inner.persisted.load(Ordering::Acquire) >= now {
+            return;
+        }
+        let key = keys::redis_floor(&self.inner.namespace);
+        let arg = format!("{now:020}");
+        match self.with("persisting the time floor", |c| {
+            scripts::eval::<Vec<u8>>(c, &scripts::FLOOR, &key, |cmd| {
+                cmd.arg(&arg);
+            })
+        }) {
+            Ok(held) => {
+                let held = parse_covered(&held).max(now);
+                self.inner.persisted.fetch_max(held, Ordering::AcqRel);
+                self.inner.floor.fetch_max(held, Ordering::AcqRel);
+            }
+            Err(e) => log::warn!("sessionstore: {e}"),
+        }
+    }
+
+    /// `meta` is live at `now`; if not, the time floor is persisted (see
+    /// [`expired_at`](Self::expired_at)).
+    pub(super) fn live(&self, meta: &Meta, now: u64) -> bool {
+        let live = meta.is_live(now);
+        if !live {
+            self.expired_at(now);
+        }
+        live
     }
 
     /// Reads the scope `component` of `sid`, changes it and saves it only if
@@ -282,6 +435,17 @@ impl RedisStore {
         self.inner.conns.with(what, f)
     }
 
+    /// A write step of the call `op` on session `sid` (see `Connections::write`).
+    pub(super) fn write<T>(
+        &self,
+        op: &'static str,
+        sid: &str,
+        what: &str,
+        f: impl FnMut(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.inner.conns.write(op, sid, what, f)
+    }
+
     pub(super) fn foreign(&self, sid: &str) -> Error {
         Error::Decode {
             what: format!(
@@ -296,12 +460,14 @@ impl RedisStore {
     /// The metadata record of `sid` and its bytes, live or not.
     pub(super) fn read_meta(&self, sid: &str) -> Result<Option<(Meta, Vec<u8>)>> {
         let key = self.key(sid);
-        let bytes: Option<Vec<u8>> = self.with("reading a session's metadata", |c| {
-            redis::cmd("HGET")
-                .arg(&key)
-                .arg(keys::REDIS_META_FIELD)
-                .query(c)
-        })?;
+        let bytes: Option<Vec<u8>> = self
+            .with("reading a session's metadata", |c| {
+                redis::cmd("HGET")
+                    .arg(&key)
+                    .arg(keys::REDIS_META_FIELD)
+                    .query(c)
+            })
+            .map_err(|e| self.wrong_type(sid, e))?;
         match bytes {
             Some(b) => Ok(Some((codec::decode_meta(sid, &b)?, b))),
             None => Ok(None),
@@ -310,28 +476,49 @@ impl RedisStore {
 
     /// The live metadata record of `sid` and its bytes.
     pub(super) fn live_meta(&self, sid: &str, now: u64) -> Result<Option<(Meta, Vec<u8>)>> {
-        Ok(self.read_meta(sid)?.filter(|(m, _)| m.is_live(now)))
+        Ok(self.read_meta(sid)?.filter(|(m, _)| self.live(m, now)))
+    }
+
+    /// A server error `WRONGTYPE` on the key of `sid` (a key of another
+    /// type, written by another program) as [`Error::Decode`] naming the
+    /// key; any other error as it is.
+    pub(super) fn wrong_type(&self, sid: &str, e: Error) -> Error {
+        match &e {
+            Error::Storage { source, .. } if source.to_string().contains("WRONGTYPE") => {
+                Error::Decode {
+                    what: format!(
+                        "the redis key {} on {}",
+                        self.key(sid),
+                        self.inner.conns.target()
+                    ),
+                    message: "it is not a hash: not a session of this store".into(),
+                }
+            }
+            _ => e,
+        }
     }
 
     /// The live metadata record of `sid`, with what a save checks against:
     /// its exact bytes and the stored principal (empty for none), read in one
     /// `HMGET`.
     pub(super) fn live_record(&self, sid: &str, now: u64) -> Result<Option<(Meta, ReadToken)>> {
-        Ok(self.read_record(sid)?.filter(|(m, _)| m.is_live(now)))
+        Ok(self.read_record(sid)?.filter(|(m, _)| self.live(m, now)))
     }
 
     /// As [`live_record`](Self::live_record), live or not.
     pub(super) fn read_record(&self, sid: &str) -> Result<Option<(Meta, ReadToken)>> {
         let key = self.key(sid);
         type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let (m, p, covered): Fields = self.with("reading a session's metadata", |c| {
-            redis::cmd("HMGET")
-                .arg(&key)
-                .arg(keys::REDIS_META_FIELD)
-                .arg(keys::REDIS_PRINCIPAL_FIELD)
-                .arg(keys::REDIS_COVERED_FIELD)
-                .query(c)
-        })?;
+        let (m, p, covered): Fields = self
+            .with("reading a session's metadata", |c| {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(keys::REDIS_META_FIELD)
+                    .arg(keys::REDIS_PRINCIPAL_FIELD)
+                    .arg(keys::REDIS_COVERED_FIELD)
+                    .query(c)
+            })
+            .map_err(|e| self.wrong_type(sid, e))?;
         let Some(m) = m else {
             return Ok(None);
         };
@@ -358,10 +545,14 @@ impl RedisStore {
         new: &Meta,
         now: u64,
     ) -> Result<Option<u64>> {
+        // A stored coverage past what any cover of this record could
+        // reach is not ours (foreign bytes): taken as unknown, so that the
+        // set covers the session again and never loses it.
+        let believable = old.covered <= Self::coverage(new);
         if old.principal.is_empty()
             || new
                 .deadline()
-                .is_some_and(|deadline| old.covered >= deadline)
+                .is_some_and(|deadline| believable && old.covered >= deadline)
         {
             return Ok(None);
         }
@@ -387,9 +578,11 @@ impl RedisStore {
     /// The whole hash of `sid`, or `None` if there is no key.
     pub(super) fn read_all(&self, sid: &str) -> Result<Option<Read>> {
         let key = self.key(sid);
-        let all: Vec<(Vec<u8>, Vec<u8>)> = self.with("reading a session", |c| {
-            redis::cmd("HGETALL").arg(&key).query(c)
-        })?;
+        let all: Vec<(Vec<u8>, Vec<u8>)> = self
+            .with("reading a session", |c| {
+                redis::cmd("HGETALL").arg(&key).query(c)
+            })
+            .map_err(|e| self.wrong_type(sid, e))?;
         if all.is_empty() {
             return Ok(None);
         }
@@ -403,6 +596,10 @@ impl RedisStore {
             }
         }
         let Some(meta_bytes) = meta_bytes else {
+            // A tombstone (see `scripts::ONCE`): no session.
+            if fields.iter().any(|(f, _)| f == keys::REDIS_OPS_FIELD) {
+                return Ok(None);
+            }
             return Err(self.foreign(sid));
         };
         Ok(Some(Read {
@@ -414,12 +611,22 @@ impl RedisStore {
 
     /// Runs `SAVE` with no data changes: a new metadata record only,
     /// against `old`, after the principal's set covers the new deadline.
-    fn write_meta(&self, sid: &str, old: &ReadToken, new: &Meta, now: u64) -> Result<i64> {
+    fn write_meta(
+        &self,
+        op: &'static str,
+        sid: &str,
+        old: &ReadToken,
+        new: &Meta,
+        now: u64,
+    ) -> Result<i64> {
         let covered = self.cover(old, sid, new, now)?.map(|c| c.to_string());
         let key = self.key(sid);
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
-        let status = self.with("writing a session's metadata", |c| {
+        let token = self.op_token();
+        let mut sends = 0;
+        let status = self.write(op, sid, "writing a session's metadata", |c| {
+            sends += 1;
             scripts::eval(c, &scripts::SAVE, &key, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(&new_bytes)
@@ -427,16 +634,37 @@ impl RedisStore {
                     .arg("")
                     .arg("")
                     .arg("")
+                    .arg(&token)
                     .arg(usize::from(covered.is_some()));
                 if let Some(c) = &covered {
                     cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
                 }
             })
         })?;
+        let status = self.resent(op, sid, status, sends)?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
             self.wrote();
         }
         Ok(status)
+    }
+
+    /// The status `SAVE` answered after `sends` sends of one call `op`: a
+    /// refusal with the token history full (`HISTORY_FULL`) is the plain
+    /// refusal to a first send, and [`Error::Unknown`] to a resend (the
+    /// first send may have been applied, its token pushed out since).
+    fn resent(&self, op: &'static str, sid: &str, status: i64, sends: u32) -> Result<i64> {
+        if status < scripts::HISTORY_FULL {
+            return Ok(status);
+        }
+        if sends > 1 {
+            return Err(Error::Unknown {
+                op,
+                sid: sid.to_owned(),
+                server: self.inner.conns.target().to_owned(),
+                cause: "the write was sent again after its reply was lost, and found the session written since by more calls than it remembers".into(),
+            });
+        }
+        Ok(status - scripts::HISTORY_FULL)
     }
 
     /// A status code no script returns: the server runs something else under our scripts' names.
@@ -462,6 +690,24 @@ impl RedisStore {
         )
     }
 
+    /// A fresh random id whose key is free now.
+    fn free_id(&self) -> Result<String> {
+        for _ in 0..ID_ATTEMPTS {
+            let candidate = OsRandom.next_id()?;
+            let key = self.key(&candidate);
+            let taken: bool = self.with("regenerating a session id", |c| {
+                redis::cmd("EXISTS").arg(&key).query(c)
+            })?;
+            if !taken {
+                return Ok(candidate);
+            }
+        }
+        Err(Error::storage(
+            "regenerating a session id",
+            format!("{ID_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"),
+        ))
+    }
+
     /// Writes a fresh session under `sid` unless a live one is there.
     fn create_at(&self, sid: &str) -> Result<Session> {
         validate::sid(sid)?;
@@ -470,7 +716,7 @@ impl RedisStore {
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let expected = match self.read_meta(sid)? {
-                Some((old, _)) if old.is_live(now) => {
+                Some((old, _)) if self.live(&old, now) => {
                     return Err(Error::AlreadyExists { id: sid.to_owned() });
                 }
                 // An expired session whose key outlived its clock deadline: replaced.
@@ -480,9 +726,10 @@ impl RedisStore {
             let meta = self.new_meta(now)?;
             let bytes = codec::encode_meta(&meta);
             let ttl = Self::ttl(&meta, now);
-            let status: i64 = self.with("creating a session", |c| {
+            let token = self.op_token();
+            let status: i64 = self.write("create", sid, "creating a session", |c| {
                 scripts::eval(c, &scripts::PUT, &key, |cmd| {
-                    cmd.arg(&expected).arg(&bytes).arg(&ttl);
+                    cmd.arg(&expected).arg(&bytes).arg(&ttl).arg(&token);
                 })
             })?;
             match status {
@@ -528,7 +775,9 @@ impl RedisStore {
         ttl: &str,
         covered: Option<&str>,
     ) -> Result<i64> {
-        let status: i64 = self.with("saving a session", |c| {
+        let mut sends = 0;
+        let status: i64 = self.write(args.op, args.sid, "saving a session", |c| {
+            sends += 1;
             scripts::eval(c, &scripts::SAVE, args.key, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(new)
@@ -536,6 +785,7 @@ impl RedisStore {
                     .arg(args.scope)
                     .arg(args.mode)
                     .arg(args.expected)
+                    .arg(args.token)
                     .arg(args.sets.len() + usize::from(covered.is_some()));
                 for (f, v) in args.sets {
                     cmd.arg(f).arg(*v);
@@ -548,7 +798,8 @@ impl RedisStore {
                 }
             })
         })?;
-        if status == scripts::WRITTEN {
+        let status = self.resent(args.op, args.sid, status, sends)?;
+        if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
             self.wrote();
         }
         Ok(status)
@@ -597,7 +848,11 @@ impl RedisStore {
         if writes_scope {
             sets.push((version_field.clone(), &version_bytes));
         }
+        let token = self.op_token();
         let args = SaveArgs {
+            op: if check { "save_if_unchanged" } else { "save" },
+            sid: &sid,
+            token: &token,
             key: &key,
             scope,
             mode,
@@ -616,7 +871,7 @@ impl RedisStore {
             let now = self.now();
             if let Ok(meta) = codec::decode_meta(&sid, &token.meta)
                 && meta.incarnation == session.incarnation()
-                && meta.is_live(now)
+                && self.live(&meta, now)
             {
                 let new = meta.accessed(now);
                 if writes_scope || self.moves_enough(&meta, &new) {
@@ -641,7 +896,7 @@ impl RedisStore {
             if !writes_scope && !self.moves_enough(&meta, &new) {
                 // Nothing to write; `save_if_unchanged` still answers whether
                 // the scope moved on, as the embedded store does.
-                if check && self.read_version(&key, scope)? != session.version() {
+                if check && self.read_version(&sid, scope)? != session.version() {
                     return Err(Error::Conflict { sid, component });
                 }
                 session.set_read_token(old);
@@ -685,10 +940,15 @@ impl RedisStore {
         match self.run_save(args, expected, &new_bytes, &ttl, covered.as_deref())? {
             scripts::WRITTEN => Ok(Some((token(new_bytes), true))),
             scripts::WRITTEN_STALE => Ok(Some((token(new_bytes), false))),
-            scripts::VERSION_CHANGED => Err(Error::Conflict {
-                sid: sid.to_owned(),
-                component: component.clone(),
-            }),
+            scripts::VERSION_CHANGED => {
+                // Garbage in the version field would refuse every check for
+                // ever: that is `Decode`, not `Conflict`.
+                self.read_version(sid, args.scope)?;
+                Err(Error::Conflict {
+                    sid: sid.to_owned(),
+                    component: component.clone(),
+                })
+            }
             scripts::CONFLICT => Ok(None),
             other => Err(self.unexpected("saving a session", other)),
         }
@@ -707,16 +967,14 @@ impl SessionStore for RedisStore {
         let Some(read) = self.read_all(sid)? else {
             return Ok(None);
         };
-        if !read.meta.is_live(now) {
+        if !self.live(&read.meta, now) {
             return Ok(None);
         }
         let prefix = keys::redis_scope_prefix(component);
-        let version = read
-            .fields
-            .iter()
-            .find(|(f, _)| *f == prefix)
-            .and_then(|(_, v)| codec::decode_version(v))
-            .unwrap_or(0);
+        let version = match read.fields.iter().find(|(f, _)| *f == prefix) {
+            Some((f, v)) => self.version_of(sid, f, v)?,
+            None => 0,
+        };
         let mut scope: Vec<(&str, &[u8])> = read
             .fields
             .iter()
@@ -766,19 +1024,26 @@ impl SessionStore for RedisStore {
         let key = self.key(sid);
         let _guard = self.inner.locks.write(sid);
         let now = self.now();
-        let (old, principal): (Vec<u8>, Vec<u8>) = self.with("destroying a session", |c| {
-            scripts::eval(c, &scripts::TAKE, &key, |_| {})
-        })?;
-        if old.is_empty() {
+        let token = self.op_token();
+        let (status, old, principal): (i64, Vec<u8>, Vec<u8>) =
+            self.write("destroy", sid, "destroying a session", |c| {
+                scripts::eval(c, &scripts::TAKE, &key, |cmd| {
+                    cmd.arg(&token).arg(self.tomb_ms());
+                })
+            })?;
+        if status != scripts::WRITTEN || old.is_empty() {
             return Ok(false);
         }
         self.wrote();
         let live = match codec::decode_meta(sid, &old) {
             Ok(meta) => {
-                // After the key: a crash in between leaves a stale entry,
-                // which reads prune.
-                self.unindex(&principal, sid, meta.incarnation)?;
-                meta.is_live(now)
+                // After the key: a failure here leaves a stale member, which
+                // reads prune. The session is gone whatever it says, so it
+                // is logged, not returned.
+                if let Err(e) = self.unindex(&principal, sid, meta.incarnation) {
+                    log::warn!("sessionstore: destroyed {sid:?}, its index entry stays: {e}");
+                }
+                self.live(&meta, now)
             }
             // A corrupt record: it was there, and it is gone now.
             Err(_) => true,
@@ -815,7 +1080,7 @@ impl SessionStore for RedisStore {
             };
             let new = meta.accessed(now);
             if !self.moves_enough(&meta, &new)
-                || self.write_meta(sid, &old, &new, now)? == scripts::WRITTEN
+                || self.write_meta("touch", sid, &old, &new, now)? == scripts::WRITTEN
             {
                 return Ok(true);
             }
@@ -826,35 +1091,18 @@ impl SessionStore for RedisStore {
     fn regenerate(&self, sid: &str) -> Result<String> {
         validate::sid(sid)?;
         let old_key = self.key(sid);
-        // The new id is fresh and random: nobody else sends events of it.
-        let _guard = self.inner.locks.write(sid);
+        let token = self.op_token();
         for _ in 0..CAS_ATTEMPTS {
-            // 1. Read the old session.
+            // 1. A fresh id whose key is free. Both ids are locked from the
+            // read to the event, so that no call of this process sends an
+            // event of the new id (a destroy) before `Regenerated`.
+            let new_sid = self.free_id()?;
+            let _guard = self.inner.locks.write_pair(sid, &new_sid);
+            // 2. Read the old session.
             let now = self.now();
             let read = match self.read_all(sid)? {
-                Some(r) if r.meta.is_live(now) => r,
+                Some(r) if self.live(&r.meta, now) => r,
                 _ => return Err(Error::NotFound { id: sid.to_owned() }),
-            };
-            // 2. A fresh id whose key is free.
-            let mut new_sid = None;
-            for _ in 0..ID_ATTEMPTS {
-                let candidate = OsRandom.next_id()?;
-                let key = self.key(&candidate);
-                let taken: bool = self.with("regenerating a session id", |c| {
-                    redis::cmd("EXISTS").arg(&key).query(c)
-                })?;
-                if !taken {
-                    new_sid = Some(candidate);
-                    break;
-                }
-            }
-            let Some(new_sid) = new_sid else {
-                return Err(Error::storage(
-                    "regenerating a session id",
-                    format!(
-                        "{ID_ATTEMPTS} fresh random ids in a row were taken; the id source is broken"
-                    ),
-                ));
             };
             // The new id enters its principal's index before the old key
             // goes: a crash from here on leaves a stale entry (pruned on
@@ -864,13 +1112,21 @@ impl SessionStore for RedisStore {
             if let Some(name) = &principal {
                 self.index(name, &new_sid, &new, now)?;
             }
-            // 3. Delete the old id, if nobody wrote to it since the read.
-            let deleted: i64 = self.with("regenerating a session id", |c| {
+            // 3. Delete the old id, if nobody wrote to it since the read:
+            // its metadata and its last write's token entry are unchanged
+            // (the token tells apart writes whose metadata bytes are equal).
+            let deleted: i64 = self.write("regenerate", sid, "regenerating a session id", |c| {
                 scripts::eval(c, &scripts::DELETE_IF, &old_key, |cmd| {
-                    cmd.arg(&read.meta_bytes);
+                    cmd.arg(&read.meta_bytes)
+                        .arg(read.last_write())
+                        .arg(&token)
+                        .arg(self.tomb_ms());
                 })
             })?;
             if deleted != scripts::WRITTEN {
+                if let Some(name) = &principal {
+                    self.unindex_logged(name, &new_sid, new.incarnation);
+                }
                 continue;
             }
             self.wrote();
@@ -878,12 +1134,17 @@ impl SessionStore for RedisStore {
             let new_bytes = codec::encode_meta(&new);
             let ttl = Self::ttl(&new, now);
             let new_key = self.key(&new_sid);
-            let written: i64 =
-                self.with("regenerating a session id (the old id is gone)", |c| {
+            let written: i64 = self.write(
+                "regenerate",
+                sid,
+                "regenerating a session id (the old id is gone)",
+                |c| {
                     scripts::eval(c, &scripts::PUT, &new_key, |cmd| {
-                        cmd.arg("").arg(&new_bytes).arg(&ttl);
+                        cmd.arg("").arg(&new_bytes).arg(&ttl).arg(&token);
                         for (f, v) in &read.fields {
-                            if f != keys::REDIS_COVERED_FIELD {
+                            // Data fields (with a `/`) and the principal; the
+                            // store's own fields start afresh.
+                            if f == keys::REDIS_PRINCIPAL_FIELD || f.contains(&b'/') {
                                 cmd.arg(f).arg(v);
                             }
                         }
@@ -891,7 +1152,8 @@ impl SessionStore for RedisStore {
                             cmd.arg(keys::REDIS_COVERED_FIELD).arg(Self::coverage(&new));
                         }
                     })
-                })?;
+                },
+            )?;
             if written != scripts::WRITTEN {
                 return Err(Error::storage(
                     format!(
@@ -906,9 +1168,12 @@ impl SessionStore for RedisStore {
             self.wrote();
             if let Some(name) = &principal {
                 // Again: a read that found the new id's member before its
-                // key existed took it for a dead one and pruned it.
-                self.index(name, &new_sid, &new, now)?;
-                self.unindex(name, sid, read.meta.incarnation)?;
+                // key existed took it for a dead one and pruned it. The
+                // session has moved whatever these say: logged, not returned.
+                if let Err(e) = self.index(name, &new_sid, &new, now) {
+                    log::warn!("sessionstore: regenerated {sid:?}, indexing {new_sid:?}: {e}");
+                }
+                self.unindex_logged(name, sid, read.meta.incarnation);
             }
             self.inner.events.send(Event::Regenerated {
                 old: sid.to_owned(),
@@ -933,7 +1198,7 @@ impl SessionStore for RedisStore {
                 idle: timeout.map(clock::duration_micros),
                 ..meta
             };
-            if self.write_meta(sid, &old, &new, now)? == scripts::WRITTEN {
+            if self.write_meta("set_idle_timeout", sid, &old, &new, now)? == scripts::WRITTEN {
                 return Ok(());
             }
         }

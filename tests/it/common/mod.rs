@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "redis")]
+pub mod proxy;
 pub mod servers;
 
 use std::ops::Deref;

@@ -226,10 +226,18 @@ pub fn cluster() -> Vec<String> {
         .collect()
 }
 
+/// A 3-master cluster of the caller's own, to stop and sleep; stopped when
+/// dropped.
+pub fn private_cluster() -> Vec<Server> {
+    start_cluster()
+}
+
 fn start_cluster() -> Vec<Server> {
     let nodes: Vec<Server> = (0..3)
         .map(|_| {
             Server::start(&[
+                "--enable-debug-command",
+                "yes",
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",

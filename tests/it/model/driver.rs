@@ -110,8 +110,8 @@ pub type OpenShared<'a> = &'a dyn Fn(Arc<dyn Clock>) -> Arc<dyn SharedStore>;
 enum Target<'a> {
     Embedded(Engine),
     /// `Reopen` opens a new handle on the same data through the function.
-    /// The store's time floor lives in the handle, not in the data: a new
-    /// handle starts from the clock again.
+    /// The store's time floor lives in the data, as on disk: a new handle
+    /// never goes back in time.
     Shared(&'a str, OpenShared<'a>),
 }
 
@@ -819,12 +819,9 @@ impl<'a> Harness<'a> {
             Op::Reopen => {
                 self.stores.clear();
                 self.open();
-                // A shared store's time floor was the old handle's: the new
-                // one's time is the clock again, even if that is behind.
-                // (An embedded store keeps its floor in its files.)
-                if self.shared() {
-                    self.now = self.clock_micros();
-                }
+                // Every store keeps its time floor: an embedded one in its
+                // files, a Redis one in the server (`{<namespace>/floor}`,
+                // written at close and when a session is judged expired).
             }
         }
     }

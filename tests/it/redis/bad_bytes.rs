@@ -45,7 +45,9 @@ fn bytes_that_are_not_ours_are_errors_for_that_session_only() -> sessionstore::R
     );
     assert!(store.get("victim", None)?.is_none());
 
-    // A hash without a metadata record.
+    // A hash without a metadata record (the destroy left a tombstone,
+    // which reads as no session: replaced whole).
+    server.cli(&["DEL", key]);
     server.cli(&["HSET", key, "x", "y"]);
     decode(store.get("victim", None).map(drop), "get of a foreign hash");
     decode(
@@ -54,11 +56,13 @@ fn bytes_that_are_not_ours_are_errors_for_that_session_only() -> sessionstore::R
     );
     server.cli(&["DEL", key]);
 
-    // A string where a hash should be: Redis's WRONGTYPE, naming the server.
+    // A string where a hash should be: Redis's WRONGTYPE, as `Decode`
+    // naming the key and the server.
     server.cli(&["SET", key, "not a hash"]);
     let err = store.get("victim", None).unwrap_err();
-    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     assert!(err.to_string().contains(&server.url()), "{err}");
+    assert!(err.to_string().contains(key.as_str()), "{err}");
     assert!(
         !store.destroy("victim")?,
         "destroy removes it; no session was there"

@@ -4,7 +4,11 @@
 
 mod admin;
 mod bad_bytes;
+mod cluster_faults;
+mod findings;
+mod lost_replies;
 mod principals;
+mod races;
 mod restart;
 mod round_trips;
 mod timeouts;

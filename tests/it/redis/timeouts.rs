@@ -23,7 +23,11 @@ fn a_server_that_stops_answering_is_an_error_after_the_io_timeout() -> sessionst
         let start = Instant::now();
         let got = store.get(&sid, None);
         let took = start.elapsed();
-        assert!(matches!(got, Err(Error::Storage { .. })), "{got:?}");
+        assert!(matches!(got, Err(Error::Timeout { .. })), "{got:?}");
+        let message = got.unwrap_err().to_string();
+        assert!(message.contains("reading a session"), "{message}");
+        assert!(message.contains(&server.url()), "{message}");
+        assert!(message.contains("500ms"), "{message}");
         assert!(took < Duration::from_millis(2_500), "took {took:?}");
     });
     Ok(())
