@@ -23,13 +23,12 @@ use std::io::Write as _;
 use std::path::Path;
 
 use std::process::ExitCode;
-use target::Target;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
 
 use args::{Cli, Command};
-use commands::{Access, ScopeFilter};
+use commands::ScopeFilter;
 
 /// A failed command: the one line to print.
 #[derive(Debug)]
@@ -132,14 +131,8 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
         // Import opens the store itself: it creates one only if it has a session to write.
         return transfer::import(cli, place, file, *replace, *max_value_size);
     }
-    let access = match &cli.command {
-        Command::Destroy { .. } => Access::Write("destroy"),
-        Command::DestroyAllOf { .. } => Access::Write("destroy-all-of"),
-        Command::Reap => Access::Write("reap"),
-        _ => Access::Read,
-    };
     let store = match place {
-        Place::Db(db) => Target::Embedded(commands::open(cli, db, access)?),
+        Place::Db(db) => commands::open(cli, db)?,
         Place::Redis(url) => target::open_redis(cli, url, None)?,
     };
     match &cli.command {
@@ -160,8 +153,8 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
         Command::Destroy { sid } => commands::destroy(cli, &store, sid),
         Command::SessionsOf { name } => commands::sessions_of(cli, &store, name),
         Command::DestroyAllOf { name } => commands::destroy_all_of(cli, &store, name),
-        Command::Reap => commands::reap(cli, store.embedded("reap")?),
-        Command::Verify => commands::verify(cli, store.embedded("verify")?),
+        Command::Reap => commands::reap(cli, &store),
+        Command::Verify => commands::verify(cli, &store),
         Command::Export { file, force } => transfer::export(cli, &store, file.as_deref(), *force),
         // Returned from above, before any store was opened.
         Command::Import { .. } => Ok(()),
