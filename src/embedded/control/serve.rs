@@ -161,9 +161,12 @@ fn admit(store: &Store, stream: UnixStream, clients: &mut Vec<Client>, stop: &Ar
     let store = store.clone();
     let stop = stop.clone();
     match Worker::spawn("sessionstore-control-client", move || {
-        if let Err(e) = serve(&store, stream, &stop) {
+        if let Err(e) = serve(&store, &stream, &stop) {
             log::debug!("sessionstore: a control client left: {e}");
         }
+        // The accepting thread holds a clone of the stream: end the
+        // connection itself, not just this handle on it.
+        let _ = stream.shutdown(Shutdown::Both);
     }) {
         Ok(worker) => clients.push(Client {
             worker,
@@ -190,17 +193,17 @@ fn refuse(stream: &UnixStream, code: &str, message: &str) {
 }
 
 /// Serves one client until it leaves, breaks a limit, or the server stops.
-fn serve(store: &Store, stream: UnixStream, stop: &AtomicBool) -> io::Result<()> {
+fn serve(store: &Store, stream: &UnixStream, stop: &AtomicBool) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut out = Out {
-        stream: &stream,
+        stream,
         buf: String::new(),
     };
     out.raw(protocol::GREETING)?;
     out.flush()?;
     let mut lines = LineReader::default();
     while !stop.load(Ordering::SeqCst) {
-        let line = match lines.next(&stream, Instant::now() + REQUEST_READ_LIMIT) {
+        let line = match lines.next(stream, Instant::now() + REQUEST_READ_LIMIT) {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(()),
             Err(Cut::TooLong) => {
