@@ -531,6 +531,23 @@ fn a_store_in_use_is_operated_through_its_control_socket() -> TestResult {
     Ok(())
 }
 
+/// A random id can start with `-`: it is an id, not a flag, where a command
+/// takes one (the web app's test met one: `destroy -oIZ…` was refused as an
+/// unknown flag).
+#[test]
+fn an_id_or_a_name_may_start_with_a_dash() -> TestResult {
+    let f = Fixture::new()?;
+    let store = Store::open(&f.db)?;
+    store.create_new_session("-oIZ")?;
+    store.set_principal("-oIZ", Some("-ada"))?;
+    drop(store);
+    assert_eq!(f.json(&["show", "-oIZ"])["id"], "-oIZ");
+    assert_eq!(f.json(&["sessions-of", "-ada"])["sessions"][0], "-oIZ");
+    assert_eq!(f.json(&["destroy", "-oIZ"])["state"], "live");
+    assert_eq!(f.json(&["destroy-all-of", "-ada"])["destroyed"], 0);
+    Ok(())
+}
+
 // Issue 19: the findings of hostile testing, one test (or a few) each.
 
 /// Runs sessionctl with `input` on its standard input, a pipe.
