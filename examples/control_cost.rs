@@ -40,7 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("on") => true,
         Some("off") => false,
         other => {
-            return Err(format!("usage: control_cost on|off [N] [redb|sled], not {other:?}").into());
+            return Err(
+                format!("usage: control_cost on|off [N] [redb|sled], not {other:?}").into(),
+            );
         }
     };
     let n: u64 = args.next().map_or(Ok(2000), |a| a.parse())?;

@@ -7,8 +7,9 @@ use sessionstore::Engine;
 
 /// Inspect and maintain a sessionstore database.
 ///
-/// The store must not be open in another process: sessionctl takes the same
-/// exclusive lock as the application, and says so if it cannot.
+/// sessionctl takes the same exclusive lock as the application. When the
+/// application has the store open, it runs the command through the store's
+/// control socket instead (every command but import), with the same output.
 #[derive(Debug, Parser)]
 #[command(name = "sessionctl", version)]
 pub struct Cli {

@@ -4,14 +4,16 @@
 //! sessionctl --db PATH [--engine sled|redb] [--json] <command>
 //! sessionctl --redis URL [--cluster] [--namespace NS] [--json] <command>   (feature redis)
 //!   stats | list [--limit N] [--expired] | show SID [--component C | --global]
-//!   destroy SID | reap | verify | export [FILE|-] [--force]
+//!   destroy SID | sessions-of NAME | destroy-all-of NAME | reap | verify | export [FILE|-] [--force]
 //!   import FILE|- [--replace] [--max-value-size BYTES]
 //! ```
 //!
 //! Tables for people by default, `--json` for machines. Any error is one line
 //! on standard error (a JSON object with `--json`) and a non-zero exit
 //! status: 2 for a bad command line, 1 for everything else. The store is
-//! opened without a reaper thread. See README.md beside this crate.
+//! opened without a reaper thread or a control socket; a store the
+//! application has open is reached through the application's control socket.
+//! See README.md beside this crate.
 
 mod args;
 mod commands;
