@@ -2,13 +2,19 @@
 //! through a cookie, the way RAIN's session middleware does.
 //!
 //! ```text
-//! cargo run --example webapp -- [PORT] [DB]
+//! cargo run --example webapp -- [--engine sled|redb] [PORT] [DB]
 //! cargo run --features redis --example webapp -- --redis URL [--namespace NS] [PORT]
 //! ```
 //!
 //! `PORT` (or `WEBAPP_PORT`) defaults to 8000; 0 picks a free port. `DB` (or
 //! `WEBAPP_DB`) defaults to `./webapp-sessions`. The server listens on
-//! 127.0.0.1 only and prints the address it is bound to.
+//! 127.0.0.1 only and prints the address it is bound to. `--engine` picks
+//! the storage engine of a new store (default: the store's own, else redb).
+//!
+//! While it runs, `sessionctl --db DB` operates its store through the
+//! store's control socket (docs/control.md): `sessionctl --db DB list`,
+//! `destroy SID` (that visitor's next request starts a new session, and the
+//! app logs the `Destroyed` event), `destroy-all-of NAME`.
 //!
 //! With `--redis URL` the sessions live on that Redis server instead (in the
 //! namespace `NS`, default `webapp`), so several app servers, on several
@@ -42,7 +48,7 @@ use std::io::{Cursor, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sessionstore::{Error, Session, SessionStore, Store};
+use sessionstore::{Error, Session, SessionStore};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 /// The cookie that carries the session id.
@@ -397,6 +403,7 @@ pub fn bind(port: u16) -> Result<(Server, SocketAddr), Box<dyn std::error::Error
 struct Args {
     port: u16,
     db: String,
+    engine: Option<sessionstore::Engine>,
     redis: Option<String>,
     namespace: String,
 }
@@ -405,14 +412,22 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error + Send + Sync>> {
     let mut positional = Vec::new();
     let mut redis = None;
     let mut namespace = None;
+    let mut engine = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--engine" => {
+                let name = args.next().ok_or("--engine needs sled or redb")?;
+                engine = Some(name.parse::<sessionstore::Engine>()?);
+            }
             "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
             "--namespace" => namespace = Some(args.next().ok_or("--namespace needs a name")?),
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}").into()),
             _ => positional.push(arg),
         }
+    }
+    if engine.is_some() && redis.is_some() {
+        return Err("--engine is for a DB directory, not --redis".into());
     }
     if namespace.is_some() && redis.is_none() {
         return Err("--namespace is for --redis only".into());
@@ -437,6 +452,7 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error + Send + Sync>> {
         db: db
             .or_else(|| std::env::var("WEBAPP_DB").ok())
             .unwrap_or_else(|| "webapp-sessions".into()),
+        engine,
         redis,
         namespace: namespace.unwrap_or_else(|| REDIS_NAMESPACE.into()),
     })
@@ -475,7 +491,13 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             open_redis(url, &args.namespace)?,
             format!("{url} (namespace {})", args.namespace),
         ),
-        None => (App::new(Store::open(&args.db)?), args.db.clone()),
+        None => {
+            let mut config = sessionstore::Config::new(&args.db);
+            if let Some(engine) = args.engine {
+                config = config.engine(engine);
+            }
+            (App::new(config.open()?), args.db.clone())
+        }
     };
     let (server, addr) = bind(args.port)?;
     println!("webapp: sessions in {place}, listening on http://{addr}/");

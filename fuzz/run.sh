@@ -21,7 +21,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-for target in ops decode inputs; do
+for target in ops decode inputs control; do
   mkdir -p "corpus/$target"
   # Seed the corpus with the checked-in inputs of this target.
   if [ -d "regressions/$target" ]; then

@@ -199,6 +199,22 @@ pub enum Error {
         /// The engine's name.
         engine: &'static str,
     },
+    /// The control socket of a store (`Config::control_socket`) could not be
+    /// served, or its server refused or broke off a request.
+    #[error("control socket {}: {reason}", .path.display())]
+    Control {
+        /// The socket's path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A request over a store's control socket failed in the process that
+    /// owns the store: the message is that store's error, as it displayed it.
+    #[error("{message}")]
+    Remote {
+        /// The owning process's error message.
+        message: String,
+    },
 }
 
 impl Error {

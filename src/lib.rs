@@ -60,7 +60,11 @@ mod validate;
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(any(test, feature = "corruption-testing"))]
 pub use embedded::RawTarget;
+#[cfg(all(unix, any(test, feature = "corruption-testing")))]
+pub use embedded::fuzz_protocol as __fuzz_control_protocol;
 pub use embedded::{Config, Durability, Report, SessionIds, Store};
+#[cfg(unix)]
+pub use embedded::{ControlClient, ControlIds, ControlSessions};
 pub use engine::Engine;
 pub use error::{BoxError, Error, Result};
 pub use events::Event;

@@ -7,8 +7,9 @@ use sessionstore::Engine;
 
 /// Inspect and maintain a sessionstore database.
 ///
-/// The store must not be open in another process: sessionctl takes the same
-/// exclusive lock as the application, and says so if it cannot.
+/// sessionctl takes the same exclusive lock as the application. When the
+/// application has the store open, it runs the command through the store's
+/// control socket instead (every command but import), with the same output.
 #[derive(Debug, Parser)]
 #[command(name = "sessionctl", version)]
 pub struct Cli {
@@ -67,7 +68,8 @@ pub enum Command {
     },
     /// A session's timestamps, and every key with its size and a preview of its value.
     Show {
-        /// The session id.
+        /// The session id (it may start with `-`, as a random id can).
+        #[arg(allow_hyphen_values = true)]
         sid: String,
         /// Show only this component's scope.
         #[arg(long, value_name = "C", conflicts_with = "global")]
@@ -78,19 +80,22 @@ pub enum Command {
     },
     /// Deletes a session and all of its scopes, live or expired but not reaped yet.
     Destroy {
-        /// The session id.
+        /// The session id (it may start with `-`, as a random id can).
+        #[arg(allow_hyphen_values = true)]
         sid: String,
     },
     /// The live sessions of one principal (the user a session belongs to,
     /// set by the application with `set_principal`), one id a line.
     SessionsOf {
-        /// The principal's name.
+        /// The principal's name (it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
     /// Destroys every session of one principal ("log out of all devices"),
     /// live or expired but not reaped yet, and says how many were live.
     DestroyAllOf {
-        /// The principal's name.
+        /// The principal's name (it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         name: String,
     },
     /// Deletes every expired session now.

@@ -14,24 +14,17 @@ use crate::target::Target;
 
 /// The lock file every store directory holds; a directory holding only it has no store.
 const LOCK_FILE: &str = "sessionstore.lock";
-
-/// What a command does to the store: decides how a live store is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// It only reads: on a store the application has open, it opens it read-only.
-    Read,
-    /// It writes (the command is named): on a live store it fails.
-    Write(&'static str),
-}
+/// The control socket a running store serves, left behind by a crash.
+const SOCKET: &str = "sessionstore.sock";
 
 /// Opens the existing store at `db` for a command other than `import`,
-/// with no reaper thread. Never creates a store: a missing directory, an empty
-/// one, or one that holds only the lock file is refused.
+/// with no reaper thread and no control socket. Never creates a store: a
+/// missing directory, an empty one, or one that holds only the lock file is
+/// refused.
 ///
-/// A store that another process (the application) has open is opened
-/// read-only for a command that only reads (redb; sled cannot, and says so),
-/// and refused for one that writes.
-pub fn open(cli: &Cli, db: &Path, access: Access) -> Result<Store, Fail> {
+/// A store that another process (the application) has open is reached
+/// through that process's control socket, for every command.
+pub fn open(cli: &Cli, db: &Path) -> Result<Target, Fail> {
     if !store_present(db) {
         return Err(Fail(format!(
             "no store at {}: the directory does not exist, or holds no store",
@@ -39,37 +32,70 @@ pub fn open(cli: &Cli, db: &Path, access: Access) -> Result<Store, Fail> {
         )));
     }
     match open_or_create(cli, db, Durability::Immediate, None) {
-        Err(Opening::InUse) => match access {
-            Access::Read => open_live(cli, db),
-            Access::Write(command) => Err(in_use(db, command)),
-        },
+        Ok(store) => Ok(Target::Embedded(store)),
+        Err(Opening::InUse) => live(cli, db),
         Err(Opening::Other(fail)) => Err(fail),
-        Ok(store) => Ok(store),
     }
 }
 
-/// The one line for a command that writes to a store the application has open.
+/// The one line for `import` on a store the application has open.
 pub fn in_use(db: &Path, command: &str) -> Fail {
     Fail(format!(
-        "the store at {} is in use by another process (the application); `{command}` writes, and writes need the application stopped (or go through the application's own API)",
+        "the store at {} is in use by another process (the application); `{command}` needs the application stopped (the control socket serves no imports, see docs/control.md)",
         db.display()
     ))
 }
 
-/// Opens the store at `db`, which another process has open, read-only.
-fn open_live(cli: &Cli, db: &Path) -> Result<Store, Fail> {
-    let mut config = Config::new(db).read_only(true);
-    if let Some(engine) = cli.engine {
-        config = config.engine(engine);
+/// Connects to the control socket of the store at `db`, which another
+/// process has open.
+#[cfg(unix)]
+fn live(cli: &Cli, db: &Path) -> Result<Target, Fail> {
+    use std::io::ErrorKind;
+    let mut client = match sessionstore::ControlClient::connect(db) {
+        Ok(client) => client,
+        Err(Error::Io { source, path }) => {
+            return Err(Fail(match source.kind() {
+                ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
+                    "the store at {} is in use by another process (the application), which serves no control socket; turn it on in the application (Config::control_socket(true), the default on Unix) and restart it, or stop the application and run sessionctl again",
+                    db.display()
+                ),
+                ErrorKind::PermissionDenied => format!(
+                    "the store at {} is in use by another process (the application), and its control socket {} is not open to this user: only the store's owner and root may operate it",
+                    db.display(),
+                    path.display()
+                ),
+                _ => format!(
+                    "the store at {} is in use by another process (the application), and its control socket {} cannot be reached: {source}",
+                    db.display(),
+                    path.display()
+                ),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(wanted) = cli.engine {
+        let found = client.stats()?.engine;
+        if found.is_some_and(|f| f != wanted) {
+            let found = found.map_or("other", |f| f.name());
+            return Err(Fail(format!(
+                "{} holds a {found} store, not a {wanted} one; use --engine {found}, or leave --engine out",
+                db.display()
+            )));
+        }
     }
-    match config.open() {
-        Ok(store) => Ok(store),
-        Err(Error::ReadOnlyUnsupported { engine, .. }) => Err(Fail(format!(
-            "the store at {} is in use by another process (the application), and it is a {engine} store: {engine} lets one process at a time open its files, so stop the application to inspect it",
-            db.display()
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Target::Live {
+        client: std::cell::RefCell::new(client),
+        path: db.to_path_buf(),
+    })
+}
+
+/// Not on Unix: a running store has no control socket to reach.
+#[cfg(not(unix))]
+fn live(_: &Cli, db: &Path) -> Result<Target, Fail> {
+    Err(Fail(format!(
+        "the store at {} is in use by another process (the application); a running store is operated through its control socket, which needs Unix: stop the application and run sessionctl again",
+        db.display()
+    )))
 }
 
 /// Why `open_or_create` failed: the store is in use, or anything else.
@@ -100,7 +126,10 @@ pub fn open_or_create(
     max_value_size: Option<usize>,
 ) -> Result<Store, Opening> {
     let config = |engine: Option<Engine>| {
-        let mut config = Config::new(db).durability(durability).reap_interval(None);
+        let mut config = Config::new(db)
+            .durability(durability)
+            .reap_interval(None)
+            .control_socket(false);
         if let Some(bytes) = max_value_size {
             config = config.max_value_size(bytes);
         }
@@ -116,7 +145,11 @@ pub fn open_or_create(
             // Perhaps a store of another engine: name the flag that opens it.
             // Opening with another engine creates nothing where no store is.
             for other in Engine::ALL.iter().filter(|e| **e != wanted) {
-                if config(Some(*other)).open().is_ok() {
+                // In use: the application has it open with that engine.
+                if matches!(
+                    config(Some(*other)).open(),
+                    Ok(_) | Err(Error::InUse { .. })
+                ) {
                     return Err(Opening::Other(Fail(format!(
                         "{} holds a {other} store, not a {wanted} one; use --engine {other}, or leave --engine out",
                         db.display()
@@ -138,7 +171,7 @@ pub fn store_present(path: &Path) -> bool {
         Ok(m) if m.is_dir() => std::fs::read_dir(path).is_ok_and(|entries| {
             entries
                 .filter_map(Result::ok)
-                .any(|entry| entry.file_name() != LOCK_FILE)
+                .any(|entry| entry.file_name() != LOCK_FILE && entry.file_name() != SOCKET)
         }),
         Ok(_) => true,
     }
@@ -160,12 +193,9 @@ pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
         id?;
         expired += 1;
     }
-    // Only infallible in a build without the feature redis.
-    #[allow(clippy::infallible_destructuring_match)]
-    let store = match target {
-        Target::Embedded(store) => store,
-        #[cfg(feature = "redis")]
-        Target::Redis { url, namespace, .. } => {
+    #[cfg(feature = "redis")]
+    if let Target::Redis { url, namespace, .. } = target {
+        {
             let live = target.live_sessions()?;
             let json = json!({
                 "redis": url,
@@ -185,11 +215,12 @@ pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
             });
             return Ok(());
         }
-    };
-    let stats = store.stats()?;
+    }
+    let stats = target.stats()?;
+    let path = target.place();
     let engine = stats.engine.map_or("redis", |e| e.name());
     let json = json!({
-        "path": store.path(),
+        "path": path,
         "engine": engine,
         "live_sessions": stats.live_sessions,
         "expired_sessions": expired,
@@ -197,7 +228,7 @@ pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
     });
     emit(cli, json, || {
         render::pairs(&[
-            ("path", store.path().display().to_string()),
+            ("path", path.clone()),
             ("engine", engine.to_owned()),
             ("live sessions", stats.live_sessions.to_string()),
             ("expired, not reaped", expired.to_string()),
@@ -209,27 +240,13 @@ pub fn stats(cli: &Cli, target: &Target) -> Result<(), Fail> {
 
 /// `list`.
 pub fn list(cli: &Cli, store: &Target, limit: Option<usize>, expired: bool) -> Result<(), Fail> {
-    let ids = if expired {
-        store.expired_ids()
-    } else {
-        store.live_ids()
-    };
+    let limit = limit.unwrap_or(usize::MAX);
     let mut sessions = Vec::new();
-    // On a live store (opened read-only) the application writes meanwhile: a
-    // session saved during the walk moves to a later deadline and is met
-    // again (listed once), and one deleted before it is read is skipped.
-    let mut seen = std::collections::HashSet::new();
-    for id in ids {
-        if sessions.len() >= limit.unwrap_or(usize::MAX) {
-            break;
-        }
-        let id = id?;
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        if let Some(s) = store.export_session(&id)? {
+    if limit > 0 {
+        store.each_session(expired, |s| {
             sessions.push(s);
-        }
+            Ok::<_, Fail>(sessions.len() < limit)
+        })?;
     }
     let json = Value::Array(
         sessions
@@ -403,13 +420,9 @@ fn base64_of(bytes: &[u8]) -> String {
 /// `destroy`: deletes a live session, or an expired one that is not reaped
 /// yet, and says which; fails only if there was no session to delete.
 pub fn destroy(cli: &Cli, store: &Target, sid: &str) -> Result<(), Fail> {
-    // The CLI holds an embedded store's lock, so the session found here is
-    // the one deleted; whether it was live is the store's own answer. (On
-    // Redis an application may destroy it in between; then it was not live.)
-    if store.export_session(sid)?.is_none() {
+    let Some(was_live) = store.destroy(sid)? else {
         return Err(Fail(format!("no session {sid:?} in the store")));
-    }
-    let was_live = store.api().destroy(sid)?;
+    };
     let state = if was_live { "live" } else { "expired" };
     emit(cli, json!({ "destroyed": sid, "state": state }), || {
         if was_live {
@@ -423,7 +436,7 @@ pub fn destroy(cli: &Cli, store: &Target, sid: &str) -> Result<(), Fail> {
 
 /// `sessions-of`.
 pub fn sessions_of(cli: &Cli, store: &Target, name: &str) -> Result<(), Fail> {
-    let sids = store.api().sessions_of(name)?;
+    let sids = store.sessions_of(name)?;
     emit(cli, json!({ "principal": name, "sessions": sids }), || {
         if sids.is_empty() {
             format!("no live sessions of {name:?}\n")
@@ -436,7 +449,7 @@ pub fn sessions_of(cli: &Cli, store: &Target, name: &str) -> Result<(), Fail> {
 
 /// `destroy-all-of`.
 pub fn destroy_all_of(cli: &Cli, store: &Target, name: &str) -> Result<(), Fail> {
-    let n = store.api().destroy_all_of(name)?;
+    let n = store.destroy_all_of(name)?;
     emit(cli, json!({ "principal": name, "destroyed": n }), || {
         format!("destroyed {n} live sessions of {name:?}\n")
     });
@@ -444,8 +457,8 @@ pub fn destroy_all_of(cli: &Cli, store: &Target, name: &str) -> Result<(), Fail>
 }
 
 /// `reap`.
-pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
-    let n = store.reap_expired()?;
+pub fn reap(cli: &Cli, store: &Target) -> Result<(), Fail> {
+    let n = store.reap()?;
     emit(cli, json!({ "reaped": n }), || {
         format!("reaped {n} expired sessions\n")
     });
@@ -453,7 +466,7 @@ pub fn reap(cli: &Cli, store: &Store) -> Result<(), Fail> {
 }
 
 /// `verify`: prints the library's report, and fails if the store is not clean.
-pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
+pub fn verify(cli: &Cli, store: &Target) -> Result<(), Fail> {
     let r = store.verify()?;
     let problems = r.orphans.len()
         + r.dangling_index.len()
@@ -504,7 +517,7 @@ pub fn verify(cli: &Cli, store: &Store) -> Result<(), Fail> {
     } else {
         Err(Fail(format!(
             "the store at {} is not clean: {problems} problems",
-            store.path().display()
+            store.place()
         )))
     }
 }

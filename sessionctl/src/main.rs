@@ -4,14 +4,16 @@
 //! sessionctl --db PATH [--engine sled|redb] [--json] <command>
 //! sessionctl --redis URL [--cluster] [--namespace NS] [--json] <command>   (feature redis)
 //!   stats | list [--limit N] [--expired] | show SID [--component C | --global]
-//!   destroy SID | reap | verify | export [FILE|-] [--force]
+//!   destroy SID | sessions-of NAME | destroy-all-of NAME | reap | verify | export [FILE|-] [--force]
 //!   import FILE|- [--replace] [--max-value-size BYTES]
 //! ```
 //!
 //! Tables for people by default, `--json` for machines. Any error is one line
 //! on standard error (a JSON object with `--json`) and a non-zero exit
 //! status: 2 for a bad command line, 1 for everything else. The store is
-//! opened without a reaper thread. See README.md beside this crate.
+//! opened without a reaper thread or a control socket; a store the
+//! application has open is reached through the application's control socket.
+//! See README.md beside this crate.
 
 mod args;
 mod commands;
@@ -23,13 +25,12 @@ use std::io::Write as _;
 use std::path::Path;
 
 use std::process::ExitCode;
-use target::Target;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
 
 use args::{Cli, Command};
-use commands::{Access, ScopeFilter};
+use commands::ScopeFilter;
 
 /// A failed command: the one line to print.
 #[derive(Debug)]
@@ -132,14 +133,8 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
         // Import opens the store itself: it creates one only if it has a session to write.
         return transfer::import(cli, place, file, *replace, *max_value_size);
     }
-    let access = match &cli.command {
-        Command::Destroy { .. } => Access::Write("destroy"),
-        Command::DestroyAllOf { .. } => Access::Write("destroy-all-of"),
-        Command::Reap => Access::Write("reap"),
-        _ => Access::Read,
-    };
     let store = match place {
-        Place::Db(db) => Target::Embedded(commands::open(cli, db, access)?),
+        Place::Db(db) => commands::open(cli, db)?,
         Place::Redis(url) => target::open_redis(cli, url, None)?,
     };
     match &cli.command {
@@ -160,8 +155,8 @@ fn run(cli: &Cli, place: Place<'_>) -> Result<(), Fail> {
         Command::Destroy { sid } => commands::destroy(cli, &store, sid),
         Command::SessionsOf { name } => commands::sessions_of(cli, &store, name),
         Command::DestroyAllOf { name } => commands::destroy_all_of(cli, &store, name),
-        Command::Reap => commands::reap(cli, store.embedded("reap")?),
-        Command::Verify => commands::verify(cli, store.embedded("verify")?),
+        Command::Reap => commands::reap(cli, &store),
+        Command::Verify => commands::verify(cli, &store),
         Command::Export { file, force } => transfer::export(cli, &store, file.as_deref(), *force),
         // Returned from above, before any store was opened.
         Command::Import { .. } => Ok(()),

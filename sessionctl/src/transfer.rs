@@ -185,6 +185,12 @@ enum WriteError {
     Interrupted,
 }
 
+impl From<sessionstore::Error> for WriteError {
+    fn from(e: sessionstore::Error) -> Self {
+        WriteError::Store(e)
+    }
+}
+
 impl WriteError {
     fn context(self, output: &str) -> Fail {
         match self {
@@ -204,26 +210,16 @@ fn write_sessions(
     stop: &AtomicBool,
 ) -> Result<u64, WriteError> {
     let mut n = 0;
-    // On a live store (opened read-only) the application writes while the
-    // ids are walked in deadline order: a session saved meanwhile moves to a
-    // later deadline and is met again, and one deleted is gone when read.
-    let mut seen = std::collections::HashSet::new();
-    for id in store.live_ids() {
+    store.each_session(false, |session| {
         if stop.load(Ordering::Relaxed) {
             return Err(WriteError::Interrupted);
         }
-        let id = id.map_err(WriteError::Store)?;
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        let Some(session) = store.export_session(&id).map_err(WriteError::Store)? else {
-            continue;
-        };
         let line = serde_json::to_string(&session).map_err(|e| WriteError::Output(e.into()))?;
         writeln!(out, "{line}").map_err(WriteError::Output)?;
         n += 1;
         bar.inc(1);
-    }
+        Ok(true)
+    })?;
     out.flush().map_err(WriteError::Output)?;
     if stop.load(Ordering::Relaxed) {
         return Err(WriteError::Interrupted);
@@ -296,6 +292,7 @@ pub fn import(
         if let Some(store) = &store {
             let live = store
                 .api()
+                .map_err(|f| f.0)?
                 .info(&session.id)
                 .map_err(|e| e.to_string())?
                 .is_some();
@@ -336,7 +333,8 @@ pub fn import(
                 )
                 .map_err(|e| {
                     format!(
-                        "{e}; {done} of {total} sessions were written, each whole, before this one"
+                        "{}; {done} of {total} sessions were written, each whole, before this one",
+                        e.0
                     )
                 })?;
             done += 1;
@@ -449,7 +447,7 @@ mod tests {
     fn a_stopped_export_leaves_no_file() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = Target::Embedded(sessionstore::Store::temporary()?);
-        store.api().create()?;
+        store.api().map_err(|f| f.0)?.create()?;
         let cli = Cli::try_parse_from(["sessionctl", "--db", "x", "export"])?;
         let path = dir.path().join("out.jsonl");
         let stopped = AtomicBool::new(true);

@@ -54,6 +54,7 @@ pub struct Config {
     pub(crate) live_readers: Option<bool>,
     pub(crate) read_only: bool,
     pub(crate) event_capacity: usize,
+    pub(crate) control_socket: Option<bool>,
 }
 
 impl Config {
@@ -77,6 +78,7 @@ impl Config {
             live_readers: None,
             read_only: false,
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            control_socket: None,
         }
     }
 
@@ -226,6 +228,40 @@ impl Config {
         self
     }
 
+    /// Whether the store serves its control socket, `sessionstore.sock` in its
+    /// directory, from a thread of its own (`sessionstore-control`): the way
+    /// `sessionctl` operates a store while the application runs (stats,
+    /// list, show, sessions-of, export, verify, destroy, destroy-all-of,
+    /// reap), through this store's own API, so with its locks, durability
+    /// and events. Only this process's user and root are served. See
+    /// docs/control.md for the protocol, the limits and the threat model.
+    ///
+    /// Default: on for a store opened at a path on Unix, where a socket that
+    /// cannot be served (its path is too long for a Unix socket, the
+    /// directory is read-only, another process serves a live socket there)
+    /// is logged (`log::warn!`) and the store opens without it; off for
+    /// [`Config::temporary`] stores, which have no operator (their directory
+    /// is random and goes with the last handle), so that throwaway stores
+    /// start no thread. `true` makes a socket that cannot be served an
+    /// [`Error::Control`] or [`Error::Io`] at open. Not on Unix this does
+    /// nothing. A read-only store serves no socket.
+    ///
+    /// An idle socket costs the store's writes nothing: its thread sleeps
+    /// in `poll` until a client connects (docs/control.md has the
+    /// measurement).
+    #[must_use]
+    pub fn control_socket(mut self, on: bool) -> Self {
+        self.control_socket = Some(on);
+        self
+    }
+
+    /// Whether this store serves its control socket, and whether failing
+    /// to is an error: `(serve, required)`.
+    pub(crate) fn effective_control_socket(&self) -> (bool, bool) {
+        let serve = cfg!(unix) && !self.read_only && self.control_socket.unwrap_or(!self.temporary);
+        (serve, self.control_socket == Some(true))
+    }
+
     /// Whether this store opens for live readers: the setting, or the
     /// default for its durability.
     pub(crate) fn effective_live_readers(&self) -> bool {
@@ -335,6 +371,7 @@ impl fmt::Debug for Config {
             .field("live_readers", &self.effective_live_readers())
             .field("read_only", &self.read_only)
             .field("event_capacity", &self.event_capacity)
+            .field("control_socket", &self.effective_control_socket().0)
             .finish_non_exhaustive()
     }
 }

@@ -26,6 +26,11 @@ impl Worker {
         Ok(Worker { handle, ended })
     }
 
+    /// Whether the thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Waits up to `limit` for the thread to end, then joins it. Returns
     /// `false` if it did not end in time: it is left running, detached.
     pub fn join_within(self, limit: Duration) -> bool {

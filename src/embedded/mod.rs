@@ -6,10 +6,13 @@ mod admin;
 pub(crate) mod backend;
 mod commit;
 mod config;
+#[cfg(unix)]
+mod control;
 mod core;
 mod durability;
 mod expiry;
 mod join;
+mod launch;
 mod metacache;
 mod open;
 mod principal;
@@ -28,6 +31,10 @@ mod power_loss_tests;
 
 pub use admin::SessionIds;
 pub use config::Config;
+#[cfg(all(unix, any(test, feature = "corruption-testing")))]
+pub use control::fuzz_protocol;
+#[cfg(unix)]
+pub use control::{ControlClient, ControlIds, ControlSessions};
 pub use durability::Durability;
 #[cfg(any(test, feature = "corruption-testing"))]
 pub use raw::RawTarget;

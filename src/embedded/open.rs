@@ -164,15 +164,22 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Option<Engine>> {
         }
         (_, None) => {}
     }
-    match names
-        .iter()
-        .find(|n| n.as_str() != LOCK_FILE && !backend::is_creation_leftover(n))
-    {
+    match names.iter().find(|n| {
+        n.as_str() != LOCK_FILE && !backend::is_creation_leftover(n) && !is_control_file(n)
+    }) {
         None => Ok(None),
         Some(other) => Err(not_a_store(format!(
             "the directory holds other files, such as {other:?}, and no store"
         ))),
     }
+}
+
+/// Whether `name` is the control socket, or what making it leaves after a crash.
+fn is_control_file(name: &str) -> bool {
+    #[cfg(unix)]
+    return crate::embedded::control::is_control_file(name);
+    #[cfg(not(unix))]
+    return false;
 }
 
 /// Takes the store's lock file. A lock that is busy is tried again for a

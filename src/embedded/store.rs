@@ -1,7 +1,7 @@
 //! The store handle and RAIN's `BaseSessionStore` contract.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -49,14 +49,19 @@ pub struct Store {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// What the handles share. Dropping it stops the reaper first, then the core.
+/// What the handles share. Dropping it stops the control socket's server
+/// first, then the reaper, then the core.
 pub(crate) struct Shared {
+    /// The control socket's server, attached after open (`launch.rs`);
+    /// dropping it stops and joins its threads.
+    control: OnceLock<Box<dyn Send + Sync>>,
     reaper: Option<Reaper>,
     pub(crate) core: Arc<Core>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        drop(self.control.take());
         drop(self.reaper.take());
     }
 }
@@ -114,8 +119,33 @@ impl Store {
             _ => None,
         };
         Ok(Store {
-            shared: Arc::new(Shared { reaper, core }),
+            shared: Arc::new(Shared {
+                control: OnceLock::new(),
+                reaper,
+                core,
+            }),
         })
+    }
+
+    /// Another handle on this store's core alone: no reaper, no control
+    /// socket, so that dropping it stops nothing. The control socket's
+    /// threads hold one, never a handle of the application's.
+    pub(crate) fn core_handle(&self) -> Store {
+        Store {
+            shared: Arc::new(Shared {
+                control: OnceLock::new(),
+                reaper: None,
+                core: self.shared.core.clone(),
+            }),
+        }
+    }
+
+    /// Keeps `guard` until the last handle drops; dropped before the reaper stops.
+    pub(crate) fn attach(&self, guard: Box<dyn Send + Sync>) {
+        if let Err(guard) = self.shared.control.set(guard) {
+            // Attached once per store, at open: a second is stopped at once.
+            drop(guard);
+        }
     }
 
     pub(crate) fn core(&self) -> &Core {
@@ -380,26 +410,6 @@ impl SessionStore for Store {
 
     fn destroy_all_of(&self, name: &str) -> Result<usize> {
         Store::destroy_all_of(self, name)
-    }
-}
-
-impl Config {
-    /// Opens the store, creating it if the directory does not hold one yet
-    /// (unless [`read_only`](Config::read_only)).
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::InUse`](crate::Error::InUse) if the store is already open, here or in another process;
-    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else,
-    ///   or, read-only, holds no store;
-    /// - [`Error::ReadOnlyUnsupported`](crate::Error::ReadOnlyUnsupported) for a
-    ///   read-only open of a sled store;
-    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting, for an
-    ///   empty path or a setting out of the range its setter documents, before
-    ///   anything is created or written;
-    /// - [`Error::Storage`](crate::Error::Storage) or [`Error::Io`](crate::Error::Io) if the engine or the file system fails.
-    pub fn open(self) -> Result<Store> {
-        Store::from_config(self)
     }
 }
 

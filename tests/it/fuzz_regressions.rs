@@ -1,6 +1,9 @@
 //! Replays the fuzz targets' checked-in inputs under `cargo test`: every crash
 //! the fuzzers found (`fuzz/regressions/TARGET/`), and a few fixed inputs that
 //! reach every part of each target. The targets' code is shared with `fuzz/`.
+#[cfg(unix)]
+#[path = "../../fuzz/targets/control.rs"]
+mod control;
 #[path = "../../fuzz/targets/decode.rs"]
 mod decode;
 #[path = "../../fuzz/targets/inputs.rs"]
@@ -13,7 +16,7 @@ use sessionstore::Engine;
 use crate::model::driver;
 
 /// The fuzz targets whose inputs `replay` knows how to run.
-const TARGETS: [&str; 3] = ["ops", "decode", "inputs"];
+const TARGETS: [&str; 4] = ["ops", "decode", "inputs", "control"];
 
 /// Every checked-in input, read from `fuzz/regressions/TARGET/` at test time:
 /// (target, path). A crash found by a fuzzer is replayed as soon as its file is
@@ -53,6 +56,8 @@ fn replay(target: &str, input: &[u8]) {
             "ops" => driver::run(&bytes),
             "decode" => decode::run(&bytes),
             "inputs" => inputs::run(&bytes),
+            #[cfg(unix)]
+            "control" => control::run(&bytes),
             other => panic!("no fuzz target {other:?}"),
         }
     }
@@ -144,4 +149,24 @@ fn ops_target_runs_on_fixed_inputs() {
     }
     let (_, ops) = driver::decode(&[0; 1000]);
     assert_eq!(ops.len(), driver::MAX_OPS, "long inputs are cut");
+}
+
+#[cfg(unix)]
+#[test]
+fn control_target_runs_on_fixed_inputs() {
+    let inputs: [&[u8]; 10] = [
+        b"",
+        b"v1 stats\nv1 list live\nv1 export expired\nv1 show abc\nv1 destroy x\n",
+        b"v1 sessions-of ada%20lovelace\nv1 destroy-all-of %25\nv1 reap\nv1 verify\r\n",
+        b"v2 stats\nstats\n\xff\xfe\nv1 show %zz\nv1 show %+1\nv1 show %ff\n",
+        b"ok\nerror store a%20message\nerror - -\nstat path /tmp/a%20b\nid s1\n",
+        b"session s1 1 2 - 3 =ada\nsession s2 0 0 5 - -\nscope -\nscope =cart\n",
+        b"value k%20y AP8K\nvalue e -\nvalue k !!!\nproblem orphans a/b\n",
+        b"session s 99999999999999999999999 1 - - -\nsession s 1 1 - - =%\nscope x\n",
+        &[b'%'; 300],
+        &[b' '; 300],
+    ];
+    for input in inputs {
+        replay("control", input);
+    }
 }

@@ -15,6 +15,8 @@ mod common;
 
 mod admin;
 mod conflicts;
+#[cfg(unix)]
+mod control;
 mod corruption;
 mod create;
 mod destroy;
