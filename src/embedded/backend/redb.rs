@@ -407,12 +407,26 @@ impl RedbBackend {
     }
 
     /// Creates the table in a new database; refuses a database that holds
-    /// tables of its own, which some other program wrote.
+    /// tables of its own, which some other program wrote. A database that
+    /// holds the table and nothing else is left as it is: an open then
+    /// commits (and flushes) nothing of its own.
     fn create_table(&self) -> Result<()> {
         let foreign = guard(
             || "listing the tables of the redb database",
             || {
-                let txn = self.writer("creating the table")?.begin_write()?;
+                let db = self.writer("creating the table")?;
+                {
+                    let read = db.begin_read()?;
+                    let mut tables = read.list_tables()?;
+                    let ours = tables.next().is_some_and(|t| t.name() == TABLE.name());
+                    if ours
+                        && tables.next().is_none()
+                        && read.list_multimap_tables()?.next().is_none()
+                    {
+                        return Ok(Vec::new());
+                    }
+                }
+                let txn = db.begin_write()?;
                 let mut names: Vec<String> = txn
                     .list_tables()?
                     .map(|t| t.name().to_string())
