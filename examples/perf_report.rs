@@ -55,6 +55,22 @@
 //! for `Config::live_readers(false)`), spread over S sessions (default 1,000; the full table uses
 //! 10,000), for a profiler such as `valgrind --tool=callgrind`.
 //!
+//! After the table, before the two lines, it measures the bytes written per
+//! create+destroy churn cycle (`perf_report/bytes.rs`): `write_bytes` of
+//! `/proc/self/io`, with the device's sector counts beside it as a
+//! cross-check, for the store and SQLite, durable (`Immediate`, `FULL`) and
+//! with background flushes (`Periodic(200 ms)`, `NORMAL`), and prints the
+//! line `bytes: immediate_per_cycle=… immediate_vs_sqlite=…
+//! periodic_per_cycle=… periodic_vs_sqlite_normal=…`. `--bytes [CYCLES]`
+//! runs that part alone.
+//!
+//! `--scale [TOP]` runs the scale mode instead (`perf_report/scale.rs`): the
+//! store and SQLite with TOP / 100, TOP / 10 and TOP live sessions (TOP
+//! defaults to 1,000,000), the cost of a clean reopen to the first get, a
+//! uniform get, a durable save and a reap per session at each size, and how
+//! each grows from the smallest size to TOP, with the line
+//! `scale: top=… open_growth=… open_sqlite_growth=… open_growth_ratio=… …`.
+//!
 //! `--redis URL` (a build with `--features redis`) adds a Redis section: the
 //! `RedisStore` against raw redis-rs on the server at URL, from 1 and 16
 //! threads (`perf_report/redis.rs`), and its line
@@ -84,6 +100,11 @@ use common::{Contender, RawRedb, RawSled, Sqlite, StoreContender};
 #[path = "perf_report/redis.rs"]
 mod redis_section;
 
+#[path = "perf_report/bytes.rs"]
+mod bytes;
+#[path = "perf_report/scale.rs"]
+mod scale;
+
 /// How long to measure, and on how much data.
 struct Plan {
     /// Rounds per cell; the cell is their median.
@@ -100,6 +121,8 @@ struct Plan {
     background: bool,
     /// Whether to add the store on redb without live readers.
     no_live_readers: bool,
+    /// Create+destroy cycles per contender in the bytes table.
+    churn_cycles: usize,
 }
 
 const QUICK: Plan = Plan {
@@ -110,6 +133,7 @@ const QUICK: Plan = Plan {
     reap_repeats: 7,
     background: false,
     no_live_readers: false,
+    churn_cycles: 500,
 };
 
 const FULL: Plan = Plan {
@@ -120,6 +144,7 @@ const FULL: Plan = Plan {
     reap_repeats: 5,
     background: false,
     no_live_readers: false,
+    churn_cycles: 2_000,
 };
 
 /// Expired sessions per reap-scaling measurement.
@@ -143,7 +168,7 @@ fn store_label(engine: Engine) -> String {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
     let mut quick = false;
     let mut background = false;
     let mut no_live_readers = false;
@@ -177,6 +202,29 @@ fn main() {
                 profile(&which, &name, n, background, population);
                 return;
             }
+            "--scale" => {
+                let top = args
+                    .next_if(|a| a.parse::<usize>().is_ok())
+                    .map_or(1_000_000, |a| a.parse().unwrap_or(1_000_000));
+                eprintln!("perf_report --scale {top}: {}", machine());
+                scale::run(top);
+                return;
+            }
+            "--bytes" => {
+                let cycles = args
+                    .next_if(|a| a.parse::<usize>().is_ok())
+                    .map_or(FULL.churn_cycles, |a| a.parse().unwrap_or(1));
+                eprintln!("perf_report --bytes {cycles}: {}", machine());
+                for line in bytes::report(&bytes::measure(cycles.max(1)), cycles.max(1)) {
+                    println!("{line}");
+                }
+                return;
+            }
+            "--child-open" => {
+                let rest: Vec<String> = args.collect();
+                scale::child_open(&rest);
+                return;
+            }
             "--child-memory" => {
                 let which = args.next().expect("--child-memory WHICH N");
                 let n = args.next().and_then(|n| n.parse().ok()).expect("a count");
@@ -185,7 +233,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "usage: perf_report [--quick] [--background] [--no-live-readers] [--only WORKLOAD] [--redis URL]; unknown argument {other:?}"
+                    "usage: perf_report [--quick] [--background] [--no-live-readers] [--only WORKLOAD] [--redis URL] | --scale [TOP] | --bytes [CYCLES]; unknown argument {other:?}"
                 );
                 std::process::exit(2);
             }
@@ -235,8 +283,13 @@ fn main() {
     eprintln!("  reap scaling done at {:.0?}", started.elapsed());
     let memory = memory_rows(&plan);
     eprintln!("  memory done at {:.0?}", started.elapsed());
+    let churn = bytes::measure(plan.churn_cycles);
+    eprintln!("  bytes done at {:.0?}", started.elapsed());
 
     print_table(&table, &scaling, &memory, plan.memory_sessions);
+    for line in bytes::report(&churn, plan.churn_cycles) {
+        println!("{line}");
+    }
     println!(
         "peak RSS of this whole run: {:.1} MiB; it took {:.0?}",
         peak_rss_kib() as f64 / 1024.0,

@@ -17,7 +17,8 @@ use sessionstore::Clock;
 
 use super::contender::{Contender, Mode, fresh_id, idle_micros, now_micros};
 
-const SCHEMA: &str = "
+/// The tables and the index, created if missing.
+pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS session_meta (
     sid TEXT PRIMARY KEY NOT NULL,
     created INTEGER NOT NULL,
@@ -54,11 +55,23 @@ fn to_i64(micros: u64) -> i64 {
     i64::try_from(micros).unwrap_or(i64::MAX)
 }
 
+/// The database file in the contender's directory.
+pub const FILE: &str = "sessions.sqlite3";
+
 impl Sqlite {
     /// A new, empty database: `synchronous=FULL` in durable mode, `NORMAL` otherwise.
     pub fn new(mode: Mode, clock: Arc<dyn Clock>) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("sessions.sqlite3");
+        Self::open_in(
+            tempfile::tempdir().expect("a temporary directory"),
+            mode,
+            clock,
+        )
+    }
+
+    /// The database in `dir` ([`FILE`]), created if it is not there yet;
+    /// the directory goes with the contender.
+    pub fn open_in(dir: tempfile::TempDir, mode: Mode, clock: Arc<dyn Clock>) -> Self {
+        let path = dir.path().join(FILE);
         let writer = connect(&path, mode);
         writer.execute_batch(SCHEMA).expect("creating the schema");
         Sqlite {
@@ -69,6 +82,11 @@ impl Sqlite {
             path,
             dir,
         }
+    }
+
+    /// Closes every connection and gives the directory back, to open again.
+    pub fn into_dir(self) -> tempfile::TempDir {
+        self.dir
     }
 
     fn now(&self) -> i64 {
@@ -84,7 +102,8 @@ impl Sqlite {
     }
 }
 
-fn connect(path: &Path, mode: Mode) -> Connection {
+/// A connection in WAL mode with the contender's pragmas for `mode`.
+pub fn connect(path: &Path, mode: Mode) -> Connection {
     let conn = Connection::open(path).expect("opening SQLite");
     let sync = match mode {
         Mode::Background => "NORMAL",

@@ -55,6 +55,7 @@ pub struct Config {
     pub(crate) read_only: bool,
     pub(crate) event_capacity: usize,
     pub(crate) control_socket: Option<bool>,
+    pub(crate) verify_on_open: bool,
 }
 
 impl Config {
@@ -79,6 +80,7 @@ impl Config {
             read_only: false,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             control_socket: None,
+            verify_on_open: false,
         }
     }
 
@@ -122,6 +124,48 @@ impl Config {
     #[must_use]
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.cache_capacity = bytes;
+        self
+    }
+
+    /// Whether every open runs the engine's full check of its files first.
+    /// Default: `false`.
+    ///
+    /// Without it, an open costs the same whatever the store's size, and
+    /// checks what the engine checks on its own (src/contract.md, "What each
+    /// open checks"): on redb, the header's checksums after a clean close,
+    /// and every page checksum after an unclean shutdown (redb's repair); on
+    /// sled, the CRC of every log message its recovery reads. Pages damaged
+    /// outside the engine after a clean close are then found only when read.
+    ///
+    /// With it, the open first runs the full check, in time and reads in
+    /// proportion to the store's size, its memory bounded by
+    /// [`cache_capacity`](Config::cache_capacity): on redb, redb's integrity
+    /// check (the checksum of every page of the committed trees), which
+    /// refuses a damaged file with [`Error::Storage`](crate::Error::Storage);
+    /// on sled, a read of every key and value, which fails on a page whose
+    /// CRC sled finds wrong. Turn it on for an open after a restore from a
+    /// backup, a move between disks, or a suspicion of damage. A read-only
+    /// open runs no check (redb's check repairs, and so writes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sessionstore::Config;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("sessions");
+    /// let sid = {
+    ///     let store = Config::new(&path).open()?;
+    ///     store.create()?.id().to_owned()
+    /// };
+    /// // After a restore from a backup: check every page before trusting them.
+    /// let store = Config::new(&path).verify_on_open(true).open()?;
+    /// assert!(store.get(&sid, None)?.is_some());
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    #[must_use]
+    pub fn verify_on_open(mut self, on: bool) -> Self {
+        self.verify_on_open = on;
         self
     }
 
@@ -372,6 +416,7 @@ impl fmt::Debug for Config {
             .field("read_only", &self.read_only)
             .field("event_capacity", &self.event_capacity)
             .field("control_socket", &self.effective_control_socket().0)
+            .field("verify_on_open", &self.verify_on_open)
             .finish_non_exhaustive()
     }
 }

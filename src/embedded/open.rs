@@ -1,6 +1,7 @@
 //! Opening a store's directory: the path (or a temporary directory), the
 //! engine found there or asked for, the lock file that makes this process
-//! the only writer, the format marker, and the time floor.
+//! the only writer, the engine's full check if `Config::verify_on_open`
+//! asks for it, the format marker, and the time floor.
 //!
 //! A read-only open (`Config::read_only`) takes another way through the same
 //! steps: it finds the engine without creating anything, takes no lock file
@@ -57,6 +58,10 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
         .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
     let kind = create_dir(&path, config.engine)?;
     let lock = lock_dir(&path)?;
+    // The engine's full check, on demand (an engine supplied by a test has none).
+    if engine.is_none() && config.verify_on_open {
+        backend::check(kind, &path, config.cache_capacity)?;
+    }
     let backend = match engine {
         Some(b) => b,
         None => backend::open(

@@ -50,6 +50,20 @@ pub(crate) fn open(
     }
 }
 
+/// Runs `engine`'s full check of its existing database in directory `dir`,
+/// with a cache of `cache_capacity` bytes, and closes it again; does nothing
+/// if there is none. For `Config::verify_on_open`, before [`open`]: redb's
+/// integrity check (every page checksum), sled's read of every key and value
+/// (every page it loads has its CRC checked).
+pub(crate) fn check(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<()> {
+    match engine {
+        #[cfg(feature = "sled")]
+        Engine::Sled => sled::SledBackend::check(dir, cache_capacity),
+        #[cfg(feature = "redb")]
+        Engine::Redb => redb::RedbBackend::check(dir, cache_capacity),
+    }
+}
+
 /// Opens `engine`'s existing database in directory `dir` read-only, beside
 /// a writer in another process or none, creating and writing nothing.
 ///

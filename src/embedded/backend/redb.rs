@@ -45,11 +45,28 @@
 //!
 //! # Opening
 //!
-//! The file is opened with redb's integrity check: every page checksum of the
-//! committed trees is verified, so a file altered outside redb fails to open
-//! with an error instead of being trusted (a plain redb open may panic on such
-//! a file). The check reads the whole file, so the open costs time in
-//! proportion to the store's size.
+//! An open costs what the file's header and allocator state cost to read,
+//! not the store's size. What it checks depends on how the file was closed:
+//!
+//! - After a clean close (the last commit is redb's 2-phase close commit,
+//!   which records the allocator state), redb verifies the checksums of the
+//!   header's slots and loads the recorded allocator state. It reads no data
+//!   page: pages damaged outside redb since the close are not detected at
+//!   open, and a read of one may return its bytes or fail with
+//!   [`Error::Storage`](crate::Error::Storage) (a panic inside redb becomes
+//!   that error too).
+//! - After an unclean shutdown (a crash, a kill, a power loss, a failed
+//!   commit), redb repairs the file on its own: it verifies the checksum of
+//!   every page of the newest commit's trees, falls back to the previous
+//!   commit if the newest does not verify (a torn commit), and rebuilds the
+//!   allocator state by walking the trees. A file whose both commits are
+//!   damaged fails to open with [`Error::Storage`](crate::Error::Storage).
+//!   That repair reads the whole file, as it must.
+//! - With `Config::verify_on_open`, [`check`](RedbBackend::check) runs redb's
+//!   integrity check before the open, whatever the last close: the same walk
+//!   of every page checksum, on a file closed cleanly too, where a damaged
+//!   page fails the open (redb falls back to an earlier commit only when
+//!   the last one was not its 2-phase close).
 //!
 //! # Live readers
 //!
@@ -261,6 +278,36 @@ impl RedbBackend {
         Self::writer_on(db, sharing, name.to_path_buf())
     }
 
+    /// Runs redb's integrity check on the existing database `data.redb` in
+    /// directory `dir`, and closes it again; does nothing if there is none.
+    ///
+    /// The check verifies the checksum of every page of the committed trees
+    /// and rebuilds the allocator state, with a page cache of
+    /// `cache_capacity` bytes. A file altered outside redb fails with
+    /// [`Error::Storage`] whose message says it is corrupted. The caller
+    /// holds the store's lock file, so no other writer opens the file
+    /// meanwhile. The close records the allocator state again, so the open
+    /// that follows is a clean one.
+    pub fn check(dir: &Path, cache_capacity: u64) -> Result<()> {
+        let file = dir.join(FILE);
+        if !file.exists() {
+            return Ok(());
+        }
+        let context = || {
+            format!(
+                "checking the integrity of the redb database {}",
+                file.display()
+            )
+        };
+        let db = guard(context, || {
+            Ok(Database::builder()
+                .set_cache_size(usize::try_from(cache_capacity).unwrap_or(usize::MAX))
+                .set_check_integrity_on_open(true)
+                .open(&file)?)
+        })?;
+        guard(context, || Ok(db.close()?))
+    }
+
     /// The writer on an opened database, with the store's table created.
     fn writer_on(db: Database, sharing: Sharing, file: PathBuf) -> Result<Self> {
         let backend = RedbBackend {
@@ -360,12 +407,26 @@ impl RedbBackend {
     }
 
     /// Creates the table in a new database; refuses a database that holds
-    /// tables of its own, which some other program wrote.
+    /// tables of its own, which some other program wrote. A database that
+    /// holds the table and nothing else is left as it is: an open then
+    /// commits (and flushes) nothing of its own.
     fn create_table(&self) -> Result<()> {
         let foreign = guard(
             || "listing the tables of the redb database",
             || {
-                let txn = self.writer("creating the table")?.begin_write()?;
+                let db = self.writer("creating the table")?;
+                {
+                    let read = db.begin_read()?;
+                    let mut tables = read.list_tables()?;
+                    let ours = tables.next().is_some_and(|t| t.name() == TABLE.name());
+                    if ours
+                        && tables.next().is_none()
+                        && read.list_multimap_tables()?.next().is_none()
+                    {
+                        return Ok(Vec::new());
+                    }
+                }
+                let txn = db.begin_write()?;
                 let mut names: Vec<String> = txn
                     .list_tables()?
                     .map(|t| t.name().to_string())
@@ -497,13 +558,14 @@ fn delete_prefix(
     Ok(removed)
 }
 
-/// The writer's settings: a page cache of `cache_capacity` bytes, the
-/// integrity check on open, and the concurrency mode of `sharing`.
+/// The writer's settings: a page cache of `cache_capacity` bytes and the
+/// concurrency mode of `sharing`. No integrity check on open: redb repairs
+/// (and so checks) a file that was not closed cleanly by itself, and
+/// [`RedbBackend::check`] runs the check on demand (see the module docs).
 fn builder(cache_capacity: u64, sharing: Sharing) -> redb::Builder {
     let mut builder = Database::builder();
     builder
         .set_cache_size(usize::try_from(cache_capacity).unwrap_or(usize::MAX))
-        .set_check_integrity_on_open(true)
         .set_concurrency_mode(match sharing {
             Sharing::LiveReaders => ConcurrencyMode::SingleWriter,
             Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
@@ -856,32 +918,110 @@ mod tests {
         Ok(())
     }
 
+    /// The value of the first key [`write_pages`] writes: written once, so
+    /// its bytes are in one leaf page of the file, which stays in use.
+    const MARKED: &[u8] = &[b'y'; 500];
+
+    /// Writes 200 keys of 500 bytes, the first one [`MARKED`], and flushes.
+    fn write_pages(b: &RedbBackend) -> Result<()> {
+        for i in 0..200u32 {
+            let k = format!("key{i:05}");
+            let v = if i == 0 { "y" } else { "x" }.repeat(500);
+            b.apply(&batch(&[(&k, Some(&v))]))?;
+        }
+        b.flush()
+    }
+
+    /// Flips bytes of the [`MARKED`] value wherever it is in `file`: a data
+    /// page in use (a page merely free would fail no check).
+    fn damage_marked(file: &Path) -> Result<()> {
+        let mut bytes = fs::read(file).map_err(|e| Error::storage("test", e))?;
+        let mut found = 0;
+        let mut at = 0;
+        while let Some(i) = bytes[at..]
+            .windows(MARKED.len())
+            .position(|w| w == MARKED)
+            .map(|i| i + at)
+        {
+            for byte in &mut bytes[i..i + 64] {
+                *byte ^= 0xFF;
+            }
+            found += 1;
+            at = i + MARKED.len();
+        }
+        assert!(found > 0, "the marked value is in the file");
+        fs::write(file, &bytes).map_err(|e| Error::storage("test", e))
+    }
+
+    fn assert_corrupt(what: &str, r: Result<impl Sized>) {
+        match r {
+            Err(e @ Error::Storage { .. }) => assert!(e.to_string().contains("corrupt"), "{e}"),
+            Err(e) => panic!("{what}: expected a storage error, got {e}"),
+            Ok(_) => panic!("{what}: a file with damaged pages passed"),
+        }
+    }
+
+    /// After a clean close the open reads no data page (its cost does not
+    /// grow with the file), so it does not see damage made since; the check
+    /// (`Config::verify_on_open`) reads every page and refuses the file.
     #[test]
-    fn a_damaged_page_fails_the_open() -> Result<()> {
+    fn a_damaged_page_fails_the_check_and_a_clean_open_does_not_read_it() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let file = dir.path().join(FILE);
         {
-            let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders)?;
-            for i in 0..200u32 {
-                let k = format!("key{i:05}");
-                b.apply(&batch(&[(&k, Some(&"x".repeat(500)))]))?;
-            }
-            b.flush()?;
+            let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+            write_pages(&b)?;
         }
-        let mut bytes = fs::read(&file).map_err(|e| Error::storage("test", e))?;
-        // Past the header, flip bytes in the middle of the file's pages.
-        let mid = bytes.len() / 2;
-        for byte in &mut bytes[mid..mid + 4096] {
-            *byte ^= 0xFF;
-        }
-        fs::write(&file, &bytes).map_err(|e| Error::storage("test", e))?;
-        // A plain redb open would trust these pages and read the damaged
-        // values back; the integrity check refuses the file instead.
-        match RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders) {
-            Err(e @ Error::Storage { .. }) => assert!(e.to_string().contains("corrupt"), "{e}"),
-            Err(e) => panic!("expected a storage error, got {e}"),
-            Ok(_) => panic!("a file with damaged pages was opened"),
-        }
+        // Clean: the check passes, and leaves the file clean.
+        RedbBackend::check(dir.path(), 1 << 20)?;
+        damage_marked(&file)?;
+        assert_corrupt("the check", RedbBackend::check(dir.path(), 1 << 20));
+        // The failed check changed nothing: it fails again, and the plain
+        // open, which trusts a cleanly closed file, still opens it.
+        assert_corrupt("a second check", RedbBackend::check(dir.path(), 1 << 20));
+        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        assert_eq!(b.get(b"key00199")?.map(|v| v.len()), Some(500));
+        Ok(())
+    }
+
+    /// A directory without the database has nothing to check.
+    #[test]
+    fn the_check_of_a_new_store_passes_and_creates_nothing() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        RedbBackend::check(dir.path(), 1 << 20)?;
+        assert!(!dir.path().join(FILE).exists());
+        Ok(())
+    }
+
+    /// After an unclean shutdown, redb's own repair verifies every page of
+    /// the last two commits before it trusts either: damage in a page both
+    /// use fails the plain open.
+    #[test]
+    fn after_an_unclean_shutdown_the_open_checks_every_page() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+        let live = dir.path().join("live");
+        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
+        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        write_pages(&b)?;
+        // One more small durable commit: it shares every page but one path
+        // with the commit before it, the one a repair would fall back to.
+        b.apply_durable(&batch(&[("zzz", Some("1"))]))?;
+        // A copy of the open file: what a crash now leaves.
+        let crashed = dir.path().join("crashed");
+        fs::create_dir(&crashed).map_err(|e| Error::storage("test", e))?;
+        fs::copy(&b.file, crashed.join(FILE)).map_err(|e| Error::storage("test", e))?;
+        // Undamaged, the crashed copy opens (repaired) with every commit.
+        let sound = dir.path().join("sound");
+        fs::create_dir(&sound).map_err(|e| Error::storage("test", e))?;
+        fs::copy(crashed.join(FILE), sound.join(FILE)).map_err(|e| Error::storage("test", e))?;
+        let repaired = RedbBackend::open(&sound, 1 << 20, Sharing::Exclusive)?;
+        assert_eq!(repaired.get(b"zzz")?.as_deref(), Some(&b"1"[..]));
+        drop(repaired);
+        damage_marked(&crashed.join(FILE))?;
+        assert_corrupt(
+            "the open after a crash",
+            RedbBackend::open(&crashed, 1 << 20, Sharing::Exclusive),
+        );
         Ok(())
     }
 
