@@ -1,11 +1,6 @@
 //! Opening a store's directory: the path (or a temporary directory), the
 //! engine found there or asked for, the lock file that makes this process
 //! the only writer, the format marker, and the time floor.
-//!
-//! A read-only open (`Config::read_only`) takes another way through the same
-//! steps: it finds the engine without creating anything, takes no lock file
-//! (the writer may hold it), opens the engine read-only, and checks the
-//! format marker without writing one.
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -31,7 +26,7 @@ pub(crate) struct Opened {
     pub backend: Arc<dyn Backend>,
     /// The time floor the store last wrote; 0 for a new store.
     pub floor: u64,
-    /// The lock file; `None` for a read-only open, which takes none.
+    /// The lock file.
     pub lock: Option<File>,
     pub temp: Option<tempfile::TempDir>,
 }
@@ -41,9 +36,6 @@ pub(crate) struct Opened {
 /// (`engine`, if the caller supplies one: tests inside the crate do) and
 /// checks or writes the format marker.
 pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
-    if config.read_only {
-        return open_read_only(config, engine);
-    }
     let temp = if config.temporary {
         Some(tempfile::tempdir().map_err(|e| Error::Io {
             path: std::env::temp_dir(),
@@ -59,14 +51,9 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
     let lock = lock_dir(&path)?;
     let backend = match engine {
         Some(b) => b,
-        None => backend::open(
-            kind,
-            &path,
-            config.cache_capacity,
-            config.effective_live_readers(),
-        )?,
+        None => backend::open(kind, &path, config.cache_capacity)?,
     };
-    check_format(&*backend, &path, true)?;
+    check_format(&*backend, &path)?;
     let floor = read_floor(&*backend)?;
     Ok(Opened {
         path,
@@ -75,37 +62,6 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
         floor,
         lock: Some(lock),
         temp,
-    })
-}
-
-/// Opens the existing store of `config` read-only: no lock file, nothing
-/// created or written. A directory without a store is `NotAStore`.
-fn open_read_only(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
-    let path = config.path.clone();
-    let kind = match fs::metadata(&path) {
-        Ok(_) => prepare_dir(&path, config.engine)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => return Err(Error::Io { path, source }),
-    };
-    let Some(kind) = kind else {
-        return Err(Error::NotAStore {
-            path,
-            reason: "it holds no store, and a read-only open creates none".into(),
-        });
-    };
-    let backend = match engine {
-        Some(b) => b,
-        None => backend::open_read_only(kind, &path, config.cache_capacity)?,
-    };
-    check_format(&*backend, &path, false)?;
-    let floor = read_floor(&*backend)?;
-    Ok(Opened {
-        path,
-        engine: kind,
-        backend,
-        floor,
-        lock: None,
-        temp: None,
     })
 }
 
@@ -205,8 +161,8 @@ fn lock_dir(path: &Path) -> Result<File> {
     })
 }
 
-/// Reads the format marker; writes it into a new, empty database if `write`.
-fn check_format(backend: &dyn Backend, path: &Path, write: bool) -> Result<()> {
+/// Reads the format marker; writes it into a new, empty database.
+fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
     let not_a_store = |reason: String| Error::NotAStore {
         path: path.to_path_buf(),
         reason,
@@ -217,7 +173,7 @@ fn check_format(backend: &dyn Backend, path: &Path, write: bool) -> Result<()> {
             "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
             v.first()
         ))),
-        None if write && backend.scan_range(&[], None, 1)?.is_empty() => {
+        None if backend.scan_range(&[], None, 1)?.is_empty() => {
             let mut batch = Batch::default();
             let mut marker = vec![FORMAT_VERSION];
             marker.extend_from_slice(backend.name().as_bytes());

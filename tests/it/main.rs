@@ -29,7 +29,6 @@ mod input;
 mod model;
 mod open;
 mod principals;
-mod read_only;
 mod reaper;
 #[cfg(feature = "redis")]
 mod redis;

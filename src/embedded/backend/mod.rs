@@ -19,63 +19,13 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::error::Result;
 
-/// Opens `engine`'s database in directory `dir` for writing. With
-/// `live_readers`, an engine that can share its files with read-only handles
-/// in other processes (redb) opens them so; sled cannot and ignores it.
-pub(crate) fn open(
-    engine: Engine,
-    dir: &Path,
-    cache_capacity: u64,
-    live_readers: bool,
-) -> Result<Arc<dyn Backend>> {
+/// Opens `engine`'s database in directory `dir` for writing.
+pub(crate) fn open(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<Arc<dyn Backend>> {
     match engine {
         #[cfg(feature = "sled")]
-        Engine::Sled => {
-            let _ = live_readers;
-            Ok(Arc::new(sled::SledBackend::open(dir, cache_capacity)?))
-        }
+        Engine::Sled => Ok(Arc::new(sled::SledBackend::open(dir, cache_capacity)?)),
         #[cfg(feature = "redb")]
-        Engine::Redb => {
-            let sharing = if live_readers {
-                redb::Sharing::LiveReaders
-            } else {
-                redb::Sharing::Exclusive
-            };
-            Ok(Arc::new(redb::RedbBackend::open(
-                dir,
-                cache_capacity,
-                sharing,
-            )?))
-        }
-    }
-}
-
-/// Opens `engine`'s existing database in directory `dir` read-only, beside
-/// a writer in another process or none, creating and writing nothing.
-///
-/// # Errors
-///
-/// [`Error::ReadOnlyUnsupported`](crate::Error::ReadOnlyUnsupported) for
-/// sled, which lets one process at a time open its files.
-pub(crate) fn open_read_only(
-    engine: Engine,
-    dir: &Path,
-    cache_capacity: u64,
-) -> Result<Arc<dyn Backend>> {
-    match engine {
-        #[cfg(feature = "sled")]
-        Engine::Sled => {
-            let _ = cache_capacity;
-            Err(crate::Error::ReadOnlyUnsupported {
-                path: dir.to_path_buf(),
-                engine: engine.name(),
-            })
-        }
-        #[cfg(feature = "redb")]
-        Engine::Redb => Ok(Arc::new(redb::RedbBackend::open_read_only(
-            dir,
-            cache_capacity,
-        )?)),
+        Engine::Redb => Ok(Arc::new(redb::RedbBackend::open(dir, cache_capacity)?)),
     }
 }
 
@@ -318,12 +268,7 @@ mod tests {
     #[test]
     fn redb_deletes_a_prefix_in_batch_order() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| crate::Error::storage("test", e))?;
-        for sharing in [redb::Sharing::LiveReaders, redb::Sharing::Exclusive] {
-            let sub = dir.path().join(format!("{sharing:?}"));
-            std::fs::create_dir(&sub).map_err(|e| crate::Error::storage("test", e))?;
-            deletes_a_prefix_in_batch_order(&redb::RedbBackend::open(&sub, 1 << 20, sharing)?)?;
-        }
-        Ok(())
+        deletes_a_prefix_in_batch_order(&redb::RedbBackend::open(dir.path(), 1 << 20)?)
     }
 
     #[cfg(feature = "sled")]

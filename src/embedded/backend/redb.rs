@@ -51,33 +51,6 @@
 //! a file). The check reads the whole file, so the open costs time in
 //! proportion to the store's size.
 //!
-//! # Live readers
-//!
-//! By default ([`Sharing::LiveReaders`]) the writer opens the file in redb's
-//! `ConcurrencyMode::SingleWriter`: one process writes, and any number of
-//! processes may open the file read-only ([`RedbBackend::open_read_only`],
-//! in the same mode) and follow its commits. Such a reader needs no call to
-//! see them: every read transaction it begins reads the file's header and
-//! starts from the latest commit the writer has made durable. redb refuses
-//! `Durability::None` in this mode (a commit held in one process's memory
-//! would be invisible to the others), so every [`apply`](Backend::apply) is
-//! then a durable commit, and [`flush`](Backend::flush) has nothing left to
-//! do. redb also makes every commit in this mode a 2-phase commit (the pages,
-//! `fdatasync`, then the header, `fdatasync`), so that a reader never follows
-//! a header to pages not yet on disk: two `fdatasync` per commit where
-//! [`Sharing::Exclusive`] takes one (counted in docs/performance.md). The store's own lock file still keeps a second writer
-//! out.
-//!
-//! If the writer dies, a reader that is open keeps reading the last commit
-//! the writer made durable, and follows the next writer once one opens the
-//! file. A new read-only open of a file whose writer died fails until a
-//! writer has opened (and so repaired) it: redb refuses a read-only open of a
-//! file that needs a repair (`RepairAborted`).
-//!
-//! With [`Sharing::Exclusive`] the file is opened in redb's default
-//! `ExclusiveWriter` mode, which locks it against every other process, and
-//! batches are committed with `Durability::None` as described above.
-//!
 //! # Errors and panics
 //!
 //! Every redb error becomes [`Error::Storage`](crate::Error::Storage) naming
@@ -97,8 +70,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use redb::{
-    ConcurrencyMode, Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase,
-    ReadOnlyTable, ReadableDatabase, TableDefinition, TableHandle,
+    Database, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, TableDefinition,
+    TableHandle,
 };
 
 #[cfg(test)]
@@ -127,25 +100,9 @@ const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
 /// (group commits under many writers carry many keys each).
 const DURABLE_EVERY: (u64, u64) = (128, 1024);
 
-/// How the writer shares its file with other processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sharing {
-    /// `ConcurrencyMode::SingleWriter`: read-only handles in other processes follow the commits.
-    LiveReaders,
-    /// `ConcurrencyMode::ExclusiveWriter`: no other process may open the file.
-    Exclusive,
-}
-
-/// The open database: a writer, or a read-only handle beside one.
-enum Db {
-    Writer(Database),
-    Reader(ReadOnlyDatabase),
-}
-
 /// The writer's table as a read transaction sees it, shared by reads until
-/// the next commit: in `SingleWriter` mode every new read transaction takes
-/// and releases byte-range locks on the file's header (four `fcntl` calls),
-/// and beginning one and opening the table cost more than a point read.
+/// the next commit: beginning a read transaction and opening the table cost
+/// more than a point read.
 /// The generation counts commits, so that a read transaction begun before a
 /// commit is never kept after it.
 #[derive(Default)]
@@ -193,9 +150,7 @@ impl ReadCache {
 pub(crate) struct RedbBackend {
     /// Declared before `db`, so that its read transaction ends before the database closes.
     reads: ReadCache,
-    db: Db,
-    /// Whether every commit must be durable (the file is shared with readers).
-    shared: bool,
+    db: Database,
     /// Non-durable commits since the last durable one (see [`DURABLE_EVERY`]).
     non_durable: AtomicU64,
     /// Keys those commits put or deleted.
@@ -205,16 +160,13 @@ pub(crate) struct RedbBackend {
 
 impl RedbBackend {
     /// Opens or creates the redb database `data.redb` in directory `dir`, with
-    /// a page cache of `cache_capacity` bytes, shared with other processes as
-    /// `sharing` says.
-    pub fn open(dir: &Path, cache_capacity: u64, sharing: Sharing) -> Result<Self> {
+    /// a page cache of `cache_capacity` bytes, locked against other processes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self> {
         let file = dir.join(FILE);
         let context = || format!("opening the redb database {}", file.display());
         if file.exists() {
-            let db = guard(context, || {
-                Ok(builder(cache_capacity, sharing).create(&file)?)
-            })?;
-            return Self::writer_on(db, sharing, file);
+            let db = guard(context, || Ok(builder(cache_capacity).create(&file)?))?;
+            return Self::writer_on(db, file);
         }
         // A new database is made under another name and renamed into place
         // once its header and table are committed: a crash while redb writes
@@ -230,10 +182,8 @@ impl RedbBackend {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&new)(e)),
             _ => {}
         }
-        let db = guard(context, || {
-            Ok(builder(cache_capacity, sharing).create(&new)?)
-        })?;
-        let mut backend = Self::writer_on(db, sharing, new.clone())?;
+        let db = guard(context, || Ok(builder(cache_capacity).create(&new)?))?;
+        let mut backend = Self::writer_on(db, new.clone())?;
         fs::rename(&new, &file).map_err(io(&file))?;
         backend.file = file;
         // The new file's directory entry must be durable too, or a crash
@@ -252,77 +202,25 @@ impl RedbBackend {
         storage: impl redb::StorageBackend,
         name: &Path,
         cache_capacity: u64,
-        sharing: Sharing,
     ) -> Result<Self> {
         let context = || format!("opening the redb database {}", name.display());
         let db = guard(context, || {
-            Ok(builder(cache_capacity, sharing).create_with_backend(storage)?)
+            Ok(builder(cache_capacity).create_with_backend(storage)?)
         })?;
-        Self::writer_on(db, sharing, name.to_path_buf())
+        Self::writer_on(db, name.to_path_buf())
     }
 
     /// The writer on an opened database, with the store's table created.
-    fn writer_on(db: Database, sharing: Sharing, file: PathBuf) -> Result<Self> {
+    fn writer_on(db: Database, file: PathBuf) -> Result<Self> {
         let backend = RedbBackend {
             reads: ReadCache::default(),
-            db: Db::Writer(db),
-            shared: sharing == Sharing::LiveReaders,
+            db,
             non_durable: AtomicU64::new(0),
             non_durable_keys: AtomicU64::new(0),
             file,
         };
         backend.create_table()?;
         Ok(backend)
-    }
-
-    /// Opens the existing database `data.redb` in directory `dir` read-only,
-    /// beside a writer that opened it with [`Sharing::LiveReaders`], or with
-    /// no writer at all. Creates and writes nothing. The integrity check does
-    /// not apply: it would write.
-    pub fn open_read_only(dir: &Path, cache_capacity: u64) -> Result<Self> {
-        let file = dir.join(FILE);
-        let cache = usize::try_from(cache_capacity).unwrap_or(usize::MAX);
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| {
-            Database::builder()
-                .set_cache_size(cache)
-                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-                .open_read_only(&file)
-        }));
-        let context = format!("opening the redb database {} read-only", file.display());
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(Error::storage(
-                    context,
-                    "the writer opened it without live readers (Config::live_readers(false), \
-                     or Durability::Periodic, where it is off by default); stop the \
-                     application, or reopen it with live readers on",
-                ));
-            }
-            Ok(Err(DatabaseError::RepairAborted)) => {
-                return Err(Error::storage(
-                    context,
-                    "the file was not closed cleanly (its writer crashed) and needs a repair, \
-                     which a read-only open cannot make; open the store once for writing \
-                     (start the application) to recover it",
-                ));
-            }
-            Ok(Err(e)) => return Err(Error::storage(context, e)),
-            Err(payload) => {
-                return Err(Error::storage(
-                    context,
-                    format!("redb panicked: {}", panic_message(&*payload)),
-                ));
-            }
-        };
-        Ok(RedbBackend {
-            reads: ReadCache::default(),
-            db: Db::Reader(db),
-            shared: true,
-            non_durable: AtomicU64::new(0),
-            non_durable_keys: AtomicU64::new(0),
-            file,
-        })
     }
 
     /// Counts a commit about to be made; true if it must be durable, being
@@ -348,24 +246,13 @@ impl RedbBackend {
         self.non_durable_keys.store(0, Ordering::Relaxed);
     }
 
-    /// The writer, or an error naming `what` on a read-only handle.
-    fn writer(&self, what: &str) -> Result<&Database, redb::Error> {
-        match &self.db {
-            Db::Writer(db) => Ok(db),
-            Db::Reader(_) => Err(redb::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("{what} on a read-only handle"),
-            ))),
-        }
-    }
-
     /// Creates the table in a new database; refuses a database that holds
     /// tables of its own, which some other program wrote.
     fn create_table(&self) -> Result<()> {
         let foreign = guard(
             || "listing the tables of the redb database",
             || {
-                let txn = self.writer("creating the table")?.begin_write()?;
+                let txn = self.db.begin_write()?;
                 let mut names: Vec<String> = txn
                     .list_tables()?
                     .map(|t| t.name().to_string())
@@ -403,15 +290,11 @@ impl RedbBackend {
         guard(
             || context,
             || {
-                let table = match &self.db {
-                    // This process is the only writer: a transaction begun
-                    // since its last commit sees everything.
-                    Db::Writer(db) => self
-                        .reads
-                        .table(|| Ok(db.begin_read()?.open_table(TABLE)?))?,
-                    // Another process writes, unseen: each read begins anew.
-                    Db::Reader(db) => Arc::new(db.begin_read()?.open_table(TABLE)?),
-                };
+                // This process is the only writer: a transaction begun
+                // since its last commit sees everything.
+                let table = self
+                    .reads
+                    .table(|| Ok(self.db.begin_read()?.open_table(TABLE)?))?;
                 f(&table)
             },
         )
@@ -420,7 +303,7 @@ impl RedbBackend {
 
 impl RedbBackend {
     /// Commits `batch` as one write transaction: with `Durability::Immediate`
-    /// if `durable`, if the file is shared with readers, or if it is the
+    /// if `durable`, or if it is the
     /// [`DURABLE_EVERY`]-th commit since the last durable one (see the module
     /// docs), else with `Durability::None`.
     fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
@@ -437,7 +320,7 @@ impl RedbBackend {
         guard(
             || "applying a batch",
             || {
-                let mut txn = self.writer("applying a batch")?.begin_write()?;
+                let mut txn = self.db.begin_write()?;
                 // Keys written: every put and delete, and every key a prefix
                 // deletion removed (a destroyed session's, counted as before
                 // prefix deletions, so the bound below means the same).
@@ -460,7 +343,7 @@ impl RedbBackend {
                 }
                 // Chosen once the keys are counted; redb takes it any time
                 // before the commit.
-                let durable = durable || self.shared || self.count_non_durable(keys);
+                let durable = durable || self.count_non_durable(keys);
                 txn.set_durability(if durable {
                     Durability::Immediate
                 } else {
@@ -497,17 +380,14 @@ fn delete_prefix(
     Ok(removed)
 }
 
-/// The writer's settings: a page cache of `cache_capacity` bytes, the
-/// integrity check on open, and the concurrency mode of `sharing`.
-fn builder(cache_capacity: u64, sharing: Sharing) -> redb::Builder {
+/// The writer's settings: a page cache of `cache_capacity` bytes and the
+/// integrity check on open; redb's default `ExclusiveWriter` mode locks the
+/// file against every other process.
+fn builder(cache_capacity: u64) -> redb::Builder {
     let mut builder = Database::builder();
     builder
         .set_cache_size(usize::try_from(cache_capacity).unwrap_or(usize::MAX))
-        .set_check_integrity_on_open(true)
-        .set_concurrency_mode(match sharing {
-            Sharing::LiveReaders => ConcurrencyMode::SingleWriter,
-            Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
-        });
+        .set_check_integrity_on_open(true);
     builder
 }
 
@@ -608,17 +488,13 @@ impl Backend for RedbBackend {
     }
 
     fn flush(&self) -> Result<()> {
-        if self.shared {
-            // Every commit was durable already.
-            return Ok(());
-        }
         // The empty commit changes no data, but a read transaction kept
         // across it would keep the pages it frees in use.
         self.reads.invalidate();
         guard(
             || "flushing",
             || {
-                let mut txn = self.writer("flushing")?.begin_write()?;
+                let mut txn = self.db.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 txn.commit()?;
                 self.reset_non_durable();
@@ -661,13 +537,13 @@ mod tests {
     fn crash_copy(b: &RedbBackend, to: &Path) -> Result<RedbBackend> {
         fs::create_dir_all(to).map_err(|e| Error::storage("test", e))?;
         fs::copy(&b.file, to.join(FILE)).map_err(|e| Error::storage("test", e))?;
-        RedbBackend::open(to, 1 << 20, Sharing::Exclusive)
+        RedbBackend::open(to, 1 << 20)
     }
 
     #[test]
     fn scans_follow_byte_order_and_bounds() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders)?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
         b.apply(&batch(&[
             ("ab/", Some("1")),
             ("ab/x", Some("2")),
@@ -694,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let live = dir.path().join("live");
         fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(&live, 1 << 20)?;
         b.apply(&batch(&[("k1", Some("v1"))]))?;
         b.apply(&batch(&[("k2", Some("v2"))]))?;
         // Not yet durable: a crash now goes back to the last durable commit.
@@ -717,7 +593,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let live = dir.path().join("live");
         fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(&live, 1 << 20)?;
         let mut fill = Batch::default();
         for i in 0..DURABLE_EVERY.1 {
             fill.put(format!("s/{i:05}").into_bytes(), b"v".to_vec());
@@ -737,7 +613,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let live = dir.path().join("live");
         fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(&live, 1 << 20)?;
         b.apply(&batch(&[("k0", Some("v0")), ("k1", Some("v1"))]))?;
         b.apply_durable(&batch(&[
             ("k2", Some("v2")),
@@ -762,7 +638,7 @@ mod tests {
     #[test]
     fn without_flushes_the_file_grows_by_a_bounded_amount() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
         let (keys, value) = (2000, "v".repeat(2000));
         for chunk in 0..keys / 100 {
             let mut batch = Batch::default();
@@ -801,10 +677,8 @@ mod tests {
     #[test]
     fn a_read_after_a_commit_sees_it_though_reads_share_a_transaction() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        for sharing in [Sharing::LiveReaders, Sharing::Exclusive] {
-            let sub = dir.path().join(format!("{sharing:?}"));
-            fs::create_dir(&sub).map_err(|e| Error::storage("test", e))?;
-            let b = RedbBackend::open(&sub, 1 << 20, sharing)?;
+        {
+            let b = RedbBackend::open(dir.path(), 1 << 20)?;
             // These reads share one transaction...
             assert_eq!(b.get(b"k")?, None);
             assert!(b.scan_prefix(b"k")?.is_empty());
@@ -836,12 +710,12 @@ mod tests {
         // bytes that are no redb database, under the creation name.
         fs::write(dir.path().join(NEW_FILE), b"half a header")
             .map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
         b.apply_durable(&batch(&[("k", Some("v"))]))?;
         assert!(dir.path().join(FILE).exists());
         assert!(!dir.path().join(NEW_FILE).exists(), "replaced and renamed");
         drop(b);
-        let again = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        let again = RedbBackend::open(dir.path(), 1 << 20)?;
         assert_eq!(again.get(b"k")?.as_deref(), Some(&b"v"[..]));
         Ok(())
     }
@@ -851,7 +725,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         fs::write(dir.path().join(FILE), vec![0xA5; 64 << 10])
             .map_err(|e| Error::storage("test", e))?;
-        let err = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders).err();
+        let err = RedbBackend::open(dir.path(), 1 << 20).err();
         assert!(matches!(err, Some(Error::Storage { .. })), "{err:?}");
         Ok(())
     }
@@ -861,7 +735,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let file = dir.path().join(FILE);
         {
-            let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders)?;
+            let b = RedbBackend::open(dir.path(), 1 << 20)?;
             for i in 0..200u32 {
                 let k = format!("key{i:05}");
                 b.apply(&batch(&[(&k, Some(&"x".repeat(500)))]))?;
@@ -877,7 +751,7 @@ mod tests {
         fs::write(&file, &bytes).map_err(|e| Error::storage("test", e))?;
         // A plain redb open would trust these pages and read the damaged
         // values back; the integrity check refuses the file instead.
-        match RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders) {
+        match RedbBackend::open(dir.path(), 1 << 20) {
             Err(e @ Error::Storage { .. }) => assert!(e.to_string().contains("corrupt"), "{e}"),
             Err(e) => panic!("expected a storage error, got {e}"),
             Ok(_) => panic!("a file with damaged pages was opened"),
@@ -899,7 +773,7 @@ mod tests {
             );
             txn.commit().map_err(|e| Error::storage("test", e))?;
         }
-        let err = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders).err();
+        let err = RedbBackend::open(dir.path(), 1 << 20).err();
         assert!(
             matches!(&err, Some(Error::NotAStore { reason, .. }) if reason.contains("accounts")),
             "{err:?}"
