@@ -41,6 +41,7 @@ impl OpenOn for Config {
             crate::embedded::core::Parts {
                 backend: Some(backend.clone()),
                 ids: None,
+                journal: None,
             },
         )
     }
@@ -59,6 +60,7 @@ fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
                 "taken".into(),
                 "free".into(),
             ])))),
+            journal: None,
         },
     )?;
     let mut s = store.create_new_session("taken")?;
@@ -326,6 +328,7 @@ struct Unhang<'a>(&'a MemoryBackend);
 
 impl Drop for Unhang<'_> {
     fn drop(&mut self) {
+        self.0.set_hang(false);
         self.0.set_hang_flush(false);
     }
 }
@@ -394,9 +397,10 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
         store.create_new_session(&format!("s{i}"))?;
     }
     let before = store.stats()?;
-    // The first writer's flush hangs; seven more writers queue up behind it.
-    backend.set_hang_flush(true);
-    let started = backend.flushes_started.load(Ordering::SeqCst);
+    // The first writer's apply (after its journal sync) hangs; seven more
+    // writers queue up behind it.
+    backend.set_hang(true);
+    let started = backend.applies_started.load(Ordering::SeqCst);
     let save = |i: usize| -> Result<()> {
         let mut s = store.get(&format!("s{i}"), None)?.expect("live");
         s.set("k", &i)?;
@@ -405,10 +409,10 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let _unhang = Unhang(&backend);
         let first = scope.spawn(move || save(0));
-        wait_for(|| backend.flushes_started.load(Ordering::SeqCst) == started + 1);
+        wait_for(|| backend.applies_started.load(Ordering::SeqCst) == started + 1);
         let rest: Vec<_> = (1..8).map(|i| scope.spawn(move || save(i))).collect();
         wait_for(|| store.core().queued() == 7);
-        backend.set_hang_flush(false);
+        backend.set_hang(false);
         for w in std::iter::once(first).chain(rest) {
             w.join().expect("no panic")?;
         }
@@ -416,7 +420,8 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     })?;
     let after = store.stats()?;
     assert_eq!(after.writes_since_open - before.writes_since_open, 8);
-    // One flush for the first writer, one for the seven that queued behind it.
+    // One journal sync for the first writer, one for the seven that queued
+    // behind it.
     assert_eq!(after.flushes_since_open - before.flushes_since_open, 2);
     Ok(())
 }

@@ -4,12 +4,14 @@
 
 mod admin;
 pub(crate) mod backend;
+mod checkpoint;
 mod commit;
 mod config;
 mod core;
 mod durability;
 mod expiry;
 mod join;
+mod journal;
 mod metacache;
 mod open;
 mod principal;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::codec;
 use crate::embedded::backend::{self, Backend, Batch};
 use crate::embedded::config::Config;
+use crate::embedded::journal::{self, Segments, Writer};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -24,6 +25,8 @@ pub(crate) struct Opened {
     pub path: PathBuf,
     pub engine: Engine,
     pub backend: Arc<dyn Backend>,
+    /// The journal, empty: what it held is in the engine now.
+    pub journal: Writer,
     /// The time floor the store last wrote; 0 for a new store.
     pub floor: u64,
     /// The lock file.
@@ -34,8 +37,13 @@ pub(crate) struct Opened {
 /// Opens the directory of `config` (already validated): creates it or checks
 /// that it holds nothing or one store, takes its lock file, opens the engine
 /// (`engine`, if the caller supplies one: tests inside the crate do) and
-/// checks or writes the format marker.
-pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
+/// checks or writes the format marker, and replays the journal (on
+/// `segments`, if the caller supplies them) into the engine.
+pub(crate) fn open(
+    config: &Config,
+    engine: Option<Arc<dyn Backend>>,
+    segments: Option<Arc<dyn Segments>>,
+) -> Result<Opened> {
     let temp = if config.temporary {
         Some(tempfile::tempdir().map_err(|e| Error::Io {
             path: std::env::temp_dir(),
@@ -54,11 +62,13 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
         None => backend::open(kind, &path, config.cache_capacity)?,
     };
     check_format(&*backend, &path)?;
+    let journal = journal::open(&path, segments, &*backend)?;
     let floor = read_floor(&*backend)?;
     Ok(Opened {
         path,
         engine: kind,
         backend,
+        journal,
         floor,
         lock: Some(lock),
         temp,
@@ -120,10 +130,9 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Option<Engine>> {
         }
         (_, None) => {}
     }
-    match names
-        .iter()
-        .find(|n| n.as_str() != LOCK_FILE && !backend::is_creation_leftover(n))
-    {
+    match names.iter().find(|n| {
+        n.as_str() != LOCK_FILE && n.as_str() != journal::DIR && !backend::is_creation_leftover(n)
+    }) {
         None => Ok(None),
         Some(other) => Err(not_a_store(format!(
             "the directory holds other files, such as {other:?}, and no store"

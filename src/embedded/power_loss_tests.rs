@@ -31,7 +31,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::embedded::backend::redb::RedbBackend;
-use crate::embedded::backend::redb::sim_disk::{Fault, Loss, SimDisk};
+use crate::embedded::backend::redb::sim_disk::{Fault, Image, Loss, SimDisk};
 use crate::embedded::core::Parts;
 use crate::error::{Error, Result};
 use crate::{Config, Durability, ManualClock, Store};
@@ -229,6 +229,7 @@ fn open(disk: &SimDisk, mode: Mode) -> Result<Store> {
         Parts {
             backend: Some(Arc::new(backend)),
             ids: None,
+            journal: Some(Arc::new(disk.segments())),
         },
     )
 }
@@ -317,7 +318,7 @@ fn power_loss_round(
 /// prefix of `ops` of at least `required` and at most `attempted`
 /// operations, `verify` is clean, and it takes a write.
 fn check_reopen(
-    image: Vec<u8>,
+    image: Image,
     mode: Mode,
     ops: &[Op],
     required: usize,

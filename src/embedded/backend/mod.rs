@@ -186,16 +186,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Applies every operation of `batch`, all or nothing.
     fn apply(&self, batch: &Batch) -> Result<()>;
-    /// Applies `batch` as [`apply`](Self::apply) does and makes it, and every
-    /// batch applied before it, durable: what `apply` then
-    /// [`flush`](Self::flush) do, which is the default. An engine that can
-    /// commit a batch durably in one step (redb) overrides it. On an error
-    /// the batch may or may not have been applied, and nothing is known to
-    /// be durable.
-    fn apply_durable(&self, batch: &Batch) -> Result<()> {
-        self.apply(batch)?;
-        self.flush()
-    }
     /// Makes every applied batch durable.
     fn flush(&self) -> Result<()>;
     /// Bytes the engine's files take on disk.
@@ -238,7 +228,8 @@ mod tests {
         // A key the deletion removed, put again (a create over an expired
         // session writes its record `s1/` so).
         batch.put(b"s1/".to_vec(), b"new".to_vec());
-        b.apply_durable(&batch)?;
+        b.apply(&batch)?;
+        b.flush()?;
         assert_eq!(
             b.get(b"s1/")?.as_deref(),
             Some(&b"new"[..]),

@@ -14,29 +14,18 @@
 //!   visible to every later transaction, but is "not persisted to disk unless
 //!   followed by a commit with `Durability::Immediate`": the file's header
 //!   still names the last durable commit, so a crash (of the process or of the
-//!   machine) goes back to that state, never to half a batch.
-//! - [`apply_durable`](Backend::apply_durable) commits the batch's write
-//!   transaction with `Durability::Immediate`. redb promises that such a
-//!   commit is persistent as soon as `commit` returns; it writes every page of
-//!   the earlier non-durable commits too, flips the header to the new root and
-//!   calls `fdatasync` (1-phase commit: the header's slots carry checksums,
-//!   and a reopen after a crash picks the newest valid one). So a durable
-//!   write is one transaction and one `fdatasync`, and it makes every batch
-//!   applied before it durable, which is what group commit needs.
+//!   machine) goes back to that state, never to half a batch. The store's
+//!   journal holds every batch since (see `embedded::journal`).
 //! - [`flush`](Backend::flush) commits an empty write transaction with
-//!   `Durability::Immediate`: for a flush with no batch to carry it
-//!   (`Store::flush`, the periodic flush).
+//!   `Durability::Immediate`, the checkpoint: redb writes every page of the
+//!   earlier non-durable commits, flips the header to the new root and calls
+//!   `fdatasync` (1-phase commit: the header's slots carry checksums, and a
+//!   reopen after a crash picks the newest valid one).
 //!
-//! With the store's `Durability::Immediate`, every acknowledged write was
-//! committed durably; with `Durability::Periodic(d)`, a crash loses at
-//! most the batches of the last `d`. redb reuses the pages that non-durable
-//! commits replace only after the next durable commit, so the file grows
-//! between flushes: under `Periodic(200 ms)` the churn soak reached 10× the
-//! live data. So [`apply`](Backend::apply) also commits durably once 128
-//! commits or 1,024 written keys ([`DURABLE_EVERY`]) have gone by since the
-//! last durable commit, which bounds that growth whatever the period
-//! (docs/reliability.md, "Footprint"); the period stays the bound on what a
-//! crash loses.
+//! redb reuses the pages that non-durable commits replace only after the
+//! next durable commit, so the file grows between checkpoints; the store's
+//! checkpoints come every 128 engine batches at most, which bounds that
+//! growth (`embedded::checkpoint`).
 //!
 //! `fdatasync` asks the kernel to write the data to the device and the device
 //! to flush its volatile cache, where the file system supports it: unlike
@@ -66,7 +55,6 @@ use std::ops::Bound;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use redb::{
@@ -89,16 +77,6 @@ pub(crate) const MARKER_FILES: &[&str] = &[FILE];
 /// The one table: every key of the store, unchanged.
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("sessionstore");
-
-/// Without live readers, a commit is made durable, even between flushes,
-/// once this many commits or written keys have gone by since the last
-/// durable one: redb reuses the pages that non-durable commits free only
-/// after a durable commit, so this bounds how far the file grows between
-/// flushes (docs/reliability.md, "Footprint").
-///
-/// The first number counts commits, the second the keys they put or deleted
-/// (group commits under many writers carry many keys each).
-const DURABLE_EVERY: (u64, u64) = (128, 1024);
 
 /// The writer's table as a read transaction sees it, shared by reads until
 /// the next commit: beginning a read transaction and opening the table cost
@@ -151,10 +129,6 @@ pub(crate) struct RedbBackend {
     /// Declared before `db`, so that its read transaction ends before the database closes.
     reads: ReadCache,
     db: Database,
-    /// Non-durable commits since the last durable one (see [`DURABLE_EVERY`]).
-    non_durable: AtomicU64,
-    /// Keys those commits put or deleted.
-    non_durable_keys: AtomicU64,
     file: PathBuf,
 }
 
@@ -215,35 +189,10 @@ impl RedbBackend {
         let backend = RedbBackend {
             reads: ReadCache::default(),
             db,
-            non_durable: AtomicU64::new(0),
-            non_durable_keys: AtomicU64::new(0),
             file,
         };
         backend.create_table()?;
         Ok(backend)
-    }
-
-    /// Counts a commit about to be made; true if it must be durable, being
-    /// past either bound of [`DURABLE_EVERY`] since the last durable one.
-    fn count_non_durable(&self, keys: usize) -> bool {
-        // Commits are made one at a time, under the store's engine lock.
-        let keys = u64::try_from(keys).unwrap_or(u64::MAX);
-        let n = self.non_durable.fetch_add(1, Ordering::Relaxed) + 1;
-        let k = self
-            .non_durable_keys
-            .fetch_add(keys, Ordering::Relaxed)
-            .saturating_add(keys);
-        if n >= DURABLE_EVERY.0 || k >= DURABLE_EVERY.1 {
-            self.reset_non_durable();
-            return true;
-        }
-        false
-    }
-
-    /// After a durable commit: nothing is pending.
-    fn reset_non_durable(&self) {
-        self.non_durable.store(0, Ordering::Relaxed);
-        self.non_durable_keys.store(0, Ordering::Relaxed);
     }
 
     /// Creates the table in a new database; refuses a database that holds
@@ -302,58 +251,35 @@ impl RedbBackend {
 }
 
 impl RedbBackend {
-    /// Commits `batch` as one write transaction: with `Durability::Immediate`
-    /// if `durable`, or if it is the
-    /// [`DURABLE_EVERY`]-th commit since the last durable one (see the module
-    /// docs), else with `Durability::None`.
-    fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
+    /// Commits `batch` as one write transaction with `Durability::None`.
+    fn commit(&self, batch: &Batch) -> Result<()> {
         // Ended before, so that no read transaction of this handle keeps the
         // pages this commit replaces from being freed by it; and after, so
         // that none begun during it is kept.
         self.reads.invalidate();
-        let committed = self.commit_inner(batch, durable);
+        let committed = self.commit_inner(batch);
         self.reads.invalidate();
         committed
     }
 
-    fn commit_inner(&self, batch: &Batch, durable: bool) -> Result<()> {
+    fn commit_inner(&self, batch: &Batch) -> Result<()> {
         guard(
             || "applying a batch",
             || {
                 let mut txn = self.db.begin_write()?;
-                // Keys written: every put and delete, and every key a prefix
-                // deletion removed (a destroyed session's, counted as before
-                // prefix deletions, so the bound below means the same).
-                let mut keys = 0usize;
                 {
                     let mut table = txn.open_table(TABLE)?;
                     for op in batch.ops() {
-                        keys = keys.saturating_add(match op {
-                            Op::Put(k, v) => {
-                                drop(table.insert(k.as_slice(), v.as_slice())?);
-                                1
-                            }
-                            Op::Delete(k) => {
-                                drop(table.remove(k.as_slice())?);
-                                1
-                            }
+                        match op {
+                            Op::Put(k, v) => drop(table.insert(k.as_slice(), v.as_slice())?),
+                            Op::Delete(k) => drop(table.remove(k.as_slice())?),
                             Op::DeletePrefix(p) => delete_prefix(&mut table, p)?,
-                        });
+                        }
                     }
                 }
-                // Chosen once the keys are counted; redb takes it any time
-                // before the commit.
-                let durable = durable || self.count_non_durable(keys);
-                txn.set_durability(if durable {
-                    Durability::Immediate
-                } else {
-                    Durability::None
-                })?;
+                txn.set_durability(Durability::None)?;
                 // Dropping the transaction on an error above aborts it: all or nothing.
                 txn.commit()?;
-                if durable {
-                    self.reset_non_durable();
-                }
                 Ok(())
             },
         )
@@ -362,22 +288,18 @@ impl RedbBackend {
 
 /// Removes every key of `table` that starts with `prefix`, inside the
 /// write transaction: one walk of the range from `prefix` to the first key
-/// after it, removing as it goes. Returns how many it removed.
+/// after it, removing as it goes.
 fn delete_prefix(
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     prefix: &[u8],
-) -> Result<usize, redb::Error> {
+) -> Result<(), redb::Error> {
     let end = prefix_end(prefix);
     let upper = match &end {
         Some(end) => Bound::Excluded(end.as_slice()),
         None => Bound::Unbounded,
     };
-    let mut removed = 0usize;
-    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| {
-        removed += 1;
-        false
-    })?;
-    Ok(removed)
+    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| false)?;
+    Ok(())
 }
 
 /// The writer's settings: a page cache of `cache_capacity` bytes and the
@@ -480,11 +402,7 @@ impl Backend for RedbBackend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        self.commit(batch, false)
-    }
-
-    fn apply_durable(&self, batch: &Batch) -> Result<()> {
-        self.commit(batch, true)
+        self.commit(batch)
     }
 
     fn flush(&self) -> Result<()> {
@@ -497,7 +415,6 @@ impl Backend for RedbBackend {
                 let mut txn = self.db.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 txn.commit()?;
-                self.reset_non_durable();
                 Ok(())
             },
         )
@@ -586,94 +503,6 @@ mod tests {
         Ok(())
     }
 
-    /// The bound on non-durable commits counts the keys a prefix deletion
-    /// removes, as it counted them when a deletion named each key.
-    #[test]
-    fn a_prefix_deletion_counts_every_key_it_removes_toward_the_bound() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let live = dir.path().join("live");
-        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20)?;
-        let mut fill = Batch::default();
-        for i in 0..DURABLE_EVERY.1 {
-            fill.put(format!("s/{i:05}").into_bytes(), b"v".to_vec());
-        }
-        b.apply_durable(&fill)?;
-        let mut gone = Batch::default();
-        gone.delete_prefix(b"s/".to_vec());
-        b.apply(&gone)?;
-        // That one commit removed DURABLE_EVERY.1 keys: it was made durable.
-        let copy = crash_copy(&b, &dir.path().join("copy"))?;
-        assert_eq!(copy.scan_prefix(b"s/")?.len(), 0);
-        Ok(())
-    }
-
-    #[test]
-    fn a_durable_apply_is_durable_and_carries_earlier_batches() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let live = dir.path().join("live");
-        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20)?;
-        b.apply(&batch(&[("k0", Some("v0")), ("k1", Some("v1"))]))?;
-        b.apply_durable(&batch(&[
-            ("k2", Some("v2")),
-            ("k1", None),
-            ("k3", Some("v3")),
-        ]))?;
-        // No flush: the durable apply alone made its batch and the one before it durable.
-        let after = crash_copy(&b, &dir.path().join("after"))?;
-        assert_eq!(after.get(b"k0")?.as_deref(), Some(&b"v0"[..]));
-        assert_eq!(after.get(b"k1")?, None);
-        assert_eq!(after.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
-        assert_eq!(after.get(b"k3")?.as_deref(), Some(&b"v3"[..]));
-        drop(after);
-        // A plain apply after it is not durable yet.
-        b.apply(&batch(&[("k4", Some("v4"))]))?;
-        let later = crash_copy(&b, &dir.path().join("later"))?;
-        assert_eq!(later.get(b"k4")?, None);
-        assert_eq!(later.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
-        Ok(())
-    }
-
-    #[test]
-    fn without_flushes_the_file_grows_by_a_bounded_amount() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20)?;
-        let (keys, value) = (2000, "v".repeat(2000));
-        for chunk in 0..keys / 100 {
-            let mut batch = Batch::default();
-            for i in chunk * 100..(chunk + 1) * 100 {
-                batch.put(
-                    format!("key{i:05}").into_bytes(),
-                    value.clone().into_bytes(),
-                );
-            }
-            b.apply(&batch)?;
-        }
-        b.flush()?;
-        let allocated = || -> Result<u64> {
-            use std::os::unix::fs::MetadataExt;
-            Ok(fs::metadata(&b.file)
-                .map_err(|e| Error::storage("test", e))?
-                .blocks()
-                * 512)
-        };
-        let before = allocated()?;
-        // Rewrite every key, one commit each, never flushing: every page of
-        // the durable tree is replaced once. redb reuses none of them before a
-        // durable commit: without DURABLE_EVERY the file grew by 87 % here
-        // (4.2 to 7.9 MB allocated), with it by 27 %.
-        for i in 0..keys {
-            b.apply(&batch(&[(&format!("key{i:05}"), Some("w"))]))?;
-        }
-        let after = allocated()?;
-        assert!(
-            after - before < before / 2,
-            "the file grew from {before} to {after} bytes without a flush"
-        );
-        Ok(())
-    }
-
     #[test]
     fn a_read_after_a_commit_sees_it_though_reads_share_a_transaction() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
@@ -685,7 +514,8 @@ mod tests {
             // ...which every commit ends, durable or not.
             b.apply(&batch(&[("k", Some("1"))]))?;
             assert_eq!(b.get(b"k")?.as_deref(), Some(&b"1"[..]));
-            b.apply_durable(&batch(&[("k", Some("2"))]))?;
+            b.apply(&batch(&[("k", Some("2"))]))?;
+            b.flush()?;
             assert_eq!(b.get(b"k")?.as_deref(), Some(&b"2"[..]));
             b.apply(&batch(&[("k", None)]))?;
             assert_eq!(b.get(b"k")?, None);
@@ -711,7 +541,8 @@ mod tests {
         fs::write(dir.path().join(NEW_FILE), b"half a header")
             .map_err(|e| Error::storage("test", e))?;
         let b = RedbBackend::open(dir.path(), 1 << 20)?;
-        b.apply_durable(&batch(&[("k", Some("v"))]))?;
+        b.apply(&batch(&[("k", Some("v"))]))?;
+        b.flush()?;
         assert!(dir.path().join(FILE).exists());
         assert!(!dir.path().join(NEW_FILE).exists(), "replaced and renamed");
         drop(b);

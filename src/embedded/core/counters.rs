@@ -38,7 +38,7 @@ impl Core {
 
     /// Bytes the engine's files take on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.backend.size_on_disk()
+        Ok(self.backend.size_on_disk()? + self.committer.journal_size()?)
     }
 
     /// Requests queued for the commit thread and not answered yet.

@@ -19,6 +19,7 @@ use crate::clock::{self, Clock};
 use crate::embedded::backend::Backend;
 use crate::embedded::commit::Committer;
 use crate::embedded::config::Config;
+use crate::embedded::journal::Segments;
 use crate::embedded::metacache::MetaCache;
 use crate::embedded::open;
 use crate::embedded::write::WriteSet;
@@ -35,6 +36,8 @@ use crate::meta::Policy;
 pub(crate) struct Parts {
     pub backend: Option<Arc<dyn Backend>>,
     pub ids: Option<Arc<dyn IdSource>>,
+    /// The journal's segments (a simulated disk); default: files in the store's directory.
+    pub journal: Option<Arc<dyn Segments>>,
 }
 
 /// Shared by every `Store` handle and by the reaper thread.
@@ -104,10 +107,11 @@ impl Core {
     /// starts the commit thread.
     pub fn open(config: &Config, parts: Parts) -> Result<Core> {
         config.validate()?;
-        let opened = open::open(config, parts.backend)?;
+        let opened = open::open(config, parts.backend, parts.journal)?;
         let floor = Arc::new(AtomicU64::new(opened.floor));
         let committer = Committer::start(
             opened.backend.clone(),
+            opened.journal,
             floor.clone(),
             config.durability,
             config.write_timeout,
