@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 /// Engine batches after which a checkpoint is asked for: redb reuses the
 /// pages that non-durable commits free only after a durable one, so this
 /// bounds how far its file grows between checkpoints.
-pub(crate) const COMMITS: u64 = 128;
+pub(crate) const COMMITS: u64 = 512;
 /// Journal bytes after which a checkpoint is asked for: bounds the journal
 /// (two segments in use) and the replay at open.
 pub(crate) const BYTES: u64 = 2 * SEGMENT_BYTES;
