@@ -43,6 +43,7 @@ use crate::embedded::checkpoint::{self, Checkpointer, Target};
 use crate::embedded::durability::Durability;
 use crate::embedded::join::Worker;
 use crate::embedded::journal::{self, Writer};
+use crate::embedded::reserve::Reserve;
 use crate::error::{Error, Result};
 use crate::{codec, keys};
 
@@ -95,6 +96,9 @@ struct Shared {
     target: Target,
     /// Asks the checkpoint thread for a checkpoint; taken at shutdown.
     nudge: Mutex<Option<Sender<()>>>,
+    /// The reserve of free space, checked before every batch; `None` for
+    /// a temporary store or substitute parts.
+    reserve: Option<Reserve>,
     /// Engine batches since the last nudge.
     since_nudge: AtomicU64,
     /// Journal bytes appended at the last nudge.
@@ -141,6 +145,9 @@ impl Shared {
     /// holds the engine lock. Returns whether it is the first record left
     /// unsynced since the last sync.
     fn apply(&self, batch: &mut Batch, durable: bool, writers: u64) -> Result<bool> {
+        if let Some(reserve) = &self.reserve {
+            reserve.admit(batch.only_deletes(keys::CLOCK_KEY))?;
+        }
         let (seq, appended) = {
             let mut journal = self.target.journal.lock();
             let seq = journal.append(batch)?;
@@ -201,6 +208,7 @@ impl Committer {
     pub fn start(
         backend: Arc<dyn Backend>,
         journal: Writer,
+        reserve: Option<Reserve>,
         floor: Arc<AtomicU64>,
         durability: Durability,
         timeout: Duration,
@@ -220,6 +228,7 @@ impl Committer {
             engine: Mutex::new(()),
             target,
             nudge: Mutex::new(Some(nudge)),
+            reserve,
             since_nudge: AtomicU64::new(0),
             nudged_at: AtomicU64::new(0),
             pending: AtomicUsize::new(0),

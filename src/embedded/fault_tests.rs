@@ -493,3 +493,50 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
     );
     Ok(())
 }
+
+/// sled on a full disk (issue 29, finding 2) made a failed destroy look done
+/// and come back after a restart. With the journal first, a destroy the
+/// engine refuses is cancelled in the journal: after a crash (the journal as
+/// it was, replayed at the reopen) the session is still there, as the error
+/// said. Without the cancel record the replay would destroy it.
+#[test]
+fn a_destroy_the_engine_refused_stays_undone_after_a_crash_and_replay() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+    let path = dir.path().join("store");
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let open = || {
+        Config::new(&path)
+            .clock(Arc::new(clock.clone()))
+            .reap_interval(None)
+            .open_on(&backend)
+    };
+    let store = open()?;
+    store.create_new_session("s")?;
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    assert!(store.destroy("s").is_err());
+    assert!(store.regenerate("s").is_err());
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    assert!(store.get("s", None)?.is_some(), "nothing of it is visible");
+    // The journal as a crash would leave it, before the close removes it.
+    let journal = path.join(crate::embedded::journal::DIR);
+    let saved = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+    for entry in std::fs::read_dir(&journal).map_err(|e| Error::storage("test", e))? {
+        let entry = entry.map_err(|e| Error::storage("test", e))?;
+        std::fs::copy(entry.path(), saved.path().join(entry.file_name()))
+            .map_err(|e| Error::storage("test", e))?;
+    }
+    drop(store);
+    for entry in std::fs::read_dir(saved.path()).map_err(|e| Error::storage("test", e))? {
+        let entry = entry.map_err(|e| Error::storage("test", e))?;
+        std::fs::copy(entry.path(), journal.join(entry.file_name()))
+            .map_err(|e| Error::storage("test", e))?;
+    }
+    let store = open()?;
+    assert!(
+        store.get("s", None)?.is_some(),
+        "the refused destroy came back"
+    );
+    assert!(store.verify()?.is_ok());
+    Ok(())
+}

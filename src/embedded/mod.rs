@@ -18,6 +18,7 @@ mod principal;
 #[cfg(any(test, feature = "corruption-testing"))]
 mod raw;
 mod reaper;
+mod reserve;
 mod save;
 mod store;
 mod verify;

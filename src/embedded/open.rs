@@ -11,6 +11,7 @@ use crate::codec;
 use crate::embedded::backend::{self, Backend, Batch};
 use crate::embedded::config::Config;
 use crate::embedded::journal::{self, Segments, Writer};
+use crate::embedded::reserve::{self, Reserve};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -27,6 +28,9 @@ pub(crate) struct Opened {
     pub backend: Arc<dyn Backend>,
     /// The journal, empty: what it held is in the engine now.
     pub journal: Writer,
+    /// The reserve of free space; `None` for a temporary store, or an
+    /// engine the caller supplied.
+    pub reserve: Option<Reserve>,
     /// The time floor the store last wrote; 0 for a new store.
     pub floor: u64,
     /// The lock file.
@@ -57,9 +61,12 @@ pub(crate) fn open(
         .map_or_else(|| config.path.clone(), |t| t.path().to_path_buf());
     let kind = create_dir(&path, config.engine)?;
     let lock = lock_dir(&path)?;
-    let backend = match engine {
-        Some(b) => b,
-        None => backend::open(kind, &path, config.cache_capacity)?,
+    let (backend, reserve) = match engine {
+        Some(b) => (b, None),
+        None => (
+            backend::open(kind, &path, config.cache_capacity)?,
+            (!config.temporary).then(|| Reserve::open(&path)),
+        ),
     };
     check_format(&*backend, &path)?;
     let journal = journal::open(&path, segments, &*backend)?;
@@ -69,6 +76,7 @@ pub(crate) fn open(
         engine: kind,
         backend,
         journal,
+        reserve,
         floor,
         lock: Some(lock),
         temp,
@@ -131,7 +139,8 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Option<Engine>> {
         (_, None) => {}
     }
     match names.iter().find(|n| {
-        n.as_str() != LOCK_FILE && n.as_str() != journal::DIR && !backend::is_creation_leftover(n)
+        ![LOCK_FILE, journal::DIR, reserve::FILE].contains(&n.as_str())
+            && !backend::is_creation_leftover(n)
     }) {
         None => Ok(None),
         Some(other) => Err(not_a_store(format!(

@@ -113,6 +113,14 @@ impl Batch {
         })
     }
 
+    /// Whether the batch only deletes, but for a put of `except`.
+    pub fn only_deletes(&self, except: &[u8]) -> bool {
+        self.ops.iter().all(|op| match op {
+            Op::Put(k, _) => k == except,
+            Op::Delete(_) | Op::DeletePrefix(_) => true,
+        })
+    }
+
     /// Appends every operation of `other`, after those already here.
     pub fn append(&mut self, other: Batch) {
         self.ops.extend(other.ops);

@@ -112,6 +112,7 @@ impl Core {
         let committer = Committer::start(
             opened.backend.clone(),
             opened.journal,
+            opened.reserve,
             floor.clone(),
             config.durability,
             config.write_timeout,
