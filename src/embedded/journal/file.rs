@@ -31,6 +31,8 @@ pub(crate) trait Segments: Send + Sync {
     /// writes inside `len` change no file metadata, so `fdatasync` flushes
     /// data only.
     fn create(&self, id: u64, head: &[u8], len: u64) -> io::Result<Box<dyn SegmentFile>>;
+    /// Removes segment `id`.
+    fn remove(&self, id: u64) -> io::Result<()>;
     /// Removes every segment, durably.
     fn remove_all(&self) -> io::Result<()>;
     /// The segment's name in messages: its path.
@@ -133,6 +135,10 @@ impl Segments for DirSegments {
         file.sync_all()?;
         sync_dir(&self.dir)?;
         Ok(Box::new(DirSegment(file)))
+    }
+
+    fn remove(&self, id: u64) -> io::Result<()> {
+        fs::remove_file(self.path(id))
     }
 
     fn remove_all(&self) -> io::Result<()> {

@@ -246,6 +246,23 @@ fn a_record_larger_than_a_segment_gets_one_of_its_own() {
 }
 
 #[test]
+fn a_segment_made_to_measure_is_removed_once_a_checkpoint_covers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = MemoryBackend::default();
+    let mut w = open(dir.path(), None, &engine).unwrap();
+    let mut b = Batch::default();
+    b.put(b"big".to_vec(), vec![7; (SEGMENT_BYTES * 2) as usize]);
+    for _ in 0..3 {
+        w.append(&b).unwrap();
+        w.append(&put(1)).unwrap();
+        w.sync().unwrap();
+        w.release_through(w.last());
+    }
+    let files = fs::read_dir(dir.path().join(DIR)).unwrap().count();
+    assert!(files <= 3, "{files} segments: big ones must not pile up");
+}
+
+#[test]
 fn a_damaged_mark_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let engine = MemoryBackend::default();

@@ -165,8 +165,18 @@ impl Writer {
         let (done, kept): (Vec<Segment>, Vec<Segment>) =
             self.sealed.drain(..).partition(|s| s.last <= seq);
         self.sealed = kept;
-        self.free
-            .extend(done.into_iter().filter(|s| s.len == SEGMENT_BYTES));
+        for s in done {
+            if s.len == SEGMENT_BYTES {
+                self.free.push(s);
+            } else if let Err(e) = self.segments.remove(s.id) {
+                // A segment made to measure for one big record is not
+                // reused; left behind, it goes at the next close or open.
+                log::warn!(
+                    "sessionstore: could not remove the journal segment {}: {e}",
+                    self.segments.path(s.id).display()
+                );
+            }
+        }
     }
 
     /// Removes every segment: the engine's state is durable through the

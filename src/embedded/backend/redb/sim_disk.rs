@@ -394,6 +394,14 @@ impl Segments for SimSegments {
         self.open(id)
     }
 
+    fn remove(&self, id: u64) -> io::Result<()> {
+        let mut s = self.0.0.lock();
+        s.next_op()?;
+        s.files.remove(&(id + 1));
+        s.pending.retain(|(f, _)| *f != id + 1);
+        Ok(())
+    }
+
     fn remove_all(&self) -> io::Result<()> {
         let mut s = self.0.0.lock();
         s.next_op()?;
