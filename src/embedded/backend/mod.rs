@@ -204,6 +204,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
 mod tests {
     use super::*;
 
+    /// The reserve lets a batch through a full disk only if it frees space:
+    /// deletions, and the time floor every batch carries.
+    #[test]
+    fn only_deletes_allows_the_one_named_put() {
+        let mut b = Batch::default();
+        b.delete_prefix(b"s/".to_vec());
+        b.delete(b"!x".to_vec());
+        b.put(b"#clock".to_vec(), vec![0; 8]);
+        assert!(b.only_deletes(b"#clock"));
+        b.put(b"s/".to_vec(), b"meta".to_vec());
+        assert!(!b.only_deletes(b"#clock"));
+        assert!(Batch::default().only_deletes(b"#clock"));
+    }
+
     #[test]
     fn prefix_end_is_the_first_key_after_the_prefix() {
         assert_eq!(prefix_end(b"s1/").as_deref(), Some(&b"s10"[..]));
