@@ -65,9 +65,9 @@ engine_test!(dropping_the_last_handle_flushes, |db| {
     Ok(())
 });
 
-/// A clean close checkpoints the engine and removes the journal: the closed
-/// store is its engine files, an empty `journal/` and its reserve, and a
-/// reopen replays nothing yet holds every write.
+// A clean close checkpoints the engine and removes the journal: the closed
+// store is its engine files, an empty `journal/` and its reserve, and a
+// reopen replays nothing yet holds every write.
 engine_test!(a_clean_close_leaves_an_empty_journal, |db| {
     let store = db
         .config()
