@@ -112,17 +112,11 @@ fn destroy_all_of(sessions: usize, mine: usize, engine: Engine) -> Result<()> {
         source: e,
     })?;
     let path = dir.path().join("store");
-    // Filled without a flush per write (redb: without live readers, whose
-    // every commit is durable), then reopened with the defaults to measure.
+    // Filled without a flush per write, then reopened with the defaults to measure.
     let fill = Config::new(&path)
         .engine(engine)
         .reap_interval(None)
         .durability(Durability::Periodic(Duration::from_secs(1)));
-    let fill = if engine == Engine::Redb {
-        fill.live_readers(false)
-    } else {
-        fill
-    };
     let store = fill.open()?;
     let every = (sessions / mine.max(1)).max(1);
     let mut owned = 0;

@@ -137,20 +137,6 @@ pub enum Error {
         /// The configured write timeout.
         after: Duration,
     },
-    /// A write was called on a store opened read-only
-    /// ([`Config::read_only`](crate::Config::read_only)). Writes need the
-    /// store opened normally, which needs the application that has it open
-    /// stopped (or goes through that application's own API).
-    #[error(
-        "{op} refused: the store at {} is open read-only; writes need the application that owns it stopped (or its own API)",
-        .path.display()
-    )]
-    ReadOnly {
-        /// The refused call, such as `"save"`.
-        op: &'static str,
-        /// The store's directory.
-        path: PathBuf,
-    },
     /// A Redis server (or every node a cluster command was routed to) sent
     /// no reply within the store's I/O timeout, on every attempt. Nothing
     /// that writes is behind this error: a write whose reply did not come is
@@ -186,18 +172,6 @@ pub enum Error {
         server: String,
         /// Why no reply came: the timeout or the dropped connection.
         cause: String,
-    },
-    /// A read-only open of a store whose engine cannot share its files with
-    /// another process: sled lets one process at a time open them.
-    #[error(
-        "the {engine} store at {} cannot be opened read-only: {engine} lets one process at a time open its files; stop the application that uses it, then open it normally",
-        .path.display()
-    )]
-    ReadOnlyUnsupported {
-        /// The store's directory.
-        path: PathBuf,
-        /// The engine's name.
-        engine: &'static str,
     },
     /// The control socket of a store (`Config::control_socket`) could not be
     /// served, or its server refused or broke off a request.

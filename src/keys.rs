@@ -26,6 +26,9 @@ const INDEX_TAG: u8 = b'!';
 pub(crate) const FORMAT_KEY: &[u8] = b"#sessionstore";
 /// The key of the time floor: the latest time the store wrote at.
 pub(crate) const CLOCK_KEY: &[u8] = b"#clock";
+/// The key of the journal mark: the sequence number of the last journal
+/// record the engine's state holds (see `embedded::journal`).
+pub(crate) const JOURNAL_KEY: &[u8] = b"#journal";
 
 /// The first byte of every principal index key.
 const PRINCIPAL_TAG: u8 = b'@';
@@ -158,6 +161,8 @@ pub(crate) enum Parsed<'a> {
     Format,
     /// `#clock`.
     Clock,
+    /// `#journal`.
+    JournalMark,
     /// `{sid}/` + NUL: the principal of a session.
     Principal { sid: &'a str },
     /// `@{name}` + NUL + `{sid}`: an entry of the principal index.
@@ -173,6 +178,9 @@ pub(crate) fn parse(key: &[u8]) -> Parsed<'_> {
     }
     if key == CLOCK_KEY {
         return Parsed::Clock;
+    }
+    if key == JOURNAL_KEY {
+        return Parsed::JournalMark;
     }
     if let Some(rest) = key.strip_prefix(&[INDEX_TAG]) {
         let Some((deadline, sid)) = rest.split_first_chunk::<8>() else {

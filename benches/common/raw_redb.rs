@@ -6,12 +6,10 @@
 //! committed with `Durability::Immediate` in durable mode; a range read for
 //! a get.
 //!
-//! It opens its file as the store opens its own by default (live readers:
-//! `ConcurrencyMode::SingleWriter`), so that the two pay the same commit
-//! protocol; [`RawRedb::exclusive`] opens it in redb's default
-//! `ExclusiveWriter` mode instead, for comparison. In background mode it
-//! opens the file exclusively (redb allows `Durability::None` only then) and
-//! commits with `Durability::None`; `flush` is an empty durable commit.
+//! It opens its file in redb's default `ExclusiveWriter` mode, as the store
+//! does; [`RawRedb::exclusive`] is the same database under another label.
+//! In background mode it commits with `Durability::None`; `flush` is an
+//! empty durable commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,11 +39,9 @@ pub struct RawRedb {
 }
 
 impl RawRedb {
-    /// A new, empty database in the store's default mode: 64 MiB cache,
-    /// live readers (`SingleWriter`) when durable.
+    /// A new, empty database in the store's mode: 64 MiB cache, `ExclusiveWriter`.
     pub fn new(mode: Mode, clock: Arc<dyn Clock>) -> Self {
-        let durable = mode == Mode::Durable;
-        Self::open(mode, clock, durable, "raw redb")
+        Self::open(mode, clock, false, "raw redb")
     }
 
     /// The same in redb's default `ExclusiveWriter` mode.

@@ -378,22 +378,84 @@ async fn delete_expired_reaps_with_an_expired_event() {
     }
 }
 
-/// A store that refuses writes gives `Backend`, with the store's message.
+/// A store whose engine fails every write: reads go to a real store.
+struct Failing(sessionstore::Store);
+
+fn engine_failed(what: &str) -> sessionstore::Error {
+    sessionstore::Error::Storage {
+        context: format!("{what} (the test's failing engine)"),
+        source: "the disk is on fire".into(),
+    }
+}
+
+impl SessionStore for Failing {
+    fn create_new_session(&self, _: &str) -> sessionstore::Result<sessionstore::Session> {
+        Err(engine_failed("creating a session"))
+    }
+    fn get(
+        &self,
+        sid: &str,
+        component: Option<&str>,
+    ) -> sessionstore::Result<Option<sessionstore::Session>> {
+        self.0.get(sid, component)
+    }
+    fn save(&self, _: &mut sessionstore::Session) -> sessionstore::Result<()> {
+        Err(engine_failed("saving"))
+    }
+    fn save_if_unchanged(&self, _: &mut sessionstore::Session) -> sessionstore::Result<()> {
+        Err(engine_failed("saving"))
+    }
+    fn update_with(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &mut dyn FnMut(&mut sessionstore::Session) -> sessionstore::Result<()>,
+    ) -> sessionstore::Result<bool> {
+        Err(engine_failed("updating"))
+    }
+    fn destroy(&self, _: &str) -> sessionstore::Result<bool> {
+        Err(engine_failed("destroying"))
+    }
+    fn create(&self) -> sessionstore::Result<sessionstore::Session> {
+        Err(engine_failed("creating a session"))
+    }
+    fn touch(&self, _: &str) -> sessionstore::Result<bool> {
+        Err(engine_failed("touching"))
+    }
+    fn regenerate(&self, _: &str) -> sessionstore::Result<String> {
+        Err(engine_failed("regenerating"))
+    }
+    fn set_idle_timeout(&self, _: &str, _: Option<Duration>) -> sessionstore::Result<()> {
+        Err(engine_failed("setting the idle timeout"))
+    }
+    fn info(&self, sid: &str) -> sessionstore::Result<Option<sessionstore::SessionInfo>> {
+        self.0.info(sid)
+    }
+    fn subscribe(&self) -> crossbeam_channel::Receiver<Event> {
+        SessionStore::subscribe(&self.0)
+    }
+    fn set_principal(&self, _: &str, _: Option<&str>) -> sessionstore::Result<()> {
+        Err(engine_failed("setting the principal"))
+    }
+    fn principal(&self, sid: &str) -> sessionstore::Result<Option<String>> {
+        self.0.principal(sid)
+    }
+    fn sessions_of(&self, name: &str) -> sessionstore::Result<Vec<String>> {
+        self.0.sessions_of(name)
+    }
+    fn destroy_all_of(&self, _: &str) -> sessionstore::Result<usize> {
+        Err(engine_failed("destroying a principal's sessions"))
+    }
+}
+
+/// A store that fails a write gives `Backend`, with the store's message.
 #[tokio::test]
 async fn a_storage_error_is_a_backend_error_with_our_message() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("sessions");
-    drop(
-        sessionstore::Config::new(&path)
-            .open()
-            .expect("create the store"),
-    );
-    let ro = sessionstore::Store::open_read_only(&path).expect("read-only");
-    let tower = TowerStore::new(ro);
+    let tower = TowerStore::new(Failing(sessionstore::Store::temporary().expect("store")));
     let mut r = record(&[("a", json!(1))], HOUR);
-    let err = tower.create(&mut r).await.expect_err("read-only");
+    let err = tower.create(&mut r).await.expect_err("the engine fails");
     assert!(
-        matches!(&err, TowerError::Backend(m) if m.contains("read-only")),
+        matches!(&err, TowerError::Backend(m) if m.contains("the disk is on fire")),
         "{err:?}"
     );
 }

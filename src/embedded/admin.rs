@@ -141,7 +141,6 @@ impl Store {
     /// and [`Error::ValueTooLarge`] for bad contents (nothing is written),
     /// [`Error::AlreadyExists`], and storage errors.
     pub fn import_session(&self, session: &ExportedSession, mode: ImportMode) -> Result<()> {
-        self.core().check_writable("import_session")?;
         let replace = mode == ImportMode::Replace;
         let sid = session.id.as_str();
         let core = self.core();

@@ -12,13 +12,20 @@
 //!   lock, concatenates whatever batches have queued up, in order, applies
 //!   them as one atomic engine batch, durably if any asked for durability
 //!   or a flush, and answers them all.
-//! - **One step per durable write.** A durable batch goes to the engine as
-//!   `Backend::apply_durable`: on redb one write transaction committed with
-//!   `Durability::Immediate` (one `fdatasync`), not a non-durable commit and
-//!   then an empty durable one; on sled `apply_batch` then `flush`. A flush
-//!   with no batch (`Store::flush`, the periodic flush) is `Backend::flush`. One engine batch per group matters on
-//!   sled 0.34: every `apply_batch` rolls and syncs its log buffer twice
-//!   (`PageCache::pin_log`), whatever the batch holds.
+//! - **Journal first.** Every batch (a lone writer's, or a whole group's)
+//!   is appended to the write-ahead journal as one record, then applied to
+//!   the engine without an engine flush, stamped with the record's number
+//!   (`journal::stamp`). A durable batch syncs the journal (one
+//!   `fdatasync`) between the two: it is acknowledged once its record is
+//!   durable. A flush with no batch (`Store::flush`, the periodic flush)
+//!   syncs the journal. The engine is made durable only by checkpoints
+//!   (`checkpoint`), in the background, and once more at close.
+//! - **A refused batch leaves no trace.** If the engine refuses a batch
+//!   whose record is in the journal, a record cancelling it is appended and
+//!   synced, so no replay applies it. If the append itself fails, the
+//!   engine never sees the batch. One engine batch per group matters on
+//!   sled 0.34: every `apply_batch` rolls its log buffer, whatever the
+//!   batch holds.
 //! - **Stalls.** While anything is queued, every writer queues (so direct
 //!   writers cannot starve the queue). If the engine hangs, the writer inside
 //!   it hangs with it; every other writer gets [`Error::Stalled`] after
@@ -32,8 +39,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounde
 use parking_lot::Mutex;
 
 use crate::embedded::backend::{Backend, Batch};
+use crate::embedded::checkpoint::{self, Checkpointer, Target};
 use crate::embedded::durability::Durability;
 use crate::embedded::join::Worker;
+use crate::embedded::journal::{self, Writer};
+use crate::embedded::reserve::Reserve;
 use crate::error::{Error, Result};
 use crate::{codec, keys};
 
@@ -68,6 +78,7 @@ enum Request {
 pub(crate) struct Committer {
     tx: Option<Sender<Request>>,
     thread: Option<Worker>,
+    checkpointer: Option<Checkpointer>,
     shared: Arc<Shared>,
     /// Set when a write timed out; only the writers' side reads it.
     stalled: AtomicBool,
@@ -78,11 +89,23 @@ pub(crate) struct Committer {
 /// What the writers and the commit thread share.
 struct Shared {
     backend: Arc<dyn Backend>,
-    /// Held around every apply and flush, by a direct writer or the thread.
+    /// Held around every append and apply, by a direct writer or the thread,
+    /// so that records are numbered in the order the engine applies them.
     engine: Mutex<()>,
+    /// The journal, and what the checkpoints share with the writers.
+    target: Target,
+    /// Asks the checkpoint thread for a checkpoint; taken at shutdown.
+    nudge: Mutex<Option<Sender<()>>>,
+    /// The reserve of free space, checked before every batch; `None` for
+    /// a temporary store or substitute parts.
+    reserve: Option<Reserve>,
+    /// Engine batches since the last nudge.
+    since_nudge: AtomicU64,
+    /// Journal bytes appended at the last nudge.
+    nudged_at: AtomicU64,
     /// Requests sent to the commit thread and not answered yet.
     pending: AtomicUsize,
-    /// Whether a batch was applied since the last flush.
+    /// Whether a record was appended since the last journal sync.
     unflushed: AtomicBool,
     writes: AtomicU64,
     flushes: AtomicU64,
@@ -109,47 +132,105 @@ impl Shared {
         self.stamped.fetch_max(floor, Ordering::AcqRel);
     }
 
-    /// Flushes the engine; the caller holds the engine lock.
+    /// Syncs the journal: every write so far is durable.
     fn flush(&self) -> Result<()> {
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        self.backend.flush()?;
+        self.target.journal.lock().sync()?;
         self.unflushed.store(false, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Applies `batch`, the writes of `writers` requests, and if `durable`
-    /// makes it and everything before it durable in the same step (one
-    /// engine transaction on redb, not a batch and then a flush). The caller
-    /// holds the engine lock. Returns whether it is the first batch left
-    /// unflushed since the last flush.
-    fn apply(&self, batch: &Batch, durable: bool, writers: u64) -> Result<bool> {
+    /// Appends `batch`, the writes of `writers` requests, to the journal
+    /// (synced if `durable`), then applies it to the engine. The caller
+    /// holds the engine lock. Returns whether it is the first record left
+    /// unsynced since the last sync.
+    fn apply(&self, batch: &mut Batch, durable: bool, writers: u64) -> Result<bool> {
+        if let Some(reserve) = &self.reserve {
+            reserve.admit(batch.only_deletes(keys::CLOCK_KEY))?;
+        }
+        let (seq, appended) = {
+            let mut journal = self.target.journal.lock();
+            let seq = journal.append(batch)?;
+            if durable {
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = journal.sync() {
+                    // The record may be durable: cancel it, if the journal
+                    // still takes a write (it does not after a failed sync,
+                    // and then refuses every write until a reopen).
+                    let _ = journal.cancel(seq);
+                    return Err(e);
+                }
+            }
+            (seq, journal.appended())
+        };
+        journal::stamp(batch, seq);
+        if let Err(e) = self.backend.apply(batch) {
+            // Nothing of the batch is in the engine: no replay may apply it.
+            let cancelled = self.target.journal.lock().cancel(seq);
+            self.unflushed.store(false, Ordering::Relaxed);
+            return Err(match cancelled {
+                Ok(()) => e,
+                Err(c) => Error::storage("applying a batch", format!("{e}; then {c}")),
+            });
+        }
+        self.target.applied.store(seq, Ordering::Release);
+        self.writes.fetch_add(writers, Ordering::Relaxed);
+        let commits = self.since_nudge.fetch_add(1, Ordering::Relaxed) + 1;
+        if commits >= checkpoint::COMMITS
+            || appended.saturating_sub(self.nudged_at.load(Ordering::Relaxed)) >= checkpoint::BYTES
+        {
+            self.since_nudge.store(0, Ordering::Relaxed);
+            self.nudged_at.store(appended, Ordering::Relaxed);
+            if let Some(tx) = &*self.nudge.lock() {
+                let _ = tx.try_send(());
+            }
+        }
         if durable {
-            self.flushes.fetch_add(1, Ordering::Relaxed);
-            self.backend.apply_durable(batch)?;
-            self.writes.fetch_add(writers, Ordering::Relaxed);
             self.unflushed.store(false, Ordering::Relaxed);
             Ok(false)
         } else {
-            self.backend.apply(batch)?;
-            self.writes.fetch_add(writers, Ordering::Relaxed);
             Ok(!self.unflushed.swap(true, Ordering::Relaxed))
         }
+    }
+
+    /// At close: syncs the journal, makes the engine durable, and removes
+    /// the journal, whose records the engine then holds. The caller holds
+    /// the engine lock, so nothing is appended meanwhile.
+    fn close(&self) -> Result<()> {
+        self.flush()?;
+        self.backend.flush()?;
+        self.target.journal.lock().remove_all()
     }
 }
 
 impl Committer {
-    /// Starts the thread `sessionstore-commit`.
+    /// Starts the threads `sessionstore-commit` and `sessionstore-checkpoint`.
     pub fn start(
         backend: Arc<dyn Backend>,
+        journal: Writer,
+        reserve: Option<Reserve>,
         floor: Arc<AtomicU64>,
         durability: Durability,
         timeout: Duration,
     ) -> Result<Self> {
         let stamped = AtomicU64::new(floor.load(Ordering::Acquire));
+        let last = journal.last();
+        let target = Target {
+            backend: backend.clone(),
+            journal: Arc::new(Mutex::new(journal)),
+            applied: Arc::new(AtomicU64::new(last)),
+            covered: Arc::new(AtomicU64::new(last)),
+        };
+        let (checkpointer, nudge) = Checkpointer::start(target.clone(), timeout)?;
         let (tx, rx) = unbounded();
         let shared = Arc::new(Shared {
             backend,
             engine: Mutex::new(()),
+            target,
+            nudge: Mutex::new(Some(nudge)),
+            reserve,
+            since_nudge: AtomicU64::new(0),
+            nudged_at: AtomicU64::new(0),
             pending: AtomicUsize::new(0),
             unflushed: AtomicBool::new(false),
             writes: AtomicU64::new(0),
@@ -165,6 +246,7 @@ impl Committer {
         Ok(Committer {
             tx: Some(tx),
             thread: Some(thread),
+            checkpointer: Some(checkpointer),
             shared,
             stalled: AtomicBool::new(false),
             durability,
@@ -212,7 +294,7 @@ impl Committer {
     /// The direct path; the caller holds the engine lock.
     fn write_direct(&self, mut batch: Batch, durable: bool) -> Result<()> {
         let floor = self.shared.stamp(&mut batch);
-        let first = self.shared.apply(&batch, durable, 1)?;
+        let first = self.shared.apply(&mut batch, durable, 1)?;
         self.shared.stamped(floor);
         if first && !self.is_durable() {
             self.wake();
@@ -239,6 +321,11 @@ impl Committer {
     /// The time floor the engine holds: the one the latest applied batch carried.
     pub fn stamped_floor(&self) -> u64 {
         self.shared.stamped.load(Ordering::Acquire)
+    }
+
+    /// Bytes the journal's segments take.
+    pub fn journal_size(&self) -> Result<u64> {
+        self.shared.target.journal.lock().size()
     }
 
     /// How many batches were applied since the store was opened.
@@ -310,12 +397,15 @@ impl Committer {
     /// is then left running, and the engine stays open under it.
     pub fn shut_down(&mut self) -> bool {
         drop(self.tx.take());
-        match self.thread.take() {
+        let committed = match self.thread.take() {
             // Joining a thread stuck in the engine would hang the caller too.
             Some(_) if self.is_stalled() => false,
             Some(thread) => thread.join_within(self.timeout),
             None => true,
-        }
+        };
+        drop(self.shared.nudge.lock().take());
+        let checkpointed = self.checkpointer.take().is_none_or(|mut c| c.stop());
+        committed && checkpointed
     }
 }
 
@@ -376,8 +466,10 @@ fn run(shared: &Shared, rx: &Receiver<Request>, durability: Durability) {
         }
     }
     let _engine = shared.engine.lock();
-    if let Err(e) = shared.flush() {
-        log::error!("sessionstore: final flush failed: {e}");
+    if let Err(e) = shared.close() {
+        log::error!(
+            "sessionstore: the checkpoint at close failed, the journal keeps its records: {e}"
+        );
     }
 }
 
@@ -419,7 +511,7 @@ fn commit_group(shared: &Shared, group: Vec<Request>) {
         (done, "flushing")
     } else {
         let floor = shared.stamp(&mut merged);
-        let done = shared.apply(&merged, need_flush, writes).map(drop);
+        let done = shared.apply(&mut merged, need_flush, writes).map(drop);
         if done.is_ok() {
             shared.stamped(floor);
         }

@@ -51,8 +51,6 @@ pub struct Config {
     pub(crate) touch_granularity: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) update_attempts: u32,
-    pub(crate) live_readers: Option<bool>,
-    pub(crate) read_only: bool,
     pub(crate) event_capacity: usize,
     pub(crate) control_socket: Option<bool>,
     pub(crate) verify_on_open: bool,
@@ -76,8 +74,6 @@ impl Config {
             touch_granularity: None,
             clock: Arc::new(SystemClock),
             update_attempts: 8,
-            live_readers: None,
-            read_only: false,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             control_socket: None,
             verify_on_open: false,
@@ -254,24 +250,6 @@ impl Config {
         self
     }
 
-    /// Whether a redb store opens its file so that read-only handles in other
-    /// processes ([`read_only`](Config::read_only), `sessionctl` on a running
-    /// application) can follow its commits. Default: on with
-    /// [`Durability::Immediate`], off with [`Durability::Periodic`].
-    ///
-    /// The cost: redb then refuses non-durable commits, so every batch is a
-    /// durable commit (one `fdatasync`). Under `Immediate` that measured
-    /// 0.64–0.80× the saves per second of a store without it; under
-    /// `Periodic`, which exists to save flushes, 0.07–0.08×, hence the
-    /// default (docs/performance.md). `false` locks the file against every
-    /// other process. The store's lock file keeps a second writer out either
-    /// way. sled cannot share its files and ignores this.
-    #[must_use]
-    pub fn live_readers(mut self, on: bool) -> Self {
-        self.live_readers = Some(on);
-        self
-    }
-
     /// Whether the store serves its control socket, `sessionstore.sock` in its
     /// directory, from a thread of its own (`sessionstore-control`): the way
     /// `sessionctl` operates a store while the application runs (stats,
@@ -288,7 +266,7 @@ impl Config {
     /// is random and goes with the last handle), so that throwaway stores
     /// start no thread. `true` makes a socket that cannot be served an
     /// [`Error::Control`] or [`Error::Io`] at open. Not on Unix this does
-    /// nothing. A read-only store serves no socket.
+    /// nothing.
     ///
     /// An idle socket costs the store's writes nothing: its thread sleeps
     /// in `poll` until a client connects (docs/control.md has the
@@ -302,44 +280,13 @@ impl Config {
     /// Whether this store serves its control socket, and whether failing
     /// to is an error: `(serve, required)`.
     pub(crate) fn effective_control_socket(&self) -> (bool, bool) {
-        let serve = cfg!(unix) && !self.read_only && self.control_socket.unwrap_or(!self.temporary);
+        let serve = cfg!(unix) && self.control_socket.unwrap_or(!self.temporary);
         (serve, self.control_socket == Some(true))
-    }
-
-    /// Whether this store opens for live readers: the setting, or the
-    /// default for its durability.
-    pub(crate) fn effective_live_readers(&self) -> bool {
-        self.live_readers
-            .unwrap_or(matches!(self.durability, Durability::Immediate))
-    }
-
-    /// Opens an existing store read-only. Default: `false`.
-    ///
-    /// A read-only open takes no lock file, starts no reaper and no commit
-    /// thread, creates nothing and writes nothing, at close either. It may run
-    /// beside the application that has the store open, in another process
-    /// (or in this one): reads see what that writer has committed, each read
-    /// the latest, and no metadata is cached. Liveness is judged by this
-    /// store's [`clock`](Config::clock). Every write ([`Store::save`](crate::Store::save),
-    /// [`Store::flush`](crate::Store::flush), …) returns [`Error::ReadOnly`] naming the call.
-    /// [`Store::verify`](crate::Store::verify) works.
-    ///
-    /// Only redb stores can be opened read-only, and only beside a writer
-    /// that kept [`live_readers`](Config::live_readers) on; a sled store fails
-    /// with [`Error::ReadOnlyUnsupported`]. The settings that shape writes
-    /// (durability, timeouts, reaper, caches) are ignored.
-    #[must_use]
-    pub fn read_only(mut self, on: bool) -> Self {
-        self.read_only = on;
-        self
     }
 
     /// Checks every setting before anything is created or written.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
-        if self.read_only && self.temporary {
-            return bad("read_only on a temporary store: there is nothing to read".into());
-        }
         if !self.temporary && self.path.as_os_str().is_empty() {
             return bad("the path is empty; name the store's directory (Config::new(path))".into());
         }
@@ -412,8 +359,6 @@ impl fmt::Debug for Config {
             .field("reap_interval", &self.reap_interval)
             .field("touch_granularity", &self.effective_touch_granularity())
             .field("update_attempts", &self.update_attempts)
-            .field("live_readers", &self.effective_live_readers())
-            .field("read_only", &self.read_only)
             .field("event_capacity", &self.event_capacity)
             .field("control_socket", &self.effective_control_socket().0)
             .field("verify_on_open", &self.verify_on_open)

@@ -41,7 +41,6 @@ impl Store {
     ///
     /// [`Error::InvalidId`], [`Error::Decode`] for a corrupt metadata record, and storage errors.
     pub fn touch(&self, sid: &str) -> Result<bool> {
-        self.core().check_writable("touch")?;
         validate::sid(sid)?;
         let core = self.core();
         let _guard = core.lock(sid);
@@ -85,7 +84,6 @@ impl Store {
     /// ```
     #[must_use = "the session now lives under the returned id; the old one is gone"]
     pub fn regenerate(&self, sid: &str) -> Result<String> {
-        self.core().check_writable("regenerate")?;
         validate::sid(sid)?;
         let core = self.core();
         for _ in 0..REGENERATE_ATTEMPTS {
@@ -144,7 +142,6 @@ impl Store {
     /// for a timeout under 1 ms, [`Error::NotFound`] if `sid` is not live, and
     /// storage errors.
     pub fn set_idle_timeout(&self, sid: &str, timeout: Option<Duration>) -> Result<()> {
-        self.core().check_writable("set_idle_timeout")?;
         validate::sid(sid)?;
         if let Some(d) = timeout {
             crate::limits::check_timeout("set_idle_timeout", d)?;
@@ -170,7 +167,6 @@ impl Store {
     ///
     /// Storage errors. A corrupt metadata record is skipped and logged, not an error.
     pub fn reap_expired(&self) -> Result<usize> {
-        self.core().check_writable("reap_expired")?;
         reaper::reap_once(self.core(), &|| false, Applier::CallerIfFree, &mut |_| {})
     }
 

@@ -41,6 +41,7 @@ impl OpenOn for Config {
             crate::embedded::core::Parts {
                 backend: Some(backend.clone()),
                 ids: None,
+                journal: None,
             },
         )
     }
@@ -59,6 +60,7 @@ fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
                 "taken".into(),
                 "free".into(),
             ])))),
+            journal: None,
         },
     )?;
     let mut s = store.create_new_session("taken")?;
@@ -326,6 +328,7 @@ struct Unhang<'a>(&'a MemoryBackend);
 
 impl Drop for Unhang<'_> {
     fn drop(&mut self) {
+        self.0.set_hang(false);
         self.0.set_hang_flush(false);
     }
 }
@@ -394,9 +397,10 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
         store.create_new_session(&format!("s{i}"))?;
     }
     let before = store.stats()?;
-    // The first writer's flush hangs; seven more writers queue up behind it.
-    backend.set_hang_flush(true);
-    let started = backend.flushes_started.load(Ordering::SeqCst);
+    // The first writer's apply (after its journal sync) hangs; seven more
+    // writers queue up behind it.
+    backend.set_hang(true);
+    let started = backend.applies_started.load(Ordering::SeqCst);
     let save = |i: usize| -> Result<()> {
         let mut s = store.get(&format!("s{i}"), None)?.expect("live");
         s.set("k", &i)?;
@@ -405,10 +409,10 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
         let _unhang = Unhang(&backend);
         let first = scope.spawn(move || save(0));
-        wait_for(|| backend.flushes_started.load(Ordering::SeqCst) == started + 1);
+        wait_for(|| backend.applies_started.load(Ordering::SeqCst) == started + 1);
         let rest: Vec<_> = (1..8).map(|i| scope.spawn(move || save(i))).collect();
         wait_for(|| store.core().queued() == 7);
-        backend.set_hang_flush(false);
+        backend.set_hang(false);
         for w in std::iter::once(first).chain(rest) {
             w.join().expect("no panic")?;
         }
@@ -416,7 +420,8 @@ fn concurrent_immediate_writers_share_flushes() -> Result<()> {
     })?;
     let after = store.stats()?;
     assert_eq!(after.writes_since_open - before.writes_since_open, 8);
-    // One flush for the first writer, one for the seven that queued behind it.
+    // One journal sync for the first writer, one for the seven that queued
+    // behind it.
     assert_eq!(after.flushes_since_open - before.flushes_since_open, 2);
     Ok(())
 }
@@ -486,5 +491,52 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
             crate::Event::Expired { sid: "b".into() }
         ]
     );
+    Ok(())
+}
+
+/// sled on a full disk (issue 29, finding 2) made a failed destroy look done
+/// and come back after a restart. With the journal first, a destroy the
+/// engine refuses is cancelled in the journal: after a crash (the journal as
+/// it was, replayed at the reopen) the session is still there, as the error
+/// said. Without the cancel record the replay would destroy it.
+#[test]
+fn a_destroy_the_engine_refused_stays_undone_after_a_crash_and_replay() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+    let path = dir.path().join("store");
+    let backend = Arc::new(MemoryBackend::default());
+    let clock = ManualClock::default();
+    let open = || {
+        Config::new(&path)
+            .clock(Arc::new(clock.clone()))
+            .reap_interval(None)
+            .open_on(&backend)
+    };
+    let store = open()?;
+    store.create_new_session("s")?;
+    backend.fail_writes.store(true, Ordering::SeqCst);
+    assert!(store.destroy("s").is_err());
+    assert!(store.regenerate("s").is_err());
+    backend.fail_writes.store(false, Ordering::SeqCst);
+    assert!(store.get("s", None)?.is_some(), "nothing of it is visible");
+    // The journal as a crash would leave it, before the close removes it.
+    let journal = path.join(crate::embedded::journal::DIR);
+    let saved = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
+    for entry in std::fs::read_dir(&journal).map_err(|e| Error::storage("test", e))? {
+        let entry = entry.map_err(|e| Error::storage("test", e))?;
+        std::fs::copy(entry.path(), saved.path().join(entry.file_name()))
+            .map_err(|e| Error::storage("test", e))?;
+    }
+    drop(store);
+    for entry in std::fs::read_dir(saved.path()).map_err(|e| Error::storage("test", e))? {
+        let entry = entry.map_err(|e| Error::storage("test", e))?;
+        std::fs::copy(entry.path(), journal.join(entry.file_name()))
+            .map_err(|e| Error::storage("test", e))?;
+    }
+    let store = open()?;
+    assert!(
+        store.get("s", None)?.is_some(),
+        "the refused destroy came back"
+    );
+    assert!(store.verify()?.is_ok());
     Ok(())
 }

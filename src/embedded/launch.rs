@@ -7,17 +7,13 @@ use crate::embedded::store::Store;
 use crate::error::Result;
 
 impl Config {
-    /// Opens the store, creating it if the directory does not hold one yet
-    /// (unless [`read_only`](Config::read_only)), and starts serving its
-    /// control socket ([`control_socket`](Config::control_socket)).
+    /// Opens the store, creating it if the directory does not hold one yet,
+    /// replays its journal, and starts serving its control socket ([`control_socket`](Config::control_socket)).
     ///
     /// # Errors
     ///
     /// - [`Error::InUse`](crate::Error::InUse) if the store is already open, here or in another process;
-    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else,
-    ///   or, read-only, holds no store;
-    /// - [`Error::ReadOnlyUnsupported`](crate::Error::ReadOnlyUnsupported) for a
-    ///   read-only open of a sled store;
+    /// - [`Error::NotAStore`](crate::Error::NotAStore) if the path holds something else;
     /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming the setting, for an
     ///   empty path or a setting out of the range its setter documents, before
     ///   anything is created or written;

@@ -4,6 +4,7 @@
 
 mod admin;
 pub(crate) mod backend;
+mod checkpoint;
 mod commit;
 mod config;
 #[cfg(unix)]
@@ -13,12 +14,14 @@ mod durability;
 mod expiry;
 mod join;
 mod launch;
+mod journal;
 mod metacache;
 mod open;
 mod principal;
 #[cfg(any(test, feature = "corruption-testing"))]
 mod raw;
 mod reaper;
+mod reserve;
 mod save;
 mod store;
 mod verify;

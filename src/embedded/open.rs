@@ -2,11 +2,6 @@
 //! engine found there or asked for, the lock file that makes this process
 //! the only writer, the engine's full check if `Config::verify_on_open`
 //! asks for it, the format marker, and the time floor.
-//!
-//! A read-only open (`Config::read_only`) takes another way through the same
-//! steps: it finds the engine without creating anything, takes no lock file
-//! (the writer may hold it), opens the engine read-only, and checks the
-//! format marker without writing one.
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -16,6 +11,8 @@ use std::time::Duration;
 use crate::codec;
 use crate::embedded::backend::{self, Backend, Batch};
 use crate::embedded::config::Config;
+use crate::embedded::journal::{self, Segments, Writer};
+use crate::embedded::reserve::{self, Reserve};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -30,9 +27,14 @@ pub(crate) struct Opened {
     pub path: PathBuf,
     pub engine: Engine,
     pub backend: Arc<dyn Backend>,
+    /// The journal, empty: what it held is in the engine now.
+    pub journal: Writer,
+    /// The reserve of free space; `None` for a temporary store, or an
+    /// engine the caller supplied.
+    pub reserve: Option<Reserve>,
     /// The time floor the store last wrote; 0 for a new store.
     pub floor: u64,
-    /// The lock file; `None` for a read-only open, which takes none.
+    /// The lock file.
     pub lock: Option<File>,
     pub temp: Option<tempfile::TempDir>,
 }
@@ -40,11 +42,13 @@ pub(crate) struct Opened {
 /// Opens the directory of `config` (already validated): creates it or checks
 /// that it holds nothing or one store, takes its lock file, opens the engine
 /// (`engine`, if the caller supplies one: tests inside the crate do) and
-/// checks or writes the format marker.
-pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
-    if config.read_only {
-        return open_read_only(config, engine);
-    }
+/// checks or writes the format marker, and replays the journal (on
+/// `segments`, if the caller supplies them) into the engine.
+pub(crate) fn open(
+    config: &Config,
+    engine: Option<Arc<dyn Backend>>,
+    segments: Option<Arc<dyn Segments>>,
+) -> Result<Opened> {
     let temp = if config.temporary {
         Some(tempfile::tempdir().map_err(|e| Error::Io {
             path: std::env::temp_dir(),
@@ -62,55 +66,25 @@ pub(crate) fn open(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<
     if engine.is_none() && config.verify_on_open {
         backend::check(kind, &path, config.cache_capacity)?;
     }
-    let backend = match engine {
-        Some(b) => b,
-        None => backend::open(
-            kind,
-            &path,
-            config.cache_capacity,
-            config.effective_live_readers(),
-        )?,
+    let (backend, reserve) = match engine {
+        Some(b) => (b, None),
+        None => (
+            backend::open(kind, &path, config.cache_capacity)?,
+            (!config.temporary).then(|| Reserve::open(&path)),
+        ),
     };
-    check_format(&*backend, &path, true)?;
+    check_format(&*backend, &path)?;
+    let journal = journal::open(&path, segments, &*backend)?;
     let floor = read_floor(&*backend)?;
     Ok(Opened {
         path,
         engine: kind,
         backend,
+        journal,
+        reserve,
         floor,
         lock: Some(lock),
         temp,
-    })
-}
-
-/// Opens the existing store of `config` read-only: no lock file, nothing
-/// created or written. A directory without a store is `NotAStore`.
-fn open_read_only(config: &Config, engine: Option<Arc<dyn Backend>>) -> Result<Opened> {
-    let path = config.path.clone();
-    let kind = match fs::metadata(&path) {
-        Ok(_) => prepare_dir(&path, config.engine)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => return Err(Error::Io { path, source }),
-    };
-    let Some(kind) = kind else {
-        return Err(Error::NotAStore {
-            path,
-            reason: "it holds no store, and a read-only open creates none".into(),
-        });
-    };
-    let backend = match engine {
-        Some(b) => b,
-        None => backend::open_read_only(kind, &path, config.cache_capacity)?,
-    };
-    check_format(&*backend, &path, false)?;
-    let floor = read_floor(&*backend)?;
-    Ok(Opened {
-        path,
-        engine: kind,
-        backend,
-        floor,
-        lock: None,
-        temp: None,
     })
 }
 
@@ -170,7 +144,9 @@ fn prepare_dir(path: &Path, wanted: Option<Engine>) -> Result<Option<Engine>> {
         (_, None) => {}
     }
     match names.iter().find(|n| {
-        n.as_str() != LOCK_FILE && !backend::is_creation_leftover(n) && !is_control_file(n)
+        ![LOCK_FILE, journal::DIR, reserve::FILE].contains(&n.as_str())
+            && !backend::is_creation_leftover(n)
+            && !is_control_file(n)
     }) {
         None => Ok(None),
         Some(other) => Err(not_a_store(format!(
@@ -217,8 +193,8 @@ fn lock_dir(path: &Path) -> Result<File> {
     })
 }
 
-/// Reads the format marker; writes it into a new, empty database if `write`.
-fn check_format(backend: &dyn Backend, path: &Path, write: bool) -> Result<()> {
+/// Reads the format marker; writes it into a new, empty database.
+fn check_format(backend: &dyn Backend, path: &Path) -> Result<()> {
     let not_a_store = |reason: String| Error::NotAStore {
         path: path.to_path_buf(),
         reason,
@@ -229,7 +205,7 @@ fn check_format(backend: &dyn Backend, path: &Path, write: bool) -> Result<()> {
             "its format version {:?} is not one this version reads ({FORMAT_VERSION})",
             v.first()
         ))),
-        None if write && backend.scan_range(&[], None, 1)?.is_empty() => {
+        None if backend.scan_range(&[], None, 1)?.is_empty() => {
             let mut batch = Batch::default();
             let mut marker = vec![FORMAT_VERSION];
             marker.extend_from_slice(backend.name().as_bytes());

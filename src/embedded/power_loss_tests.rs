@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::embedded::backend::redb::sim_disk::{Fault, Loss, SimDisk};
-use crate::embedded::backend::redb::{RedbBackend, Sharing};
+use crate::embedded::backend::redb::RedbBackend;
+use crate::embedded::backend::redb::sim_disk::{Fault, Image, Loss, SimDisk};
 use crate::embedded::core::Parts;
 use crate::error::{Error, Result};
 use crate::{Config, Durability, ManualClock, Store};
@@ -189,7 +189,6 @@ fn observe(store: &Store) -> std::result::Result<State, String> {
 #[derive(Debug, Clone, Copy)]
 struct Mode {
     durability: Durability,
-    sharing: Sharing,
     loss: Loss,
 }
 
@@ -199,46 +198,27 @@ impl Mode {
     }
 }
 
-const MODES: [Mode; 6] = [
+const MODES: [Mode; 4] = [
     Mode {
         durability: Durability::Immediate,
-        sharing: Sharing::LiveReaders,
-        loss: Loss::TornLast,
-    },
-    Mode {
-        durability: Durability::Immediate,
-        sharing: Sharing::Exclusive,
         loss: Loss::TornLast,
     },
     Mode {
         durability: Durability::Periodic(PERIOD),
-        sharing: Sharing::Exclusive,
         loss: Loss::TornLast,
     },
     Mode {
         durability: Durability::Immediate,
-        sharing: Sharing::LiveReaders,
-        loss: Loss::Reordered,
-    },
-    Mode {
-        durability: Durability::Immediate,
-        sharing: Sharing::Exclusive,
         loss: Loss::Reordered,
     },
     Mode {
         durability: Durability::Periodic(PERIOD),
-        sharing: Sharing::Exclusive,
         loss: Loss::Reordered,
     },
 ];
 
 fn open(disk: &SimDisk, mode: Mode) -> Result<Store> {
-    let backend = RedbBackend::open_on(
-        disk.clone(),
-        Path::new("<simulated disk>"),
-        1 << 20,
-        mode.sharing,
-    )?;
+    let backend = RedbBackend::open_on(disk.clone(), Path::new("<simulated disk>"), 1 << 20)?;
     let config = Config::temporary()
         .clock(Arc::new(ManualClock::default()))
         .reap_interval(None)
@@ -249,6 +229,7 @@ fn open(disk: &SimDisk, mode: Mode) -> Result<Store> {
         Parts {
             backend: Some(Arc::new(backend)),
             ids: None,
+            journal: Some(Arc::new(disk.segments())),
         },
     )
 }
@@ -337,7 +318,7 @@ fn power_loss_round(
 /// prefix of `ops` of at least `required` and at most `attempted`
 /// operations, `verify` is clean, and it takes a write.
 fn check_reopen(
-    image: Vec<u8>,
+    image: Image,
     mode: Mode,
     ops: &[Op],
     required: usize,

@@ -239,6 +239,7 @@ mod tests {
             crate::embedded::core::Parts {
                 backend: Some(backend.clone()),
                 ids: None,
+                journal: None,
             },
         )
         .unwrap()
@@ -261,17 +262,17 @@ mod tests {
         populate(&store, 40);
         clock.advance(Duration::from_secs(601));
         let applies = backend.applies_started.load(Ordering::SeqCst);
-        let flushes = backend.flushes_started.load(Ordering::SeqCst);
+        let flushes = store.core().flushes();
         let mut reported = Vec::new();
         let reaped = reap_once(store.core(), &|| false, Applier::CallerIfFree, &mut |ids| {
-            // Reported only after the chunk's flush.
-            assert_eq!(backend.flushes_started.load(Ordering::SeqCst), flushes + 1);
+            // Reported only after the chunk's journal sync.
+            assert_eq!(store.core().flushes(), flushes + 1);
             reported.extend_from_slice(ids);
         })
         .unwrap();
         assert_eq!(reaped, 40);
         assert_eq!(backend.applies_started.load(Ordering::SeqCst), applies + 1);
-        assert_eq!(backend.flushes_started.load(Ordering::SeqCst), flushes + 1);
+        assert_eq!(store.core().flushes(), flushes + 1);
         reported.sort();
         let mut expected: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
         expected.sort();
@@ -287,7 +288,7 @@ mod tests {
         populate(&store, 2 * CHUNK + 1);
         clock.advance(Duration::from_secs(601));
         let applies = backend.applies_started.load(Ordering::SeqCst);
-        let flushes = backend.flushes_started.load(Ordering::SeqCst);
+        let flushes = store.core().flushes();
         let mut chunks = Vec::new();
         let reaped = reap_once(store.core(), &|| false, Applier::CallerIfFree, &mut |ids| {
             chunks.push(ids.len());
@@ -296,7 +297,7 @@ mod tests {
         assert_eq!(reaped, 2 * CHUNK + 1);
         assert_eq!(chunks, [CHUNK, CHUNK, 1]);
         assert_eq!(backend.applies_started.load(Ordering::SeqCst), applies + 3);
-        assert_eq!(backend.flushes_started.load(Ordering::SeqCst), flushes + 3);
+        assert_eq!(store.core().flushes(), flushes + 3);
     }
 
     #[test]

@@ -86,18 +86,6 @@ impl Store {
         Config::new(path).open()
     }
 
-    /// Opens the existing store in directory `path` read-only, beside the
-    /// application that has it open: the same as
-    /// `Config::new(path).read_only(true).open()` (see [`Config::read_only`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`Config::open`]; a missing store is [`Error::NotAStore`] naming
-    /// the path, a sled store [`Error::ReadOnlyUnsupported`].
-    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
-        Config::new(path).read_only(true).open()
-    }
-
     /// A throwaway store in a new temporary directory, deleted when the last handle drops.
     ///
     /// # Errors
@@ -115,7 +103,7 @@ impl Store {
     pub(crate) fn from_parts(config: Config, parts: Parts) -> Result<Store> {
         let core = Arc::new(Core::open(&config, parts)?);
         let reaper = match config.reap_interval {
-            Some(interval) if !config.read_only => Some(Reaper::spawn(core.clone(), interval)?),
+            Some(interval) => Some(Reaper::spawn(core.clone(), interval)?),
             _ => None,
         };
         Ok(Store {
@@ -170,7 +158,6 @@ impl Store {
     ///
     /// Storage errors, and an error if the OS random source fails.
     pub fn create(&self) -> Result<Session> {
-        self.core().check_writable("create")?;
         for _ in 0..CREATE_ATTEMPTS {
             let sid = self.core().next_id()?;
             match self.create_new_session(&sid) {
@@ -224,7 +211,6 @@ impl Store {
     ///
     /// As [`SessionStore::create_new_session`].
     pub fn create_new_session(&self, sid: &str) -> Result<Session> {
-        self.core().check_writable("create_new_session")?;
         validate::sid(sid)?;
         let core = self.core();
         let _guard = core.lock(sid);
@@ -308,7 +294,6 @@ impl Store {
     ///
     /// As [`SessionStore::destroy`].
     pub fn destroy(&self, sid: &str) -> Result<bool> {
-        self.core().check_writable("destroy")?;
         validate::sid(sid)?;
         let core = self.core();
         let _guard = core.lock(sid);

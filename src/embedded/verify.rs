@@ -88,7 +88,7 @@ impl Store {
                     report.index_entries += 1;
                     index.entry(sid.to_owned()).or_default().push(deadline);
                 }
-                Parsed::Format | Parsed::Clock => {}
+                Parsed::Format | Parsed::Clock | Parsed::JournalMark => {}
                 Parsed::PrincipalIndex { name, sid } => {
                     report.principal_entries += 1;
                     entries.insert((name.to_owned(), sid.to_owned()));

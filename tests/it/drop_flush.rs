@@ -64,3 +64,31 @@ engine_test!(dropping_the_last_handle_flushes, |db| {
     assert_eq!(s.get::<String>("k")?.as_deref(), Some("v"));
     Ok(())
 });
+
+// A clean close checkpoints the engine and removes the journal: the closed
+// store is its engine files, an empty `journal/` and its reserve, and a
+// reopen replays nothing yet holds every write.
+engine_test!(a_clean_close_leaves_an_empty_journal, |db| {
+    let store = db
+        .config()
+        .durability(Durability::Periodic(Duration::from_secs(3600)))
+        .open()?;
+    for i in 0..300 {
+        let mut s = store.create_new_session(&format!("s{i}"))?;
+        s.set("k", &i)?;
+        store.save(&mut s)?;
+    }
+    let journal = db.path.join("journal");
+    let segments = || std::fs::read_dir(&journal).map(|d| d.count()).unwrap_or(0);
+    assert!(segments() >= 1, "the open store journals its writes");
+    drop(store);
+    assert_eq!(segments(), 0, "the journal is empty after a clean close");
+    let store = db.open()?;
+    for i in 0..300 {
+        let s = store
+            .get(&format!("s{i}"), None)?
+            .expect("live after the reopen");
+        assert_eq!(s.get::<i32>("k")?, Some(i));
+    }
+    Ok(())
+});

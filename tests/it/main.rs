@@ -31,7 +31,6 @@ mod input;
 mod model;
 mod open;
 mod principals;
-mod read_only;
 mod reaper;
 #[cfg(feature = "redis")]
 mod redis;

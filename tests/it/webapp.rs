@@ -405,38 +405,6 @@ fn other_paths_and_methods_are_refused_without_a_session() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn a_read_only_store_follows_the_app_while_it_serves() -> TestResult {
-    let h = Harness::start()?;
-    // What `sessionctl` does on a running app: a read-only open beside it.
-    let ro = Config::new(h.store.path())
-        .read_only(true)
-        .clock(Arc::new(h.clock.clone()))
-        .idle_timeout(IDLE)
-        .open()?;
-    assert_eq!(ro.stats()?.live_sessions, 0);
-    let sid = h.get("/", None)?.new_sid();
-    assert_eq!(ro.stats()?.live_sessions, 1);
-    for n in 2..=4u64 {
-        assert_eq!(h.get("/", Some(&sid))?.counters(), (n, n));
-        // The reader sees each request's save as it lands.
-        let global = ro.get(&sid, None)?.expect("live for the reader");
-        assert_eq!(global.get::<u64>("requests")?, Some(n));
-        let home = ro.get(&sid, Some(app::HOME))?.expect("live for the reader");
-        assert_eq!(home.get::<u64>("views")?, Some(n));
-    }
-    let other = h.get("/", None)?.new_sid();
-    assert_eq!(ro.stats()?.live_sessions, 2);
-    assert!(matches!(
-        ro.destroy(&other),
-        Err(sessionstore::Error::ReadOnly { op: "destroy", .. })
-    ));
-    // The app never notices the reader.
-    assert_eq!(h.get("/", Some(&other))?.counters(), (2, 2));
-    assert!(ro.verify()?.is_ok());
-    Ok(())
-}
-
 /// Scale-out: two app servers on two ports, each with its own `RedisStore`
 /// (its own connections, as two processes would have) on one real
 /// redis-server and one namespace, sharing one manual clock.

@@ -19,34 +19,13 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::error::Result;
 
-/// Opens `engine`'s database in directory `dir` for writing. With
-/// `live_readers`, an engine that can share its files with read-only handles
-/// in other processes (redb) opens them so; sled cannot and ignores it.
-pub(crate) fn open(
-    engine: Engine,
-    dir: &Path,
-    cache_capacity: u64,
-    live_readers: bool,
-) -> Result<Arc<dyn Backend>> {
+/// Opens `engine`'s database in directory `dir` for writing.
+pub(crate) fn open(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<Arc<dyn Backend>> {
     match engine {
         #[cfg(feature = "sled")]
-        Engine::Sled => {
-            let _ = live_readers;
-            Ok(Arc::new(sled::SledBackend::open(dir, cache_capacity)?))
-        }
+        Engine::Sled => Ok(Arc::new(sled::SledBackend::open(dir, cache_capacity)?)),
         #[cfg(feature = "redb")]
-        Engine::Redb => {
-            let sharing = if live_readers {
-                redb::Sharing::LiveReaders
-            } else {
-                redb::Sharing::Exclusive
-            };
-            Ok(Arc::new(redb::RedbBackend::open(
-                dir,
-                cache_capacity,
-                sharing,
-            )?))
-        }
+        Engine::Redb => Ok(Arc::new(redb::RedbBackend::open(dir, cache_capacity)?)),
     }
 }
 
@@ -61,35 +40,6 @@ pub(crate) fn check(engine: Engine, dir: &Path, cache_capacity: u64) -> Result<(
         Engine::Sled => sled::SledBackend::check(dir, cache_capacity),
         #[cfg(feature = "redb")]
         Engine::Redb => redb::RedbBackend::check(dir, cache_capacity),
-    }
-}
-
-/// Opens `engine`'s existing database in directory `dir` read-only, beside
-/// a writer in another process or none, creating and writing nothing.
-///
-/// # Errors
-///
-/// [`Error::ReadOnlyUnsupported`](crate::Error::ReadOnlyUnsupported) for
-/// sled, which lets one process at a time open its files.
-pub(crate) fn open_read_only(
-    engine: Engine,
-    dir: &Path,
-    cache_capacity: u64,
-) -> Result<Arc<dyn Backend>> {
-    match engine {
-        #[cfg(feature = "sled")]
-        Engine::Sled => {
-            let _ = cache_capacity;
-            Err(crate::Error::ReadOnlyUnsupported {
-                path: dir.to_path_buf(),
-                engine: engine.name(),
-            })
-        }
-        #[cfg(feature = "redb")]
-        Engine::Redb => Ok(Arc::new(redb::RedbBackend::open_read_only(
-            dir,
-            cache_capacity,
-        )?)),
     }
 }
 
@@ -177,6 +127,14 @@ impl Batch {
         })
     }
 
+    /// Whether the batch only deletes, but for a put of `except`.
+    pub fn only_deletes(&self, except: &[u8]) -> bool {
+        self.ops.iter().all(|op| match op {
+            Op::Put(k, _) => k == except,
+            Op::Delete(_) | Op::DeletePrefix(_) => true,
+        })
+    }
+
     /// Appends every operation of `other`, after those already here.
     pub fn append(&mut self, other: Batch) {
         self.ops.extend(other.ops);
@@ -250,16 +208,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Applies every operation of `batch`, all or nothing.
     fn apply(&self, batch: &Batch) -> Result<()>;
-    /// Applies `batch` as [`apply`](Self::apply) does and makes it, and every
-    /// batch applied before it, durable: what `apply` then
-    /// [`flush`](Self::flush) do, which is the default. An engine that can
-    /// commit a batch durably in one step (redb) overrides it. On an error
-    /// the batch may or may not have been applied, and nothing is known to
-    /// be durable.
-    fn apply_durable(&self, batch: &Batch) -> Result<()> {
-        self.apply(batch)?;
-        self.flush()
-    }
     /// Makes every applied batch durable.
     fn flush(&self) -> Result<()>;
     /// Bytes the engine's files take on disk.
@@ -269,6 +217,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reserve lets a batch through a full disk only if it frees space:
+    /// deletions, and the time floor every batch carries.
+    #[test]
+    fn only_deletes_allows_the_one_named_put() {
+        let mut b = Batch::default();
+        b.delete_prefix(b"s/".to_vec());
+        b.delete(b"!x".to_vec());
+        b.put(b"#clock".to_vec(), vec![0; 8]);
+        assert!(b.only_deletes(b"#clock"));
+        b.put(b"s/".to_vec(), b"meta".to_vec());
+        assert!(!b.only_deletes(b"#clock"));
+        assert!(Batch::default().only_deletes(b"#clock"));
+    }
 
     #[test]
     fn prefix_end_is_the_first_key_after_the_prefix() {
@@ -302,7 +264,8 @@ mod tests {
         // A key the deletion removed, put again (a create over an expired
         // session writes its record `s1/` so).
         batch.put(b"s1/".to_vec(), b"new".to_vec());
-        b.apply_durable(&batch)?;
+        b.apply(&batch)?;
+        b.flush()?;
         assert_eq!(
             b.get(b"s1/")?.as_deref(),
             Some(&b"new"[..]),
@@ -332,12 +295,7 @@ mod tests {
     #[test]
     fn redb_deletes_a_prefix_in_batch_order() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| crate::Error::storage("test", e))?;
-        for sharing in [redb::Sharing::LiveReaders, redb::Sharing::Exclusive] {
-            let sub = dir.path().join(format!("{sharing:?}"));
-            std::fs::create_dir(&sub).map_err(|e| crate::Error::storage("test", e))?;
-            deletes_a_prefix_in_batch_order(&redb::RedbBackend::open(&sub, 1 << 20, sharing)?)?;
-        }
-        Ok(())
+        deletes_a_prefix_in_batch_order(&redb::RedbBackend::open(dir.path(), 1 << 20)?)
     }
 
     #[cfg(feature = "sled")]

@@ -14,29 +14,18 @@
 //!   visible to every later transaction, but is "not persisted to disk unless
 //!   followed by a commit with `Durability::Immediate`": the file's header
 //!   still names the last durable commit, so a crash (of the process or of the
-//!   machine) goes back to that state, never to half a batch.
-//! - [`apply_durable`](Backend::apply_durable) commits the batch's write
-//!   transaction with `Durability::Immediate`. redb promises that such a
-//!   commit is persistent as soon as `commit` returns; it writes every page of
-//!   the earlier non-durable commits too, flips the header to the new root and
-//!   calls `fdatasync` (1-phase commit: the header's slots carry checksums,
-//!   and a reopen after a crash picks the newest valid one). So a durable
-//!   write is one transaction and one `fdatasync`, and it makes every batch
-//!   applied before it durable, which is what group commit needs.
+//!   machine) goes back to that state, never to half a batch. The store's
+//!   journal holds every batch since (see `embedded::journal`).
 //! - [`flush`](Backend::flush) commits an empty write transaction with
-//!   `Durability::Immediate`: for a flush with no batch to carry it
-//!   (`Store::flush`, the periodic flush).
+//!   `Durability::Immediate`, the checkpoint: redb writes every page of the
+//!   earlier non-durable commits, flips the header to the new root and calls
+//!   `fdatasync` (1-phase commit: the header's slots carry checksums, and a
+//!   reopen after a crash picks the newest valid one).
 //!
-//! With the store's `Durability::Immediate`, every acknowledged write was
-//! committed durably; with `Durability::Periodic(d)`, a crash loses at
-//! most the batches of the last `d`. redb reuses the pages that non-durable
-//! commits replace only after the next durable commit, so the file grows
-//! between flushes: under `Periodic(200 ms)` the churn soak reached 10× the
-//! live data. So [`apply`](Backend::apply) also commits durably once 128
-//! commits or 1,024 written keys ([`DURABLE_EVERY`]) have gone by since the
-//! last durable commit, which bounds that growth whatever the period
-//! (docs/reliability.md, "Footprint"); the period stays the bound on what a
-//! crash loses.
+//! redb reuses the pages that non-durable commits replace only after the
+//! next durable commit, so the file grows between checkpoints; the store's
+//! checkpoints come every 128 engine batches at most, which bounds that
+//! growth (`embedded::checkpoint`).
 //!
 //! `fdatasync` asks the kernel to write the data to the device and the device
 //! to flush its volatile cache, where the file system supports it: unlike
@@ -68,33 +57,6 @@
 //!   page fails the open (redb falls back to an earlier commit only when
 //!   the last one was not its 2-phase close).
 //!
-//! # Live readers
-//!
-//! By default ([`Sharing::LiveReaders`]) the writer opens the file in redb's
-//! `ConcurrencyMode::SingleWriter`: one process writes, and any number of
-//! processes may open the file read-only ([`RedbBackend::open_read_only`],
-//! in the same mode) and follow its commits. Such a reader needs no call to
-//! see them: every read transaction it begins reads the file's header and
-//! starts from the latest commit the writer has made durable. redb refuses
-//! `Durability::None` in this mode (a commit held in one process's memory
-//! would be invisible to the others), so every [`apply`](Backend::apply) is
-//! then a durable commit, and [`flush`](Backend::flush) has nothing left to
-//! do. redb also makes every commit in this mode a 2-phase commit (the pages,
-//! `fdatasync`, then the header, `fdatasync`), so that a reader never follows
-//! a header to pages not yet on disk: two `fdatasync` per commit where
-//! [`Sharing::Exclusive`] takes one (counted in docs/performance.md). The store's own lock file still keeps a second writer
-//! out.
-//!
-//! If the writer dies, a reader that is open keeps reading the last commit
-//! the writer made durable, and follows the next writer once one opens the
-//! file. A new read-only open of a file whose writer died fails until a
-//! writer has opened (and so repaired) it: redb refuses a read-only open of a
-//! file that needs a repair (`RepairAborted`).
-//!
-//! With [`Sharing::Exclusive`] the file is opened in redb's default
-//! `ExclusiveWriter` mode, which locks it against every other process, and
-//! batches are committed with `Durability::None` as described above.
-//!
 //! # Errors and panics
 //!
 //! Every redb error becomes [`Error::Storage`](crate::Error::Storage) naming
@@ -110,12 +72,11 @@ use std::ops::Bound;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use redb::{
-    ConcurrencyMode, Database, DatabaseError, Durability, MultimapTableHandle, ReadOnlyDatabase,
-    ReadOnlyTable, ReadableDatabase, TableDefinition, TableHandle,
+    Database, Durability, MultimapTableHandle, ReadOnlyTable, ReadableDatabase, TableDefinition,
+    TableHandle,
 };
 
 #[cfg(test)]
@@ -134,35 +95,9 @@ pub(crate) const MARKER_FILES: &[&str] = &[FILE];
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("sessionstore");
 
-/// Without live readers, a commit is made durable, even between flushes,
-/// once this many commits or written keys have gone by since the last
-/// durable one: redb reuses the pages that non-durable commits free only
-/// after a durable commit, so this bounds how far the file grows between
-/// flushes (docs/reliability.md, "Footprint").
-///
-/// The first number counts commits, the second the keys they put or deleted
-/// (group commits under many writers carry many keys each).
-const DURABLE_EVERY: (u64, u64) = (128, 1024);
-
-/// How the writer shares its file with other processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sharing {
-    /// `ConcurrencyMode::SingleWriter`: read-only handles in other processes follow the commits.
-    LiveReaders,
-    /// `ConcurrencyMode::ExclusiveWriter`: no other process may open the file.
-    Exclusive,
-}
-
-/// The open database: a writer, or a read-only handle beside one.
-enum Db {
-    Writer(Database),
-    Reader(ReadOnlyDatabase),
-}
-
 /// The writer's table as a read transaction sees it, shared by reads until
-/// the next commit: in `SingleWriter` mode every new read transaction takes
-/// and releases byte-range locks on the file's header (four `fcntl` calls),
-/// and beginning one and opening the table cost more than a point read.
+/// the next commit: beginning a read transaction and opening the table cost
+/// more than a point read.
 /// The generation counts commits, so that a read transaction begun before a
 /// commit is never kept after it.
 #[derive(Default)]
@@ -210,28 +145,19 @@ impl ReadCache {
 pub(crate) struct RedbBackend {
     /// Declared before `db`, so that its read transaction ends before the database closes.
     reads: ReadCache,
-    db: Db,
-    /// Whether every commit must be durable (the file is shared with readers).
-    shared: bool,
-    /// Non-durable commits since the last durable one (see [`DURABLE_EVERY`]).
-    non_durable: AtomicU64,
-    /// Keys those commits put or deleted.
-    non_durable_keys: AtomicU64,
+    db: Database,
     file: PathBuf,
 }
 
 impl RedbBackend {
     /// Opens or creates the redb database `data.redb` in directory `dir`, with
-    /// a page cache of `cache_capacity` bytes, shared with other processes as
-    /// `sharing` says.
-    pub fn open(dir: &Path, cache_capacity: u64, sharing: Sharing) -> Result<Self> {
+    /// a page cache of `cache_capacity` bytes, locked against other processes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self> {
         let file = dir.join(FILE);
         let context = || format!("opening the redb database {}", file.display());
         if file.exists() {
-            let db = guard(context, || {
-                Ok(builder(cache_capacity, sharing).create(&file)?)
-            })?;
-            return Self::writer_on(db, sharing, file);
+            let db = guard(context, || Ok(builder(cache_capacity).create(&file)?))?;
+            return Self::writer_on(db, file);
         }
         // A new database is made under another name and renamed into place
         // once its header and table are committed: a crash while redb writes
@@ -247,10 +173,8 @@ impl RedbBackend {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&new)(e)),
             _ => {}
         }
-        let db = guard(context, || {
-            Ok(builder(cache_capacity, sharing).create(&new)?)
-        })?;
-        let mut backend = Self::writer_on(db, sharing, new.clone())?;
+        let db = guard(context, || Ok(builder(cache_capacity).create(&new)?))?;
+        let mut backend = Self::writer_on(db, new.clone())?;
         fs::rename(&new, &file).map_err(io(&file))?;
         backend.file = file;
         // The new file's directory entry must be durable too, or a crash
@@ -269,13 +193,12 @@ impl RedbBackend {
         storage: impl redb::StorageBackend,
         name: &Path,
         cache_capacity: u64,
-        sharing: Sharing,
     ) -> Result<Self> {
         let context = || format!("opening the redb database {}", name.display());
         let db = guard(context, || {
-            Ok(builder(cache_capacity, sharing).create_with_backend(storage)?)
+            Ok(builder(cache_capacity).create_with_backend(storage)?)
         })?;
-        Self::writer_on(db, sharing, name.to_path_buf())
+        Self::writer_on(db, name.to_path_buf())
     }
 
     /// Runs redb's integrity check on the existing database `data.redb` in
@@ -309,101 +232,14 @@ impl RedbBackend {
     }
 
     /// The writer on an opened database, with the store's table created.
-    fn writer_on(db: Database, sharing: Sharing, file: PathBuf) -> Result<Self> {
+    fn writer_on(db: Database, file: PathBuf) -> Result<Self> {
         let backend = RedbBackend {
             reads: ReadCache::default(),
-            db: Db::Writer(db),
-            shared: sharing == Sharing::LiveReaders,
-            non_durable: AtomicU64::new(0),
-            non_durable_keys: AtomicU64::new(0),
+            db,
             file,
         };
         backend.create_table()?;
         Ok(backend)
-    }
-
-    /// Opens the existing database `data.redb` in directory `dir` read-only,
-    /// beside a writer that opened it with [`Sharing::LiveReaders`], or with
-    /// no writer at all. Creates and writes nothing. The integrity check does
-    /// not apply: it would write.
-    pub fn open_read_only(dir: &Path, cache_capacity: u64) -> Result<Self> {
-        let file = dir.join(FILE);
-        let cache = usize::try_from(cache_capacity).unwrap_or(usize::MAX);
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| {
-            Database::builder()
-                .set_cache_size(cache)
-                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-                .open_read_only(&file)
-        }));
-        let context = format!("opening the redb database {} read-only", file.display());
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(Error::storage(
-                    context,
-                    "the writer opened it without live readers (Config::live_readers(false), \
-                     or Durability::Periodic, where it is off by default); stop the \
-                     application, or reopen it with live readers on",
-                ));
-            }
-            Ok(Err(DatabaseError::RepairAborted)) => {
-                return Err(Error::storage(
-                    context,
-                    "the file was not closed cleanly (its writer crashed) and needs a repair, \
-                     which a read-only open cannot make; open the store once for writing \
-                     (start the application) to recover it",
-                ));
-            }
-            Ok(Err(e)) => return Err(Error::storage(context, e)),
-            Err(payload) => {
-                return Err(Error::storage(
-                    context,
-                    format!("redb panicked: {}", panic_message(&*payload)),
-                ));
-            }
-        };
-        Ok(RedbBackend {
-            reads: ReadCache::default(),
-            db: Db::Reader(db),
-            shared: true,
-            non_durable: AtomicU64::new(0),
-            non_durable_keys: AtomicU64::new(0),
-            file,
-        })
-    }
-
-    /// Counts a commit about to be made; true if it must be durable, being
-    /// past either bound of [`DURABLE_EVERY`] since the last durable one.
-    fn count_non_durable(&self, keys: usize) -> bool {
-        // Commits are made one at a time, under the store's engine lock.
-        let keys = u64::try_from(keys).unwrap_or(u64::MAX);
-        let n = self.non_durable.fetch_add(1, Ordering::Relaxed) + 1;
-        let k = self
-            .non_durable_keys
-            .fetch_add(keys, Ordering::Relaxed)
-            .saturating_add(keys);
-        if n >= DURABLE_EVERY.0 || k >= DURABLE_EVERY.1 {
-            self.reset_non_durable();
-            return true;
-        }
-        false
-    }
-
-    /// After a durable commit: nothing is pending.
-    fn reset_non_durable(&self) {
-        self.non_durable.store(0, Ordering::Relaxed);
-        self.non_durable_keys.store(0, Ordering::Relaxed);
-    }
-
-    /// The writer, or an error naming `what` on a read-only handle.
-    fn writer(&self, what: &str) -> Result<&Database, redb::Error> {
-        match &self.db {
-            Db::Writer(db) => Ok(db),
-            Db::Reader(_) => Err(redb::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("{what} on a read-only handle"),
-            ))),
-        }
     }
 
     /// Creates the table in a new database; refuses a database that holds
@@ -414,7 +250,7 @@ impl RedbBackend {
         let foreign = guard(
             || "listing the tables of the redb database",
             || {
-                let db = self.writer("creating the table")?;
+                let db = &self.db;
                 {
                     let read = db.begin_read()?;
                     let mut tables = read.list_tables()?;
@@ -464,15 +300,11 @@ impl RedbBackend {
         guard(
             || context,
             || {
-                let table = match &self.db {
-                    // This process is the only writer: a transaction begun
-                    // since its last commit sees everything.
-                    Db::Writer(db) => self
-                        .reads
-                        .table(|| Ok(db.begin_read()?.open_table(TABLE)?))?,
-                    // Another process writes, unseen: each read begins anew.
-                    Db::Reader(db) => Arc::new(db.begin_read()?.open_table(TABLE)?),
-                };
+                // This process is the only writer: a transaction begun
+                // since its last commit sees everything.
+                let table = self
+                    .reads
+                    .table(|| Ok(self.db.begin_read()?.open_table(TABLE)?))?;
                 f(&table)
             },
         )
@@ -480,58 +312,35 @@ impl RedbBackend {
 }
 
 impl RedbBackend {
-    /// Commits `batch` as one write transaction: with `Durability::Immediate`
-    /// if `durable`, if the file is shared with readers, or if it is the
-    /// [`DURABLE_EVERY`]-th commit since the last durable one (see the module
-    /// docs), else with `Durability::None`.
-    fn commit(&self, batch: &Batch, durable: bool) -> Result<()> {
+    /// Commits `batch` as one write transaction with `Durability::None`.
+    fn commit(&self, batch: &Batch) -> Result<()> {
         // Ended before, so that no read transaction of this handle keeps the
         // pages this commit replaces from being freed by it; and after, so
         // that none begun during it is kept.
         self.reads.invalidate();
-        let committed = self.commit_inner(batch, durable);
+        let committed = self.commit_inner(batch);
         self.reads.invalidate();
         committed
     }
 
-    fn commit_inner(&self, batch: &Batch, durable: bool) -> Result<()> {
+    fn commit_inner(&self, batch: &Batch) -> Result<()> {
         guard(
             || "applying a batch",
             || {
-                let mut txn = self.writer("applying a batch")?.begin_write()?;
-                // Keys written: every put and delete, and every key a prefix
-                // deletion removed (a destroyed session's, counted as before
-                // prefix deletions, so the bound below means the same).
-                let mut keys = 0usize;
+                let mut txn = self.db.begin_write()?;
                 {
                     let mut table = txn.open_table(TABLE)?;
                     for op in batch.ops() {
-                        keys = keys.saturating_add(match op {
-                            Op::Put(k, v) => {
-                                drop(table.insert(k.as_slice(), v.as_slice())?);
-                                1
-                            }
-                            Op::Delete(k) => {
-                                drop(table.remove(k.as_slice())?);
-                                1
-                            }
+                        match op {
+                            Op::Put(k, v) => drop(table.insert(k.as_slice(), v.as_slice())?),
+                            Op::Delete(k) => drop(table.remove(k.as_slice())?),
                             Op::DeletePrefix(p) => delete_prefix(&mut table, p)?,
-                        });
+                        }
                     }
                 }
-                // Chosen once the keys are counted; redb takes it any time
-                // before the commit.
-                let durable = durable || self.shared || self.count_non_durable(keys);
-                txn.set_durability(if durable {
-                    Durability::Immediate
-                } else {
-                    Durability::None
-                })?;
+                txn.set_durability(Durability::None)?;
                 // Dropping the transaction on an error above aborts it: all or nothing.
                 txn.commit()?;
-                if durable {
-                    self.reset_non_durable();
-                }
                 Ok(())
             },
         )
@@ -540,36 +349,28 @@ impl RedbBackend {
 
 /// Removes every key of `table` that starts with `prefix`, inside the
 /// write transaction: one walk of the range from `prefix` to the first key
-/// after it, removing as it goes. Returns how many it removed.
+/// after it, removing as it goes.
 fn delete_prefix(
     table: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     prefix: &[u8],
-) -> Result<usize, redb::Error> {
+) -> Result<(), redb::Error> {
     let end = prefix_end(prefix);
     let upper = match &end {
         Some(end) => Bound::Excluded(end.as_slice()),
         None => Bound::Unbounded,
     };
-    let mut removed = 0usize;
-    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| {
-        removed += 1;
-        false
-    })?;
-    Ok(removed)
+    table.retain_in::<&[u8], _>((Bound::Included(prefix), upper), |_, _| false)?;
+    Ok(())
 }
 
 /// The writer's settings: a page cache of `cache_capacity` bytes and the
-/// concurrency mode of `sharing`. No integrity check on open: redb repairs
-/// (and so checks) a file that was not closed cleanly by itself, and
-/// [`RedbBackend::check`] runs the check on demand (see the module docs).
-fn builder(cache_capacity: u64, sharing: Sharing) -> redb::Builder {
+/// default `ExclusiveWriter` mode, which locks the file against every other
+/// process. No integrity check on open: redb repairs (and so checks) a file
+/// that was not closed cleanly by itself, and [`RedbBackend::check`] runs the
+/// check on demand (see the module docs).
+fn builder(cache_capacity: u64) -> redb::Builder {
     let mut builder = Database::builder();
-    builder
-        .set_cache_size(usize::try_from(cache_capacity).unwrap_or(usize::MAX))
-        .set_concurrency_mode(match sharing {
-            Sharing::LiveReaders => ConcurrencyMode::SingleWriter,
-            Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
-        });
+    builder.set_cache_size(usize::try_from(cache_capacity).unwrap_or(usize::MAX));
     builder
 }
 
@@ -662,28 +463,19 @@ impl Backend for RedbBackend {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        self.commit(batch, false)
-    }
-
-    fn apply_durable(&self, batch: &Batch) -> Result<()> {
-        self.commit(batch, true)
+        self.commit(batch)
     }
 
     fn flush(&self) -> Result<()> {
-        if self.shared {
-            // Every commit was durable already.
-            return Ok(());
-        }
         // The empty commit changes no data, but a read transaction kept
         // across it would keep the pages it frees in use.
         self.reads.invalidate();
         guard(
             || "flushing",
             || {
-                let mut txn = self.writer("flushing")?.begin_write()?;
+                let mut txn = self.db.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 txn.commit()?;
-                self.reset_non_durable();
                 Ok(())
             },
         )
@@ -723,13 +515,13 @@ mod tests {
     fn crash_copy(b: &RedbBackend, to: &Path) -> Result<RedbBackend> {
         fs::create_dir_all(to).map_err(|e| Error::storage("test", e))?;
         fs::copy(&b.file, to.join(FILE)).map_err(|e| Error::storage("test", e))?;
-        RedbBackend::open(to, 1 << 20, Sharing::Exclusive)
+        RedbBackend::open(to, 1 << 20)
     }
 
     #[test]
     fn scans_follow_byte_order_and_bounds() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders)?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
         b.apply(&batch(&[
             ("ab/", Some("1")),
             ("ab/x", Some("2")),
@@ -756,7 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let live = dir.path().join("live");
         fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(&live, 1 << 20)?;
         b.apply(&batch(&[("k1", Some("v1"))]))?;
         b.apply(&batch(&[("k2", Some("v2"))]))?;
         // Not yet durable: a crash now goes back to the last durable commit.
@@ -772,108 +564,19 @@ mod tests {
         Ok(())
     }
 
-    /// The bound on non-durable commits counts the keys a prefix deletion
-    /// removes, as it counted them when a deletion named each key.
-    #[test]
-    fn a_prefix_deletion_counts_every_key_it_removes_toward_the_bound() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let live = dir.path().join("live");
-        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
-        let mut fill = Batch::default();
-        for i in 0..DURABLE_EVERY.1 {
-            fill.put(format!("s/{i:05}").into_bytes(), b"v".to_vec());
-        }
-        b.apply_durable(&fill)?;
-        let mut gone = Batch::default();
-        gone.delete_prefix(b"s/".to_vec());
-        b.apply(&gone)?;
-        // That one commit removed DURABLE_EVERY.1 keys: it was made durable.
-        let copy = crash_copy(&b, &dir.path().join("copy"))?;
-        assert_eq!(copy.scan_prefix(b"s/")?.len(), 0);
-        Ok(())
-    }
-
-    #[test]
-    fn a_durable_apply_is_durable_and_carries_earlier_batches() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let live = dir.path().join("live");
-        fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
-        b.apply(&batch(&[("k0", Some("v0")), ("k1", Some("v1"))]))?;
-        b.apply_durable(&batch(&[
-            ("k2", Some("v2")),
-            ("k1", None),
-            ("k3", Some("v3")),
-        ]))?;
-        // No flush: the durable apply alone made its batch and the one before it durable.
-        let after = crash_copy(&b, &dir.path().join("after"))?;
-        assert_eq!(after.get(b"k0")?.as_deref(), Some(&b"v0"[..]));
-        assert_eq!(after.get(b"k1")?, None);
-        assert_eq!(after.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
-        assert_eq!(after.get(b"k3")?.as_deref(), Some(&b"v3"[..]));
-        drop(after);
-        // A plain apply after it is not durable yet.
-        b.apply(&batch(&[("k4", Some("v4"))]))?;
-        let later = crash_copy(&b, &dir.path().join("later"))?;
-        assert_eq!(later.get(b"k4")?, None);
-        assert_eq!(later.get(b"k2")?.as_deref(), Some(&b"v2"[..]));
-        Ok(())
-    }
-
-    #[test]
-    fn without_flushes_the_file_grows_by_a_bounded_amount() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
-        let (keys, value) = (2000, "v".repeat(2000));
-        for chunk in 0..keys / 100 {
-            let mut batch = Batch::default();
-            for i in chunk * 100..(chunk + 1) * 100 {
-                batch.put(
-                    format!("key{i:05}").into_bytes(),
-                    value.clone().into_bytes(),
-                );
-            }
-            b.apply(&batch)?;
-        }
-        b.flush()?;
-        let allocated = || -> Result<u64> {
-            use std::os::unix::fs::MetadataExt;
-            Ok(fs::metadata(&b.file)
-                .map_err(|e| Error::storage("test", e))?
-                .blocks()
-                * 512)
-        };
-        let before = allocated()?;
-        // Rewrite every key, one commit each, never flushing: every page of
-        // the durable tree is replaced once. redb reuses none of them before a
-        // durable commit: without DURABLE_EVERY the file grew by 87 % here
-        // (4.2 to 7.9 MB allocated), with it by 27 %.
-        for i in 0..keys {
-            b.apply(&batch(&[(&format!("key{i:05}"), Some("w"))]))?;
-        }
-        let after = allocated()?;
-        assert!(
-            after - before < before / 2,
-            "the file grew from {before} to {after} bytes without a flush"
-        );
-        Ok(())
-    }
-
     #[test]
     fn a_read_after_a_commit_sees_it_though_reads_share_a_transaction() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
-        for sharing in [Sharing::LiveReaders, Sharing::Exclusive] {
-            let sub = dir.path().join(format!("{sharing:?}"));
-            fs::create_dir(&sub).map_err(|e| Error::storage("test", e))?;
-            let b = RedbBackend::open(&sub, 1 << 20, sharing)?;
+        {
+            let b = RedbBackend::open(dir.path(), 1 << 20)?;
             // These reads share one transaction...
             assert_eq!(b.get(b"k")?, None);
             assert!(b.scan_prefix(b"k")?.is_empty());
             // ...which every commit ends, durable or not.
             b.apply(&batch(&[("k", Some("1"))]))?;
             assert_eq!(b.get(b"k")?.as_deref(), Some(&b"1"[..]));
-            b.apply_durable(&batch(&[("k", Some("2"))]))?;
+            b.apply(&batch(&[("k", Some("2"))]))?;
+            b.flush()?;
             assert_eq!(b.get(b"k")?.as_deref(), Some(&b"2"[..]));
             b.apply(&batch(&[("k", None)]))?;
             assert_eq!(b.get(b"k")?, None);
@@ -898,12 +601,13 @@ mod tests {
         // bytes that are no redb database, under the creation name.
         fs::write(dir.path().join(NEW_FILE), b"half a header")
             .map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
-        b.apply_durable(&batch(&[("k", Some("v"))]))?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
+        b.apply(&batch(&[("k", Some("v"))]))?;
+        b.flush()?;
         assert!(dir.path().join(FILE).exists());
         assert!(!dir.path().join(NEW_FILE).exists(), "replaced and renamed");
         drop(b);
-        let again = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        let again = RedbBackend::open(dir.path(), 1 << 20)?;
         assert_eq!(again.get(b"k")?.as_deref(), Some(&b"v"[..]));
         Ok(())
     }
@@ -913,7 +617,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         fs::write(dir.path().join(FILE), vec![0xA5; 64 << 10])
             .map_err(|e| Error::storage("test", e))?;
-        let err = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders).err();
+        let err = RedbBackend::open(dir.path(), 1 << 20).err();
         assert!(matches!(err, Some(Error::Storage { .. })), "{err:?}");
         Ok(())
     }
@@ -969,7 +673,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let file = dir.path().join(FILE);
         {
-            let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+            let b = RedbBackend::open(dir.path(), 1 << 20)?;
             write_pages(&b)?;
         }
         // Clean: the check passes, and leaves the file clean.
@@ -979,7 +683,7 @@ mod tests {
         // The failed check changed nothing: it fails again, and the plain
         // open, which trusts a cleanly closed file, still opens it.
         assert_corrupt("a second check", RedbBackend::check(dir.path(), 1 << 20));
-        let b = RedbBackend::open(dir.path(), 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(dir.path(), 1 << 20)?;
         assert_eq!(b.get(b"key00199")?.map(|v| v.len()), Some(500));
         Ok(())
     }
@@ -1001,11 +705,12 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::storage("test", e))?;
         let live = dir.path().join("live");
         fs::create_dir(&live).map_err(|e| Error::storage("test", e))?;
-        let b = RedbBackend::open(&live, 1 << 20, Sharing::Exclusive)?;
+        let b = RedbBackend::open(&live, 1 << 20)?;
         write_pages(&b)?;
         // One more small durable commit: it shares every page but one path
         // with the commit before it, the one a repair would fall back to.
-        b.apply_durable(&batch(&[("zzz", Some("1"))]))?;
+        b.apply(&batch(&[("zzz", Some("1"))]))?;
+        b.flush()?;
         // A copy of the open file: what a crash now leaves.
         let crashed = dir.path().join("crashed");
         fs::create_dir(&crashed).map_err(|e| Error::storage("test", e))?;
@@ -1014,13 +719,13 @@ mod tests {
         let sound = dir.path().join("sound");
         fs::create_dir(&sound).map_err(|e| Error::storage("test", e))?;
         fs::copy(crashed.join(FILE), sound.join(FILE)).map_err(|e| Error::storage("test", e))?;
-        let repaired = RedbBackend::open(&sound, 1 << 20, Sharing::Exclusive)?;
+        let repaired = RedbBackend::open(&sound, 1 << 20)?;
         assert_eq!(repaired.get(b"zzz")?.as_deref(), Some(&b"1"[..]));
         drop(repaired);
         damage_marked(&crashed.join(FILE))?;
         assert_corrupt(
             "the open after a crash",
-            RedbBackend::open(&crashed, 1 << 20, Sharing::Exclusive),
+            RedbBackend::open(&crashed, 1 << 20),
         );
         Ok(())
     }
@@ -1039,7 +744,7 @@ mod tests {
             );
             txn.commit().map_err(|e| Error::storage("test", e))?;
         }
-        let err = RedbBackend::open(dir.path(), 1 << 20, Sharing::LiveReaders).err();
+        let err = RedbBackend::open(dir.path(), 1 << 20).err();
         assert!(
             matches!(&err, Some(Error::NotAStore { reason, .. }) if reason.contains("accounts")),
             "{err:?}"

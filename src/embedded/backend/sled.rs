@@ -23,6 +23,7 @@ pub(crate) const MARKER_FILES: &[&str] = &["conf", "db"];
 /// A sled database with its background flusher off: the committer flushes.
 pub(crate) struct SledBackend {
     db: sled::Db,
+    dir: std::path::PathBuf,
 }
 
 impl SledBackend {
@@ -45,7 +46,12 @@ impl SledBackend {
                     .open()
             });
             match opened {
-                Ok(Ok(db)) => return Ok(SledBackend { db }),
+                Ok(Ok(db)) => {
+                    return Ok(SledBackend {
+                        db,
+                        dir: dir.to_path_buf(),
+                    });
+                }
                 Ok(Err(e)) if is_busy_lock(&e) && attempt < ATTEMPTS => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -88,6 +94,30 @@ impl SledBackend {
             }
             Ok(())
         })
+    }
+
+    /// `fsync` of sled's files (`db`, `conf`, every blob) and of the
+    /// directories that name them.
+    fn sync_files(&self) -> Result<()> {
+        let sync = |path: &Path| {
+            std::fs::File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
+        for name in MARKER_FILES {
+            sync(&self.dir.join(name))?;
+        }
+        let blobs = self.dir.join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            for entry in entries.flatten() {
+                sync(&entry.path())?;
+            }
+            sync(&blobs)?;
+        }
+        sync(&self.dir)
     }
 }
 
@@ -215,9 +245,14 @@ impl Backend for SledBackend {
         })
     }
 
+    /// sled's flush, then `fsync` of its files: sled's own flush ends in
+    /// `sync_file_range`, which flushes neither the file system's metadata
+    /// nor the drive's cache, and a checkpoint drops journal records on
+    /// the strength of this flush.
     fn flush(&self) -> Result<()> {
         const CONTEXT: &str = "flushing";
-        guard(CONTEXT, || self.db.flush().map(drop).map_err(err(CONTEXT)))
+        guard(CONTEXT, || self.db.flush().map(drop).map_err(err(CONTEXT)))?;
+        self.sync_files()
     }
 
     fn size_on_disk(&self) -> Result<u64> {

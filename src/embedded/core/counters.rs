@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 
 use super::Core;
-use crate::embedded::commit::Committer;
 use crate::error::Result;
 
 impl Core {
@@ -29,22 +28,22 @@ impl Core {
 
     /// Batches applied since open.
     pub fn writes(&self) -> u64 {
-        self.committer.as_ref().map_or(0, Committer::writes)
+        self.committer.writes()
     }
 
     /// Flushes made since open.
     pub fn flushes(&self) -> u64 {
-        self.committer.as_ref().map_or(0, Committer::flushes)
+        self.committer.flushes()
     }
 
     /// Bytes the engine's files take on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.backend.size_on_disk()
+        Ok(self.backend.size_on_disk()? + self.committer.journal_size()?)
     }
 
     /// Requests queued for the commit thread and not answered yet.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        self.committer.as_ref().map_or(0, Committer::queued)
+        self.committer.queued()
     }
 }

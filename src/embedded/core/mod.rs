@@ -19,6 +19,7 @@ use crate::clock::{self, Clock};
 use crate::embedded::backend::Backend;
 use crate::embedded::commit::Committer;
 use crate::embedded::config::Config;
+use crate::embedded::journal::Segments;
 use crate::embedded::metacache::MetaCache;
 use crate::embedded::open;
 use crate::embedded::write::WriteSet;
@@ -35,14 +36,16 @@ use crate::meta::Policy;
 pub(crate) struct Parts {
     pub backend: Option<Arc<dyn Backend>>,
     pub ids: Option<Arc<dyn IdSource>>,
+    /// The journal's segments (a simulated disk); default: files in the store's directory.
+    pub journal: Option<Arc<dyn Segments>>,
 }
 
 /// Shared by every `Store` handle and by the reaper thread.
 /// `Drop` stops the commit thread first; then field order is drop order: the
 /// engine closes before the lock file and the temporary directory go.
 pub(crate) struct Core {
-    /// The commit thread and write path; `None` for a read-only store, which writes nothing.
-    committer: Option<Committer>,
+    /// The commit thread and write path.
+    committer: Committer,
     engine: Engine,
     backend: Arc<dyn Backend>,
     locks: Locks,
@@ -75,22 +78,15 @@ impl Drop for Core {
     /// lock file stays held and a temporary directory is kept: no other store
     /// may open those files while a write can still land in them.
     fn drop(&mut self) {
-        // A read-only store writes nothing, at close either.
-        let Some(committer) = &self.committer else {
-            return;
-        };
         // Keep a floor that reads moved, so that a clock that is behind after
         // the reopen cannot bring back what this store already saw expire.
-        if !committer.is_stalled()
-            && self
-                .committer
-                .as_ref()
-                .is_some_and(|c| self.floor.load(Ordering::Acquire) > c.stamped_floor())
+        if !self.committer.is_stalled()
+            && self.floor.load(Ordering::Acquire) > self.committer.stamped_floor()
             && let Err(e) = self.write(WriteSet::default())
         {
             log::warn!("sessionstore: could not write the time floor at close: {e}");
         }
-        let stopped = self.committer.as_mut().is_none_or(Committer::shut_down);
+        let stopped = self.committer.shut_down();
         if !stopped {
             if let Some(lock) = self.lock.take() {
                 std::mem::forget(lock);
@@ -108,21 +104,19 @@ impl Drop for Core {
 
 impl Core {
     /// Validates `config`, opens its directory and engine (see `open`), and
-    /// starts the commit thread, unless the store is read-only.
+    /// starts the commit thread.
     pub fn open(config: &Config, parts: Parts) -> Result<Core> {
         config.validate()?;
-        let opened = open::open(config, parts.backend)?;
+        let opened = open::open(config, parts.backend, parts.journal)?;
         let floor = Arc::new(AtomicU64::new(opened.floor));
-        let committer = if config.read_only {
-            None
-        } else {
-            Some(Committer::start(
-                opened.backend.clone(),
-                floor.clone(),
-                config.durability,
-                config.write_timeout,
-            )?)
-        };
+        let committer = Committer::start(
+            opened.backend.clone(),
+            opened.journal,
+            opened.reserve,
+            floor.clone(),
+            config.durability,
+            config.write_timeout,
+        )?;
         let micros = clock::duration_micros;
         Ok(Core {
             committer,

@@ -13,10 +13,9 @@ impl Core {
     /// safe to fill the cache from the engine.
     ///
     /// Once a write has timed out the cache is bypassed: the timed-out batch
-    /// may still land, and only the engine knows when. A read-only store
-    /// never uses it: another process writes.
+    /// may still land, and only the engine knows when.
     pub fn read_meta(&self, sid: &str) -> Result<Option<Meta>> {
-        let use_cache = !self.is_read_only() && !self.is_stalled();
+        let use_cache = !self.is_stalled();
         if use_cache && let Some(meta) = self.metas.get(sid) {
             return Ok(Some(meta));
         }

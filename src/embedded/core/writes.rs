@@ -29,7 +29,7 @@ impl Core {
         set: WriteSet,
         submit: impl FnOnce(&Committer, Batch) -> Result<()>,
     ) -> Result<()> {
-        let committer = self.committer("a write")?;
+        let committer = self.committer();
         let (batch, metas) = set.into_parts();
         let result = submit(committer, batch);
         for (sid, meta) in metas {
@@ -43,7 +43,7 @@ impl Core {
 
     /// Makes every acknowledged write durable now.
     pub fn flush(&self) -> Result<()> {
-        self.committer("flush")?.flush()
+        self.committer().flush()
     }
 
     /// Adds to `set` the deletion of every key of `sid`, its metadata record
