@@ -52,6 +52,48 @@ engine_test!(the_reaper_thread_is_named_and_stops_fast_on_drop, |db| {
     Ok(())
 });
 
+/// "sessionstore-commit" and "sessionstore-control" as /proc shows them.
+const COMMIT_OR_CONTROL: &str = "sessionstore-co";
+
+engine_test!(
+    the_control_socket_thread_stops_on_drop_with_its_clients,
+    |db| {
+        use std::io::Read as _;
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let count = || {
+            thread_names()
+                .iter()
+                .filter(|n| *n == COMMIT_OR_CONTROL)
+                .count()
+        };
+        let store = db.config().control_socket(true).open()?;
+        // The commit thread and the control socket's; a new thread sets its
+        // own name as it starts: give them a moment to.
+        for _ in 0..5_000 {
+            if count() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(count(), 2, "{:?}", thread_names());
+        // A client being served that went quiet does not hold the drop up.
+        let client = std::os::unix::net::UnixStream::connect(db.path.join("sessionstore.sock"))
+            .expect("the socket answers");
+        let mut greeting = [0u8; 24];
+        (&client).read_exact(&mut greeting).expect("a greeting");
+        assert_eq!(&greeting, b"sessionstore-control v1\n");
+        drop(store);
+        assert_eq!(count(), 0, "joined on drop: {:?}", thread_names());
+        assert!(!db.path.join("sessionstore.sock").exists());
+        let mut rest = Vec::new();
+        let _ = (&client).read_to_end(&mut rest);
+        // Cut by the drop: had the server waited for the client's 10 s read
+        // limit instead, it would have sent `error timeout …` first.
+        assert!(rest.is_empty(), "the connection was not cut: {rest:?}");
+        Ok(())
+    }
+);
+
 /// Names of this process's threads, from /proc.
 fn thread_names() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")

@@ -231,3 +231,71 @@ fn session(s: &ExportedSession, out: &mut dyn Sink) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Collects lines.
+    struct Lines(Vec<Line>);
+
+    impl Sink for Lines {
+        fn line(&mut self, line: &Line) -> io::Result<()> {
+            self.0.push(line.clone());
+            Ok(())
+        }
+    }
+
+    fn answered(store: &Store, request: &Request, deadline: Instant) -> Vec<Line> {
+        let mut out = Lines(Vec::new());
+        answer(store, request, deadline, &mut out).unwrap();
+        out.0
+    }
+
+    #[test]
+    fn a_streamed_answer_stops_at_its_deadline_with_a_timeout_line() {
+        let store = crate::Store::temporary().unwrap();
+        for i in 0..3 {
+            store.create_new_session(&format!("s{i}")).unwrap();
+        }
+        let later = Instant::now() + Duration::from_secs(3600);
+        let all = answered(&store, &Request::Export(Which::Live), later);
+        assert_eq!(
+            all.iter().filter(|l| matches!(l, Line::Session(_))).count(),
+            3
+        );
+        assert_eq!(all.last(), Some(&Line::Ok));
+        let past = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+        for request in [Request::Export(Which::Live), Request::List(Which::Live)] {
+            let cut = answered(&store, &request, past);
+            assert!(
+                matches!(cut.as_slice(), [Line::Error { code, .. }] if code == "timeout"),
+                "{cut:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_error_ends_the_answer_with_its_message() {
+        let store = crate::Store::temporary().unwrap();
+        let later = Instant::now() + Duration::from_secs(3600);
+        let got = answered(&store, &Request::Show("not an id".into()), later);
+        let [Line::Error { code, message }] = got.as_slice() else {
+            panic!("{got:?}");
+        };
+        assert_eq!(code, "store");
+        assert!(message.contains("invalid session id"), "{message}");
+        let got = answered(&store, &Request::Destroy("gone".into()), later);
+        assert_eq!(
+            got,
+            [
+                Line::Stat {
+                    name: "destroyed".into(),
+                    value: "none".into()
+                },
+                Line::Ok
+            ]
+        );
+    }
+}

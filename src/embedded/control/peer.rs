@@ -40,6 +40,7 @@ fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[expect(unsafe_code, reason = "getpeereid has no safe wrapper in rustix")]
 fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
     use std::os::fd::AsRawFd as _;
     let mut uid: libc::uid_t = 0;
@@ -47,7 +48,6 @@ fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
     // SAFETY: `getpeereid` writes one uid and one gid through the two
     // pointers, which point to live locals of those types; the descriptor is
     // borrowed from `stream`, open for the whole call.
-    #[expect(unsafe_code, reason = "getpeereid has no safe wrapper in rustix")]
     let rc = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
     if rc == 0 {
         Ok(uid)

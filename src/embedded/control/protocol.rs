@@ -116,10 +116,10 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<Request, Refusal> {
     };
     let one = |what: &str| -> Result<String, Refusal> {
         match args.as_slice() {
-            [word] => unescape(word).ok_or_else(|| {
+            [word] => unescape(word).filter(|w| !w.is_empty()).ok_or_else(|| {
                 refuse(
                     "bad-request",
-                    format!("the {what} of `{command}` is not well escaped"),
+                    format!("the {what} of `{command}` is empty or not well escaped"),
                 )
             }),
             _ => Err(refuse(
@@ -277,8 +277,12 @@ pub(crate) fn render_line(line: &Line, out: &mut String) {
 pub(crate) fn parse_line(line: &[u8]) -> Result<Line, String> {
     let text = std::str::from_utf8(line).map_err(|_| "a reply line is not UTF-8".to_owned())?;
     let words: Vec<&str> = text.split(' ').collect();
-    let word =
-        |w: &str| unescape(w).ok_or_else(|| format!("a badly escaped word in {:?}", shorten(text)));
+    // A rendered line has no empty word: an empty text is written `-`.
+    let word = |w: &str| {
+        unescape(w)
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| format!("an empty or badly escaped word in {:?}", shorten(text)))
+    };
     let number = |w: &str| {
         w.parse::<u64>()
             .map_err(|_| format!("{:?} is not a number, in {:?}", shorten(w), shorten(text)))
@@ -396,7 +400,9 @@ fn parse_optional(w: &str) -> Option<Option<String>> {
     if w == "-" {
         return Some(None);
     }
-    unescape(w.strip_prefix('=')?).map(Some)
+    unescape(w.strip_prefix('=')?)
+        .filter(|w| !w.is_empty())
+        .map(Some)
 }
 
 /// At most 60 characters of `s`, for a message.
@@ -446,6 +452,7 @@ mod tests {
         assert_eq!(code(b"v1 stats now"), "bad-request");
         assert_eq!(code(b"v1 show"), "bad-request");
         assert_eq!(code(b"v1 show a b"), "bad-request");
+        assert_eq!(code(b"v1 show "), "bad-request", "an empty id");
         assert_eq!(code(b"v1 show %zz"), "bad-request");
         assert_eq!(
             code(b"v1 show %ff"),
@@ -526,6 +533,10 @@ mod tests {
         assert!(parse_line(b"session a 1 2").is_err());
         assert!(parse_line(b"value k !!!").is_err());
         assert!(parse_line(b"nonsense").is_err());
+        // Found by the fuzzer: `id ` (an empty word) read back as `id -`.
+        assert!(parse_line(b"id ").is_err());
+        assert!(parse_line(b"scope =").is_err());
+        assert!(parse_line(b"stat  x").is_err());
     }
 
     #[test]
