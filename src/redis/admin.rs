@@ -127,7 +127,7 @@ impl RedisStore {
             let ttl = Self::ttl(&meta, now);
             let status: i64 = self.write("import_session", sid, "importing a session", |c| {
                 scripts::eval(c, &scripts::PUT, &key, |cmd| {
-                    cmd.arg(&expected).arg(&bytes).arg(&ttl).arg(&token);
+                    cmd.arg(&expected).arg(&bytes).arg(&ttl).arg(&token[..]);
                     for scope in &session.scopes {
                         for (k, v) in &scope.values {
                             cmd.arg(keys::redis_field(scope.component.as_deref(), k))

@@ -222,6 +222,7 @@ impl Connections {
                         .and_then(|c| c.get_connection_with_timeout(self.io_timeout))
                         .map_err(|e| self.error(&node, e))?;
                     conn.set_read_timeout(Some(self.io_timeout))
+                        .and_then(|()| conn.set_write_timeout(Some(self.io_timeout)))
                         .map_err(|e| self.error(&node, e))?;
                     scan_one(&mut conn).map_err(|e| self.error(&node, e))?;
                 }

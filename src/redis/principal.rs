@@ -254,7 +254,7 @@ impl RedisStore {
                             .arg(&ttl)
                             .arg(name.unwrap_or(""))
                             .arg(Self::coverage(&new))
-                            .arg(&token);
+                            .arg(&token[..]);
                     })
                 })?;
             match status {
@@ -359,7 +359,7 @@ impl RedisStore {
                 "destroying a principal's session",
                 |c| {
                     scripts::eval(c, &scripts::TAKE_IF_PRINCIPAL, &session, |cmd| {
-                        cmd.arg(name).arg(&token).arg(self.tomb_ms());
+                        cmd.arg(name).arg(&token[..]).arg(self.tomb_ms());
                     })
                 },
             )?;

@@ -81,25 +81,30 @@ pub(crate) const GONE: i64 = 5;
 /// one) the answer means the outcome is unknown.
 pub(crate) const HISTORY_FULL: i64 = 10;
 
-/// The length of one entry of the field `o`: a token (16 hex digits) and
-/// the status its write answered (one digit).
-pub(crate) const TOKEN_ENTRY: usize = 17;
+/// The length of one entry of the field `o`: a token (8 bytes) and the
+/// status its write answered (one digit).
+pub(crate) const TOKEN_ENTRY: usize = 9;
 
-/// An operation token: 16 hex digits, unique to one call of the store.
-pub(crate) fn token(n: u64) -> String {
-    format!("{n:016x}")
+/// The operation token of the `n`-th call: 8 bytes, a bijection of `n`
+/// (splitmix64's finaliser), so tokens are unique while `n` is, and look
+/// random: no token is likely to appear across two entries of `o`.
+pub(crate) fn token(n: u64) -> [u8; 8] {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).to_le_bytes()
 }
 
 /// Exactly once: the Lua functions every write script shares.
 ///
 /// Every write of a session's hash records, in its field `o`, the token of
 /// the call that made it and the status it answered, in front of the last
-/// fifteen such entries (16 in all, 272 bytes). A script sent again with the same
+/// fifteen such entries (16 in all, 144 bytes). A script sent again with the same
 /// token (its reply was lost, and the connection or the cluster client
 /// resent it) finds its entry and answers the first status without writing
 /// again (`seen`). A deletion leaves a tombstone: a hash holding `o` (and
 /// what the deletion answered) but no `m`, with a TTL that outlasts every
-/// resend (`bury`); readers take a tombstone for no session. The first 17
+/// resend (`bury`); readers take a tombstone for no session. The first 9
 /// bytes of `o` also tell one write from another when their metadata bytes
 /// are equal (two app servers writing at the same clock time):
 /// `DELETE_IF` compares them.
@@ -107,11 +112,11 @@ const ONCE: &str = r"
 local function seen(o, t)
   if not o then return nil end
   local at = string.find(o, t, 1, true)
-  if at then return at, tonumber(string.sub(o, at + 16, at + 16)) end
+  if at then return at, tonumber(string.sub(o, at + 8, at + 8)) end
   return nil
 end
 local function entry(o, t, s)
-  return t .. s .. string.sub(o or '', 1, 255)
+  return t .. s .. string.sub(o or '', 1, 135)
 end
 local function bury(k, o, t, ms, ...)
   redis.call('DEL', k)
@@ -171,10 +176,10 @@ end
 local cur, o, v = r[1], r[2], r[3] or ''
 if o then
   local at = string.find(o, t, 1, true)
-  if at then return tonumber(string.sub(o, at + 16, at + 16)) end
+  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
 end
 local full = 0
-if o and #o >= 272 then full = 10 end
+if o and #o >= 144 then full = 10 end
 if cur ~= ARGV[1] then return full end
 local status = 1
 local mode = ARGV[5]
@@ -191,7 +196,7 @@ end
 local last = 8 + 2 * ARGV[8]
 local j = last
 if j > 264 then j = 264 end
-redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 255), unpack(ARGV, 9, j))
+redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 135), unpack(ARGV, 9, j))
 local i = j + 1
 while i <= last do
   j = i + 255
@@ -271,7 +276,7 @@ local r = redis.call('HMGET', k, 'm', 'o')
 local o = r[2]
 local at, s = seen(o, ARGV[3])
 if at then return s end
-if r[1] ~= ARGV[1] or string.sub(o or '', 1, 17) ~= ARGV[2] then return 0 end
+if r[1] ~= ARGV[1] or string.sub(o or '', 1, 9) ~= ARGV[2] then return 0 end
 bury(k, o, ARGV[3], ARGV[4])
 return 1
 "
@@ -454,3 +459,21 @@ return 1
 "
     ))
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_of_distinct_calls_are_distinct() {
+        let mut seen: Vec<[u8; 8]> = (0..10_000u64)
+            .chain(u64::MAX - 10_000..=u64::MAX)
+            .map(token)
+            .collect();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n);
+        assert_eq!(TOKEN_ENTRY, token(0).len() + 1);
+    }
+}

@@ -229,7 +229,7 @@ struct SaveArgs<'a> {
     /// The session's key.
     key: &'a str,
     /// The call's operation token (see `scripts::ONCE`).
-    token: &'a str,
+    token: &'a [u8],
     /// The scope's field: its version, and the prefix of its data fields;
     /// empty for a save that neither checks nor writes the scope.
     scope: &'a [u8],
@@ -339,7 +339,7 @@ impl RedisStore {
     }
 
     /// An operation token for one call's writes (see `scripts::ONCE`).
-    pub(super) fn op_token(&self) -> String {
+    pub(super) fn op_token(&self) -> [u8; 8] {
         scripts::token(self.next_version())
     }
 
@@ -634,7 +634,7 @@ impl RedisStore {
                     .arg("")
                     .arg("")
                     .arg("")
-                    .arg(&token)
+                    .arg(&token[..])
                     .arg(usize::from(covered.is_some()));
                 if let Some(c) = &covered {
                     cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
@@ -729,7 +729,7 @@ impl RedisStore {
             let token = self.op_token();
             let status: i64 = self.write("create", sid, "creating a session", |c| {
                 scripts::eval(c, &scripts::PUT, &key, |cmd| {
-                    cmd.arg(&expected).arg(&bytes).arg(&ttl).arg(&token);
+                    cmd.arg(&expected).arg(&bytes).arg(&ttl).arg(&token[..]);
                 })
             })?;
             match status {
@@ -852,7 +852,7 @@ impl RedisStore {
         let args = SaveArgs {
             op: if check { "save_if_unchanged" } else { "save" },
             sid: &sid,
-            token: &token,
+            token: &token[..],
             key: &key,
             scope,
             mode,
@@ -1028,7 +1028,7 @@ impl SessionStore for RedisStore {
         let (status, old, principal): (i64, Vec<u8>, Vec<u8>) =
             self.write("destroy", sid, "destroying a session", |c| {
                 scripts::eval(c, &scripts::TAKE, &key, |cmd| {
-                    cmd.arg(&token).arg(self.tomb_ms());
+                    cmd.arg(&token[..]).arg(self.tomb_ms());
                 })
             })?;
         if status != scripts::WRITTEN || old.is_empty() {
@@ -1119,7 +1119,7 @@ impl SessionStore for RedisStore {
                 scripts::eval(c, &scripts::DELETE_IF, &old_key, |cmd| {
                     cmd.arg(&read.meta_bytes)
                         .arg(read.last_write())
-                        .arg(&token)
+                        .arg(&token[..])
                         .arg(self.tomb_ms());
                 })
             })?;
@@ -1140,7 +1140,7 @@ impl SessionStore for RedisStore {
                 "regenerating a session id (the old id is gone)",
                 |c| {
                     scripts::eval(c, &scripts::PUT, &new_key, |cmd| {
-                        cmd.arg("").arg(&new_bytes).arg(&ttl).arg(&token);
+                        cmd.arg("").arg(&new_bytes).arg(&ttl).arg(&token[..]);
                         for (f, v) in &read.fields {
                             // Data fields (with a `/`) and the principal; the
                             // store's own fields start afresh.

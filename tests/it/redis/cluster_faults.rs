@@ -1,13 +1,15 @@
 //! A cluster with a master stopped (`SIGSTOP`) or asleep (`DEBUG SLEEP`),
 //! on a cluster of the test's own (issue 27, findings 1, 2 and 4): every
 //! call returns within the documented bound, errors name what timed out and
-//! where, a done destroy reports itself, and a resend never applies twice.
+//! where, a done destroy reports itself, and a resend never applies twice;
+//! and the proxy in front of every node, dropping replies.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sessionstore::{Error, Event, ManualClock, RedisConfig, RedisStore, SessionStore};
 
+use crate::common::proxy::{Fault, Proxy};
 use crate::common::servers::{Server, private_cluster};
 
 const IO: Duration = Duration::from_millis(500);
@@ -199,5 +201,134 @@ fn a_master_asleep_during_an_update_applies_it_once() -> sessionstore::Result<()
         let n: Option<u32> = store.get(&sid, None)?.expect("live").get("n")?;
         assert_eq!(n, Some(round), "applied exactly once");
     }
+    Ok(())
+}
+
+/// Finding 1 on a cluster, through the proxy: each node announces the port
+/// of a proxy in front of it, so the cluster client reaches every node
+/// through one; each node's first script reply is dropped after the node
+/// ran it. The cluster client resends, and the resend answers the first
+/// result, for every kind of write step.
+#[test]
+fn every_write_step_with_a_lost_reply_on_a_cluster_applies_once() -> sessionstore::Result<()> {
+    let nodes = private_cluster();
+    let proxies: Vec<Proxy> = nodes.iter().map(|n| Proxy::start(n.port)).collect();
+    for (node, proxy) in nodes.iter().zip(&proxies) {
+        let bus = (node.port + 10_000).to_string();
+        node.cli(&["CONFIG", "SET", "cluster-announce-bus-port", &bus]);
+        node.cli(&[
+            "CONFIG",
+            "SET",
+            "cluster-announce-port",
+            &proxy.port.to_string(),
+        ]);
+    }
+    // Every node's view of the slots names the proxies.
+    let give_up = Instant::now() + Duration::from_secs(30);
+    for node in &nodes {
+        while !proxies.iter().all(|p| {
+            node.cli(&["CLUSTER", "SLOTS"])
+                .contains(&p.port.to_string())
+        }) {
+            assert!(
+                Instant::now() < give_up,
+                "the proxies' ports were not announced"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let clock = ManualClock::default();
+    let store = RedisConfig::cluster(proxies.iter().map(Proxy::url))
+        .namespace("proxied")
+        .clock(std::sync::Arc::new(clock.clone()))
+        .idle_timeout(Duration::from_secs(600))
+        .io_timeout(Duration::from_secs(2))
+        .open()?;
+    let rx = store.subscribe();
+    // Warm every script on every node (a NOSCRIPT reply is no write).
+    for _ in 0..12 {
+        let s = store.create()?.id().to_owned();
+        store.update(&s, None, |x| x.set("n", &0u32))?;
+        store.set_principal(&s, Some("warm"))?;
+        let n = store.regenerate(&s)?;
+        store.destroy(&n)?;
+    }
+    store.destroy_all_of("warm")?;
+    let fired = || proxies.iter().map(Proxy::fired).sum::<usize>();
+    let arm_all = || {
+        proxies
+            .iter()
+            .for_each(|p| p.arm("EVAL", 1, Fault::DropReply))
+    };
+    let disarm = || {
+        proxies
+            .iter()
+            .for_each(|p| p.arm("never sent", 1, Fault::DropReply))
+    };
+    let _ = rx.try_iter().count();
+
+    // update(+1), five times.
+    let sid = store.create()?.id().to_owned();
+    store.update(&sid, None, |s| s.set("n", &0u32))?;
+    for round in 1..=5u32 {
+        let before = fired();
+        arm_all();
+        store.update(&sid, None, |s| {
+            let n: u32 = s.get("n")?.unwrap_or(0);
+            s.set("n", &(n + 1))
+        })?;
+        disarm();
+        assert_eq!(fired(), before + 1);
+        let n: Option<u32> = store.get(&sid, None)?.expect("live").get("n")?;
+        assert_eq!(n, Some(round));
+    }
+    // create_new_session, destroy, regenerate, set_principal, destroy_all_of.
+    let _ = rx.try_iter().count();
+    arm_all();
+    store.create_new_session("proxied-a")?;
+    disarm();
+    arm_all();
+    assert!(store.destroy("proxied-a")?);
+    disarm();
+    let mut s = store.create()?;
+    s.set("cart", &3u8)?;
+    store.save(&mut s)?;
+    let before = fired();
+    arm_all();
+    let new = store.regenerate(s.id())?;
+    disarm();
+    assert!(fired() > before);
+    assert_eq!(
+        store.get(&new, None)?.expect("moved").get::<u8>("cart")?,
+        Some(3)
+    );
+    arm_all();
+    store.set_principal(&new, Some("pat"))?;
+    disarm();
+    assert_eq!(store.sessions_of("pat")?, vec![new.clone()]);
+    arm_all();
+    assert_eq!(store.destroy_all_of("pat")?, 1);
+    disarm();
+    let events: Vec<Event> = rx.try_iter().collect();
+    let old = s.id().to_owned();
+    assert_eq!(
+        events
+            .into_iter()
+            .filter(|e| !matches!(e, Event::Created { sid } if sid != "proxied-a"))
+            .collect::<Vec<_>>(),
+        vec![
+            Event::Created {
+                sid: "proxied-a".into()
+            },
+            Event::Destroyed {
+                sid: "proxied-a".into()
+            },
+            Event::Regenerated {
+                old,
+                new: new.clone()
+            },
+            Event::Destroyed { sid: new },
+        ]
+    );
     Ok(())
 }

@@ -148,6 +148,11 @@ fn regenerate_with_a_lost_reply_at_either_step_moves_the_session() -> sessionsto
 fn principal_calls_with_a_lost_reply_answer_what_they_did() -> sessionstore::Result<()> {
     let (proxy, store, _) = through_proxy("lost-principal");
     let rx = store.subscribe();
+    // Every script cached first: a NOSCRIPT reply lost is no write.
+    let w = store.create()?.id().to_owned();
+    store.set_principal(&w, Some("warm"))?;
+    store.set_principal(&w, Some("warmer"))?;
+    store.destroy_all_of("warmer")?;
     let a = store.create()?.id().to_owned();
     let b = store.create()?.id().to_owned();
     // set_principal: INDEX (1), then SET_PRINCIPAL (2).
