@@ -179,9 +179,13 @@ fn login(
     base: &str,
     user: &str,
 ) -> Result<String, Box<dyn std::error::Error>> {
-    let first = get(agent, base, None)?
-        .new_sid
-        .ok_or("a new visitor's cookie")?;
+    let reply = get(agent, base, None)?;
+    let first = reply.new_sid.clone().ok_or_else(|| {
+        format!(
+            "a new visitor's cookie: the app answered {} {:?}",
+            reply.status, reply.body
+        )
+    })?;
     let reply = read(
         agent
             .post(format!("{base}/login"))
