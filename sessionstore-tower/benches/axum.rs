@@ -6,8 +6,8 @@
 //!
 //! `cargo bench -p sessionstore-tower --bench axum [-- --quick]`
 //!
-//! Each measurement: 8 browsers (8 sessions, each a ureq agent with its own
-//! cookie and keep-alive connection) send requests one after another from 8
+//! Each measurement: 8 browsers (8 sessions, each a ureq agent with a
+//! keep-alive connection, sending its session cookie) send requests one after another from 8
 //! threads. `counter`: `GET /counter`, one write per request. `whoami`:
 //! `GET /whoami`, one read per request. Rounds alternate the stores, and the
 //! median round is reported.
@@ -75,33 +75,53 @@ fn memory() -> SocketAddr {
     })
 }
 
+/// A browser: a keep-alive agent and its session cookie.
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    cookie: String,
+}
+
 /// Browsers with a session each (one `/counter` request made).
-fn browsers(addr: SocketAddr) -> Vec<(ureq::Agent, String)> {
+fn browsers(addr: SocketAddr) -> Vec<Browser> {
     (0..BROWSERS)
         .map(|_| {
             let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
             let base = format!("http://{addr}");
-            let body = agent
+            let mut res = agent
                 .get(format!("{base}/counter"))
                 .call()
-                .expect("first request")
-                .body_mut()
-                .read_to_string()
-                .expect("body");
-            assert_eq!(body, "1");
-            (agent, base)
+                .expect("first request");
+            let set = res
+                .headers()
+                .get("set-cookie")
+                .expect("a session cookie")
+                .to_str()
+                .expect("ASCII");
+            let cookie = set.split(';').next().expect("name=value").to_owned();
+            assert_eq!(res.body_mut().read_to_string().expect("body"), "1");
+            Browser {
+                agent,
+                base,
+                cookie,
+            }
         })
         .collect()
 }
 
 /// Requests per second of `per_browser` requests of `path` from each browser at once.
-fn round(browsers: &[(ureq::Agent, String)], path: &str, per_browser: usize) -> f64 {
+fn round(browsers: &[Browser], path: &str, per_browser: usize) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
-        for (agent, base) in browsers {
+        for b in browsers {
             s.spawn(move || {
                 for _ in 0..per_browser {
-                    let mut res = agent.get(format!("{base}{path}")).call().expect("request");
+                    let mut res = b
+                        .agent
+                        .get(format!("{}{path}", b.base))
+                        .header("Cookie", &b.cookie)
+                        .call()
+                        .expect("request");
                     res.body_mut().read_to_string().expect("body");
                 }
             });

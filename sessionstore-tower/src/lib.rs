@@ -33,7 +33,7 @@ mod tower_impl;
 pub use reap::Reap;
 /// The store crate, so that one dependency is enough: `sessionstore_tower::sessionstore::Config`.
 pub use sessionstore;
-pub use store::TowerStore;
+pub use store::{TowerStore, UPDATE_ROUNDS};
 /// The tower-sessions traits this crate implements (the same ones
 /// `tower_sessions` re-exports).
 pub use tower_sessions_core;

@@ -13,6 +13,10 @@ use crate::bases::Bases;
 use crate::data;
 use crate::error::to_tower;
 
+/// How many times [`TowerStore::update`] runs the store's `update_with`
+/// (each with the store's `update_attempts` tries) before a conflict is its error.
+pub const UPDATE_ROUNDS: u32 = 16;
+
 /// A sessionstore store as a tower-sessions store: hand it to
 /// `SessionManagerLayer::new`. Cheap to clone; clones share the store.
 ///
@@ -118,7 +122,9 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
     /// `id`, runs `change` on it (`None` if unset) and stores what it
     /// returns, as one atomic read-modify-write: concurrent updates of the
     /// same key never lose one another (the store's `update_with`, which
-    /// retries on a conflict, so `change` may run more than once). Returns
+    /// retries on a conflict, so `change` may run more than once; and when
+    /// all of its `update_attempts` lose, up to [`UPDATE_ROUNDS`] times
+    /// more, since with many requests at once on a loaded machine they can). Returns
     /// the value stored, or `None` if the session is not live.
     ///
     /// A tower-sessions `Session` that loaded the key before still holds the
@@ -129,8 +135,8 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
     /// `Decode` if the stored value is not JSON text of a `T`, `Encode` if
     /// the new one does not encode, and the store's errors, as `Backend`;
     /// among them a conflict when every one of the store's
-    /// `update_attempts` lost to a concurrent write (raise it above the
-    /// number of requests that update one session at once).
+    /// `update_attempts` lost to a concurrent write in each of
+    /// [`UPDATE_ROUNDS`] rounds.
     pub async fn update<T, F>(&self, id: Id, key: &str, mut change: F) -> TowerResult<Option<T>>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -138,28 +144,24 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
     {
         let key = key.to_owned();
         self.blocking(move |store| {
-            let mut stored = None;
-            let live = store.update_with(&id.to_string(), None, &mut |scope| {
-                let old = match data::read_key(scope, &key)? {
-                    None => None,
-                    Some(v) => Some(serde_json::from_value(v).map_err(|e| {
-                        sessionstore::Error::Decode {
-                            what: format!("key {key:?}"),
-                            message: e.to_string(),
-                        }
-                    })?),
-                };
-                let new = change(old);
-                let value =
-                    serde_json::to_value(&new).map_err(|e| sessionstore::Error::Encode {
-                        key: key.clone(),
-                        message: e.to_string(),
-                    })?;
-                data::write_key(scope, &key, &value)?;
-                stored = Some(new);
-                Ok(())
-            })?;
-            Ok(if live { stored } else { None })
+            let sid = id.to_string();
+            let mut round = 1;
+            loop {
+                let mut stored = None;
+                let result = store.update_with(&sid, None, &mut |scope| {
+                    stored = Some(update_key(scope, &key, &mut change)?);
+                    Ok(())
+                });
+                match result {
+                    Ok(live) => return Ok(if live { stored } else { None }),
+                    // Every try of this round lost to another writer: each
+                    // round has a winner, so go again, a bounded number of times.
+                    Err(sessionstore::Error::Conflict { .. }) if round < UPDATE_ROUNDS => {
+                        round += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         })
         .await
     }
@@ -181,4 +183,33 @@ impl<S: SessionStore + Send + Sync + 'static> TowerStore<S> {
                 TowerError::Backend(format!("a blocking store call did not finish: {e}"))
             })?
     }
+}
+
+/// Runs `change` on the value under `key` in `scope` and sets what it
+/// returns, as JSON text; returns it.
+fn update_key<T, F>(
+    scope: &mut sessionstore::Session,
+    key: &str,
+    change: &mut F,
+) -> sessionstore::Result<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<T>) -> T,
+{
+    let old = match data::read_key(scope, key)? {
+        None => None,
+        Some(v) => Some(
+            serde_json::from_value(v).map_err(|e| sessionstore::Error::Decode {
+                what: format!("key {key:?}"),
+                message: e.to_string(),
+            })?,
+        ),
+    };
+    let new = change(old);
+    let value = serde_json::to_value(&new).map_err(|e| sessionstore::Error::Encode {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })?;
+    data::write_key(scope, key, &value)?;
+    Ok(new)
 }

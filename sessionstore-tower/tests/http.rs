@@ -1,5 +1,5 @@
 //! The axum example's app (`examples/axum/app.rs`) on a real port, driven
-//! by a real HTTP client that keeps cookies (ureq): an exact counter under
+//! by a real HTTP client that keeps cookies (ureq and a jar): an exact counter under
 //! concurrency, login, logout, log out everywhere, expiry, and a restart
 //! of the server process on the same store.
 
@@ -10,11 +10,12 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sessionstore::SessionStore;
 use sessionstore_tower::TowerStore;
-use tower_sessions::cookie::time;
+use tower_sessions::cookie::{Cookie, time};
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 /// A server in a runtime of its own; dropping it stops both.
@@ -68,11 +69,16 @@ fn serve<S: SessionStore + Send + Sync + 'static>(tower: TowerStore<S>) -> Serve
     }
 }
 
-/// A browser: an HTTP client with a cookie jar.
+/// A browser: an HTTP client (ureq, with keep-alive) and a cookie jar for
+/// the session cookie, shared by its clones as a browser's tabs share it.
+/// The jar is kept here, not by ureq's `cookies` feature: turning that on
+/// would change the root crate's tests, which use ureq with cookies set by
+/// hand (cargo unifies the features of one workspace build).
 #[derive(Clone)]
 struct Browser {
     agent: ureq::Agent,
     base: String,
+    jar: Arc<Mutex<Option<String>>>,
 }
 
 impl Browser {
@@ -84,60 +90,62 @@ impl Browser {
         Browser {
             agent,
             base: format!("http://{addr}"),
+            jar: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// A browser that sends `cookie` as its session cookie and keeps no jar.
-    fn with_cookie(addr: SocketAddr, cookie: &str) -> (ureq::Agent, String, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        (agent, format!("http://{addr}"), format!("id={cookie}"))
+    /// A new browser whose jar holds `cookie` as the session cookie.
+    fn with_cookie(addr: SocketAddr, cookie: &str) -> Browser {
+        let b = Browser::new(addr);
+        *b.jar.lock().expect("jar") = Some(cookie.to_owned());
+        b
+    }
+
+    fn request(&self, method: &str, path: &str) -> String {
+        let url = format!("{}{path}", self.base);
+        let cookie = self.session_id().map(|id| format!("id={id}"));
+        let mut res = if method == "GET" {
+            let mut req = self.agent.get(&url);
+            if let Some(c) = &cookie {
+                req = req.header("Cookie", c);
+            }
+            req.call()
+        } else {
+            let mut req = self.agent.post(&url);
+            if let Some(c) = &cookie {
+                req = req.header("Cookie", c);
+            }
+            req.send_empty()
+        }
+        .expect("a response");
+        assert_eq!(res.status(), 200, "{method} {path}");
+        for value in res.headers().get_all("set-cookie") {
+            let c = Cookie::parse(value.to_str().expect("ASCII").to_owned()).expect("a cookie");
+            if c.name() == "id" {
+                let removed = c.value().is_empty() || c.max_age() == Some(time::Duration::ZERO);
+                *self.jar.lock().expect("jar") = (!removed).then(|| c.value().to_owned());
+            }
+        }
+        res.body_mut().read_to_string().expect("a body")
     }
 
     fn get(&self, path: &str) -> String {
-        let mut res = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .call()
-            .expect("GET");
-        assert_eq!(res.status(), 200, "GET {path}");
-        res.body_mut().read_to_string().expect("a body")
+        self.request("GET", path)
     }
 
     fn post(&self, path: &str) -> String {
-        let mut res = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .send_empty()
-            .expect("POST");
-        assert_eq!(res.status(), 200, "POST {path}");
-        res.body_mut().read_to_string().expect("a body")
+        self.request("POST", path)
     }
 
     /// The session cookie in the jar, if any.
     fn session_id(&self) -> Option<String> {
-        let jar = self.agent.cookie_jar_lock();
-        let id = jar
-            .iter()
-            .find(|c| c.name() == "id")
-            .map(|c| c.value().to_owned());
-        jar.release();
-        id
+        self.jar.lock().expect("jar").clone()
     }
 }
 
 /// GETs `path` sending only `cookie`: what an old cookie gets now.
 fn get_with_cookie(addr: SocketAddr, cookie: &str, path: &str) -> String {
-    let (agent, base, header) = Browser::with_cookie(addr, cookie);
-    let mut res = agent
-        .get(format!("{base}{path}"))
-        .header("Cookie", &header)
-        .call()
-        .expect("GET");
-    assert_eq!(res.status(), 200);
-    res.body_mut().read_to_string().expect("a body")
+    Browser::with_cookie(addr, cookie).get(path)
 }
 
 fn counter_stays_exact<S: SessionStore + Send + Sync + 'static>(kit: common::Kit<S>) {

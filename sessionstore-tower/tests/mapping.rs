@@ -217,6 +217,23 @@ pub async fn an_expiry_date_in_the_past_ends_the_session_at_once<
     assert!(kit.tower.load(&r.id).await.expect("load").is_none());
 }
 
+pub async fn the_latest_expiry_date_is_kept_far_away<S: SessionStore + Send + Sync + 'static>(
+    kit: Kit<S>,
+) {
+    let mut r = record(&[("a", json!(1))], HOUR);
+    r.expiry_date = time::PrimitiveDateTime::MAX.assume_utc();
+    kit.tower.create(&mut r).await.expect("create");
+    kit.advance(Duration::from_secs(100 * 365 * 24 * 3600));
+    let loaded = kit
+        .tower
+        .load(&r.id)
+        .await
+        .expect("load")
+        .expect("live after a century");
+    assert!(loaded.expiry_date > OffsetDateTime::now_utc() + time::Duration::days(365 * 1000));
+    kit.tower.save(&loaded).await.expect("save");
+}
+
 pub async fn delete_destroys_the_session<S: SessionStore + Send + Sync + 'static>(kit: Kit<S>) {
     let events = kit.store().subscribe();
     let r = created(&kit, &[("a", json!(1))]).await;
@@ -243,7 +260,13 @@ pub async fn bad_input_is_an_encode_error_naming_it_and_writes_nothing<
     let r = created(&kit, &[("a", json!(1))]).await;
     let before = stored(&kit, r.id);
     let big = "x".repeat(2 << 20);
-    for (key, value) in [("", json!(1)), ("bell\u{7}", json!(1)), ("big", json!(big))] {
+    let long_key = "k".repeat(sessionstore::MAX_KEY_LEN + 1);
+    for (key, value) in [
+        ("", json!(1)),
+        ("bell\u{7}", json!(1)),
+        (long_key.as_str(), json!(1)),
+        ("big", json!(big)),
+    ] {
         let mut rec = r.clone();
         rec.data.insert(key.to_owned(), value.clone());
         rec.data.insert("a".into(), json!(2));
@@ -328,6 +351,7 @@ macro_rules! mapping_suite {
             a_save_never_brings_a_session_back,
             an_expired_session_loads_as_none_before_any_reaper,
             an_expiry_date_in_the_past_ends_the_session_at_once,
+            the_latest_expiry_date_is_kept_far_away,
             delete_destroys_the_session,
             bad_input_is_an_encode_error_naming_it_and_writes_nothing,
             stored_bytes_that_are_not_json_text_are_a_decode_error,

@@ -83,9 +83,6 @@ pub fn redis() -> Kit<sessionstore::RedisStore> {
     let store = sessionstore::RedisConfig::new(servers::standalone())
         .namespace(namespace)
         .idle_timeout(IDLE)
-        // 8 concurrent updates of one key (the counter tests): each round
-        // of optimistic tries has one winner, so give the losers room.
-        .update_attempts(64)
         .clock(clock.clone())
         .open()
         .expect("connecting to the test redis-server");
