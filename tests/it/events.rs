@@ -320,3 +320,100 @@ fn redis_event_capacity_is_checked_before_connecting() {
         );
     }
 }
+
+store_test!(
+    receivers_get_every_event_then_disconnected_when_the_store_drops,
+    |db| {
+        let store = db.config().event_capacity(64).open()?;
+        let rx = store.subscribe();
+        for i in 0..20 {
+            store.create_new_session(&format!("d{i}"))?;
+        }
+        drop(store);
+        // The dispatcher hands out what was queued, then the channel ends.
+        let got: Vec<Event> = rx.iter().collect();
+        assert_eq!(
+            got,
+            (0..20)
+                .map(|i| created(&format!("d{i}")))
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    }
+);
+
+engine_test!(
+    lagged_totals_stay_exact_with_four_writers_and_the_reaper,
+    |db| {
+        let store = db
+            .config()
+            .event_capacity(8)
+            .idle_timeout(Duration::from_secs(1))
+            .open()?;
+        let rx = store.subscribe();
+        const EACH: usize = 300;
+        const TOTAL: u64 = 2 * 4 * EACH as u64;
+        // Reads as it can; when it gets `late-{k}`, what it received plus what
+        // its `Lagged`s counted must be every event before it.
+        let reader = std::thread::spawn(move || {
+            let mut counted = 0u64;
+            let mut lagged = false;
+            loop {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(Event::Created { sid }) if sid.starts_with("late-") => {
+                        let k: u64 = sid["late-".len()..].parse().expect("k");
+                        assert_eq!(counted, TOTAL + k);
+                        return lagged;
+                    }
+                    Ok(Event::Lagged { missed }) => {
+                        lagged = true;
+                        counted += missed
+                    }
+                    Ok(Event::Created { .. } | Event::Expired { .. }) => counted += 1,
+                    Ok(other) => panic!("{other:?}"),
+                    Err(e) => panic!("{e} after {counted}"),
+                }
+            }
+        });
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let (store, clock, done) = (&store, &db.clock, &done);
+            let writers: Vec<_> = (0..4)
+                .map(|t| {
+                    scope.spawn(move || {
+                        for i in 0..EACH {
+                            store
+                                .create_new_session(&format!("w{t}-{i}"))
+                                .expect("create");
+                            if i % 3 == 0 {
+                                clock.advance(Duration::from_millis(400));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // The reaper, racing the writers.
+            scope.spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    store.reap_expired().expect("a reap pass");
+                }
+            });
+            for w in writers {
+                w.join().expect("a writer");
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        // Every session expires and is reaped: one Created and one Expired each.
+        db.clock.advance(Duration::from_secs(3600));
+        while store.reap_expired()? > 0 {}
+        let mut late = 0;
+        while !reader.is_finished() {
+            store.create_new_session(&format!("late-{late}"))?;
+            late += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let lagged = reader.join().expect("the reader");
+        assert!(lagged, "8 slots against 2,400 events lag");
+        Ok(())
+    }
+);
