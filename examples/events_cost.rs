@@ -4,6 +4,7 @@
 //! cargo run --release --example events_cost -- save     none|reader|unread N
 //! cargo run --release --example events_cost -- cycle    none|reader|unread N
 //! cargo run --release --example events_cost -- destroy-all-of SESSIONS MINE [ENGINE]
+//! cargo run --release --example events_cost -- fanout SUBSCRIBERS unread|drained N
 //! ```
 //!
 //! - `save`: N saves of one key of one session, with no subscriber, with
@@ -18,6 +19,15 @@
 //!   prints the wall-clock time of `sessions_of("ada")` and
 //!   `destroy_all_of("ada")`, and checks that exactly MINE were destroyed.
 //!
+//! - `fanout`: N create + destroy cycles under `Durability::Periodic(1 s)`
+//!   with SUBSCRIBERS subscribers (0, 1, 100, 2000 ...) that never read
+//!   (`unread`) or that one thread of their own empties in turn (`drained`);
+//!   prints events per second of the writer (wall clock) and what the
+//!   subscribers received. The cycles run in `measured_cycles`, so that
+//!   callgrind's `--toggle-collect='*events_cost*measured*'` counts the
+//!   writer's thread only (the dispatcher thread's fan-out is not in it; a
+//!   run without the toggle counts both).
+//!
 //! `save` and `cycle` use a temporary store with the defaults (redb,
 //! `Durability::Immediate`). `destroy-all-of` fills a store on redb (or
 //! ENGINE) without a flush per write, then reopens it with the defaults and
@@ -29,7 +39,7 @@ use sessionstore::{Config, Durability, Engine, Result, Store};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: events_cost save|cycle none|reader|unread N | destroy-all-of SESSIONS MINE [ENGINE]"
+        "usage: events_cost save|cycle none|reader|unread N | destroy-all-of SESSIONS MINE [ENGINE] | fanout SUBSCRIBERS unread|drained N"
     );
     std::process::exit(2)
 }
@@ -42,6 +52,12 @@ fn number(arg: Option<String>) -> usize {
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_else(|| usage());
+    if what == "fanout" {
+        let subscribers = number(args.next());
+        let mode = args.next().unwrap_or_else(|| usage());
+        let n = number(args.next());
+        return fanout(subscribers, &mode, n);
+    }
     if what == "destroy-all-of" {
         let sessions = number(args.next());
         let mine = number(args.next());
@@ -103,6 +119,48 @@ fn measured_cycles(store: &Store, n: usize) -> Result<()> {
         let s = store.create()?;
         store.destroy(s.id())?;
     }
+    Ok(())
+}
+
+fn fanout(subscribers: usize, mode: &str, n: usize) -> Result<()> {
+    let store = Config::temporary()
+        .reap_interval(None)
+        .durability(Durability::Periodic(Duration::from_secs(1)))
+        .open()?;
+    let receivers: Vec<_> = (0..subscribers).map(|_| store.subscribe()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (reader, kept) = match mode {
+        "unread" => (None, receivers),
+        "drained" => {
+            let stop = stop.clone();
+            let reader = std::thread::spawn(move || {
+                let mut received = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for rx in &receivers {
+                        received += rx.try_iter().count();
+                    }
+                    std::thread::yield_now();
+                }
+                received
+            });
+            (Some(reader), Vec::new())
+        }
+        _ => usage(),
+    };
+    let started = Instant::now();
+    measured_cycles(&store, n)?;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let received = reader.map(|r| r.join().unwrap_or(0));
+    let held: usize = kept.iter().map(|rx| rx.len()).sum();
+    println!(
+        "fanout {subscribers} {mode} n={n}: {:.0} events/s of the writer (wall clock, 2 per cycle); subscribers {}",
+        2.0 * n as f64 / took.as_secs_f64(),
+        received.map_or(format!("hold {held} events unread"), |r| format!(
+            "received {r} events while it ran"
+        ))
+    );
+    drop(kept);
     Ok(())
 }
 

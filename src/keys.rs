@@ -139,6 +139,16 @@ pub(crate) fn principal_index(name: &str, sid: &str) -> Vec<u8> {
     k
 }
 
+/// The start of the principal index: every principal index key is at or after it.
+pub(crate) fn principal_index_start() -> Vec<u8> {
+    vec![PRINCIPAL_TAG]
+}
+
+/// The end of the principal index: every principal index key is before it.
+pub(crate) fn principal_index_end() -> Vec<u8> {
+    vec![PRINCIPAL_TAG + 1]
+}
+
 /// What a stored key is, as far as its bytes say.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Parsed<'a> {

@@ -4,6 +4,11 @@
 //! regenerate, and the reaper's re-check) holds its stripe's write lock, so the
 //! check and the batch are atomic with respect to each other within this
 //! process. Reads of a scope hold the read lock, so they never see half of a save.
+//!
+//! A second set, keyed by principal name, guards a principal's index (see
+//! `embedded::principal`): `sessions_of` and `destroy_all_of` hold their
+//! name's stripe exclusively, and every write that adds or moves an entry of
+//! a name holds it shared.
 
 use std::hash::BuildHasher;
 
@@ -44,6 +49,12 @@ impl Locks {
     /// Shared access to session `sid`.
     pub fn read(&self, sid: &str) -> RwLockReadGuard<'_, ()> {
         self.stripes[self.stripe(sid)].read()
+    }
+
+    /// Shared access to `key`'s stripe if no one holds it exclusively (or
+    /// waits to): never blocks.
+    pub fn try_read(&self, key: &str) -> Option<RwLockReadGuard<'_, ()>> {
+        self.stripes[self.stripe(key)].try_read()
     }
 
     /// Exclusive access to two sessions at once.

@@ -159,8 +159,10 @@ pub trait SessionStore {
     /// number may subscribe; each gets every event sent after it subscribed,
     /// in commit order for any one session, through a channel of
     /// `event_capacity` events. An event is sent only once its write is
-    /// acknowledged at the store's durability. A subscriber that does not
-    /// keep up never slows a writer: what does not fit is dropped, counted,
+    /// acknowledged at the store's durability; a dispatcher thread hands it
+    /// out, so it arrives just after the call returns (read with `recv` or
+    /// `recv_timeout`). A writer only queues: subscribers, read or not, do
+    /// not add to its cost. What does not fit a channel is dropped, counted,
     /// and reported by an [`Event::Lagged`] before its next event. Dropping
     /// the receiver unsubscribes.
     fn subscribe(&self) -> Receiver<Event>;

@@ -145,7 +145,25 @@ impl Store {
         let sid = session.id.as_str();
         let core = self.core();
         session.validate(core.max_value_size())?;
-        let _guard = core.lock(sid);
+        // The principals whose entries the import removes (the replaced
+        // session's) and adds: it waits for a `destroy_all_of` or
+        // `sessions_of` of any of them.
+        let (_guard, _shared) = loop {
+            let guard = core.lock(sid);
+            let mut names = match core.get(&keys::principal_of(sid))? {
+                Some(stored) => core.principal_names(sid, &stored)?,
+                None => Vec::new(),
+            };
+            names.extend(session.principal.clone());
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            match core.try_share_principals(&names) {
+                Some(shared) => break (guard, shared),
+                None => {
+                    drop(guard);
+                    core.wait_principals(&names);
+                }
+            }
+        };
         let mut batch = WriteSet::default();
         let now = core.now();
         let mut ended = None;

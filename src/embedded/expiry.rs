@@ -86,9 +86,10 @@ impl Store {
     pub fn regenerate(&self, sid: &str) -> Result<String> {
         validate::sid(sid)?;
         let core = self.core();
-        for _ in 0..REGENERATE_ATTEMPTS {
+        let mut attempts = 0;
+        while attempts < REGENERATE_ATTEMPTS {
             let new_sid = core.next_id()?;
-            let _guard = core.lock_pair(sid, &new_sid);
+            let guard = core.lock_pair(sid, &new_sid);
             let now = core.now();
             let Some(meta) = core.live_meta(sid, now)? else {
                 return Err(Error::NotFound { id: sid.to_owned() });
@@ -97,17 +98,32 @@ impl Store {
                 .scan_prefix(&keys::session_prefix(&new_sid))?
                 .is_empty()
             {
+                attempts += 1;
                 continue;
             }
-            let mut batch = WriteSet::default();
-            let record = keys::meta(sid);
+            let entries = core.scan_prefix(&keys::session_prefix(sid))?;
             let principal = keys::principal_of(sid);
-            for (key, value) in core.scan_prefix(&keys::session_prefix(sid))? {
+            let names = match entries.iter().find(|(key, _)| *key == principal) {
+                Some((_, stored)) => core.principal_names(sid, stored)?,
+                None => Vec::new(),
+            };
+            // The move of a principal's entry waits for a `destroy_all_of`
+            // or `sessions_of` of that principal: it never slips past one.
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let Some(_shared) = core.try_share_principals(&names) else {
+                drop(guard);
+                core.wait_principals(&names);
+                continue;
+            };
+            let mut batch = WriteSet::default();
+            for name in &names {
+                batch.delete(keys::principal_index(name, sid));
+                batch.put(keys::principal_index(name, &new_sid), Vec::new());
+            }
+            let record = keys::meta(sid);
+            for (key, value) in entries {
                 if key == record {
                     continue;
-                }
-                if key == principal {
-                    crate::embedded::principal::reindex(&mut batch, sid, &new_sid, &value);
                 }
                 if let Some(moved) = keys::rebase(&key, sid, &new_sid) {
                     batch.put(moved, value);

@@ -441,6 +441,7 @@ fn a_failed_write_sends_no_event() -> Result<()> {
     assert!(store.destroy_all_of("ada").is_err());
     assert!(store.set_principal("s", Some("bob")).is_err());
     backend.fail_writes.store(false, Ordering::SeqCst);
+    store.core().events().settle();
     assert_eq!(rx.try_iter().count(), 0);
     assert_eq!(store.sessions_of("ada")?, ["s"]);
     assert!(store.verify()?.is_ok());
@@ -472,8 +473,10 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
     crate::embedded::reaper::hook::set(None);
     backend.fail_writes.store(false, Ordering::SeqCst);
     assert!(reaped.is_err(), "the chunk's write failed");
+    store.core().events().settle();
     assert_eq!(rx.try_iter().count(), 0, "nothing was sent as durable");
     store.create_new_session("c")?;
+    store.core().events().settle();
     let got: Vec<crate::Event> = rx.try_iter().collect();
     assert_eq!(
         got,
@@ -483,6 +486,7 @@ fn a_reap_pass_whose_flush_fails_reports_its_expired_events_as_missed() -> Resul
         ]
     );
     assert_eq!(store.reap_expired()?, 2, "the next pass reaps them");
+    store.core().events().settle();
     let got: Vec<crate::Event> = rx.try_iter().collect();
     assert_eq!(
         got,

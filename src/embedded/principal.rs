@@ -19,27 +19,6 @@ use crate::validate;
 /// How many sessions `destroy_all_of` deletes in one batch.
 pub(crate) const DESTROY_CHUNK: usize = 256;
 
-/// Adds to `set` the deletion of the index entry of session `sid`, whose
-/// principal record holds `stored`. A record that is not a valid name
-/// (damage) has no entry to find; `verify` reports it.
-pub(crate) fn unindex(set: &mut WriteSet, sid: &str, stored: &[u8]) {
-    match keys::valid_principal(stored) {
-        Some(name) => set.delete(keys::principal_index(name, sid)),
-        None => log::warn!("sessionstore: session {sid:?} has an unreadable principal record"),
-    }
-}
-
-/// Adds to `set` the move of the index entry of session `from`, whose
-/// principal record holds `stored`, to session `to` (a `regenerate`).
-pub(crate) fn reindex(set: &mut WriteSet, from: &str, to: &str, stored: &[u8]) {
-    if let Some(name) = keys::valid_principal(stored) {
-        set.delete(keys::principal_index(name, from));
-        set.put(keys::principal_index(name, to), Vec::new());
-    } else {
-        log::warn!("sessionstore: session {from:?} has an unreadable principal record");
-    }
-}
-
 impl Store {
     /// Sets the principal (a user name or id) that the live session `sid`
     /// belongs to, or clears it with `None`. The session's record and the
@@ -81,31 +60,46 @@ impl Store {
             validate::key(n)?;
         }
         let core = self.core();
-        let _guard = core.lock(sid);
-        let now = core.now();
-        let Some(meta) = core.live_meta(sid, now)? else {
-            return Err(Error::NotFound { id: sid.to_owned() });
-        };
-        let record = keys::principal_of(sid);
-        let current = core.get(&record)?;
-        if current.as_deref() == name.map(str::as_bytes) {
-            return Ok(());
-        }
-        let mut set = WriteSet::default();
-        // A change of principal is a use of the session (as on Redis, where
-        // it must rewrite the metadata record).
-        set.put_meta(sid, Some(&meta), &meta.used(now));
-        if let Some(old) = &current {
-            unindex(&mut set, sid, old);
-        }
-        match name {
-            Some(n) => {
-                set.put(record, n.as_bytes().to_vec());
-                set.put(keys::principal_index(n, sid), Vec::new());
+        loop {
+            let guard = core.lock(sid);
+            let now = core.now();
+            let Some(meta) = core.live_meta(sid, now)? else {
+                return Err(Error::NotFound { id: sid.to_owned() });
+            };
+            let record = keys::principal_of(sid);
+            let current = core.get(&record)?;
+            if current.as_deref() == name.map(str::as_bytes) {
+                return Ok(());
             }
-            None => set.delete(record),
+            let mut names = match &current {
+                Some(old) => core.principal_names(sid, old)?,
+                None => Vec::new(),
+            };
+            names.extend(name.map(str::to_owned));
+            // A change of a principal's entries waits for a `destroy_all_of`
+            // or `sessions_of` of that principal.
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let Some(_shared) = core.try_share_principals(&names) else {
+                drop(guard);
+                core.wait_principals(&names);
+                continue;
+            };
+            let mut set = WriteSet::default();
+            // A change of principal is a use of the session (as on Redis, where
+            // it must rewrite the metadata record).
+            set.put_meta(sid, Some(&meta), &meta.used(now));
+            if let Some(old) = &current {
+                core.unindex(&mut set, sid, old)?;
+            }
+            match name {
+                Some(n) => {
+                    set.put(record, n.as_bytes().to_vec());
+                    set.put(keys::principal_index(n, sid), Vec::new());
+                }
+                None => set.delete(record),
+            }
+            return core.write(set);
         }
-        core.write(set)
     }
 
     /// The principal of the live session `sid`; `None` if it has none or
@@ -127,10 +121,16 @@ impl Store {
     }
 
     /// The live sessions of principal `name`, in id order. Reads that
-    /// principal's index entries and their sessions' metadata: the cost is
-    /// what the principal has, never a scan of every session. A session
+    /// principal's index entries, their sessions' principal records and
+    /// metadata: the cost is what the principal has, never a scan of every
+    /// session. It holds the principal's index for its whole run, so no
+    /// `regenerate`, `set_principal` or import moves one of its sessions
+    /// out of sight meanwhile: it never misses a live session. A session
     /// whose deadline passed is left out (the reaper removes its entry with
-    /// it); one whose metadata is corrupt is logged and left out.
+    /// it); one whose metadata is corrupt is logged and left out; an entry
+    /// whose session's principal record does not name `name` is stale and
+    /// left out (one whose record is unreadable is listed: see
+    /// [`destroy_all_of`](Self::destroy_all_of)).
     ///
     /// # Errors
     ///
@@ -138,12 +138,14 @@ impl Store {
     pub fn sessions_of(&self, name: &str) -> Result<Vec<String>> {
         validate::key(name)?;
         let core = self.core();
+        let _index = core.lock_principal(name);
         let mut live = Vec::new();
-        for sid in self.indexed(name)? {
+        for (_, sid) in self.indexed(name)? {
+            let Some(sid) = sid else { continue };
             let _guard = core.lock_shared(&sid);
             match core.live_meta(&sid, core.now()) {
-                Ok(Some(_)) => live.push(sid),
-                Ok(None) => {}
+                Ok(Some(_)) if core.belongs(&sid, name)? => live.push(sid),
+                Ok(_) => {}
                 Err(Error::Decode { .. }) => {
                     log::warn!(
                         "sessionstore: sessions_of({name:?}) skips {sid:?}: corrupt metadata"
@@ -161,8 +163,18 @@ impl Store {
     /// under the locks of all its sessions, at the store's durability (one
     /// flush per chunk, not per session); each session sends its own event
     /// (`Destroyed`, or `Expired` for one past its deadline) after its
-    /// chunk's write. A session that moved to another principal since the
-    /// index was read is left alone. The cost is what the principal has.
+    /// chunk's write. The cost is what the principal has.
+    ///
+    /// It is complete: `Ok` means that no session that was the principal's
+    /// when the call began is live. It holds the principal's index for its
+    /// whole run, so a `regenerate`, `set_principal` or import that would
+    /// add or move one of its entries waits until it returns (a regenerate
+    /// then finds its session gone). A session indexed under `name` whose
+    /// principal record is unreadable (damage) is destroyed too, and
+    /// counted; an index entry whose session's record names no principal or
+    /// another one is stale, and is removed by its key, leaving that
+    /// session alone. Nothing is skipped silently: whatever it cannot
+    /// destroy is an error.
     ///
     /// # Errors
     ///
@@ -171,15 +183,25 @@ impl Store {
     pub fn destroy_all_of(&self, name: &str) -> Result<usize> {
         validate::key(name)?;
         let core = self.core();
+        let _index = core.lock_principal(name);
         let mut destroyed = 0;
-        let sids = self.indexed(name)?;
-        for chunk in sids.chunks(DESTROY_CHUNK) {
-            let _guards = core.lock_many(chunk.iter().map(String::as_str));
+        let entries = self.indexed(name)?;
+        for chunk in entries.chunks(DESTROY_CHUNK) {
+            let _guards = core.lock_many(chunk.iter().filter_map(|(_, sid)| sid.as_deref()));
             let now = core.now();
             let mut set = WriteSet::default();
             let mut events = Vec::with_capacity(chunk.len());
-            for sid in chunk {
-                if core.get(&keys::principal_of(sid))?.as_deref() != Some(name.as_bytes()) {
+            for (key, sid) in chunk {
+                let Some(sid) = sid else {
+                    // Not an entry any session could have: removed by its key.
+                    set.delete(key.clone());
+                    continue;
+                };
+                if !core.belongs(sid, name)? {
+                    log::warn!(
+                        "sessionstore: destroy_all_of({name:?}) removes a stale index entry of {sid:?}"
+                    );
+                    set.delete(key.clone());
                     continue;
                 }
                 let live = match core.read_meta(sid) {
@@ -194,6 +216,8 @@ impl Store {
                     }
                     Err(e) => return Err(e),
                 };
+                // Whatever the record held, this entry goes by its key.
+                set.delete(key.clone());
                 destroyed += usize::from(live);
                 let sid = sid.clone();
                 events.push(if live {
@@ -213,18 +237,22 @@ impl Store {
         Ok(destroyed)
     }
 
-    /// The session ids in the index of principal `name`, in id order.
-    fn indexed(&self, name: &str) -> Result<Vec<String>> {
+    /// The entries of principal `name`'s index, in key order: each key with
+    /// its session id, or `None` for a key that does not parse as an entry.
+    fn indexed(&self, name: &str) -> Result<Vec<(Vec<u8>, Option<String>)>> {
         let entries = self.core().scan_prefix(&keys::principal_prefix(name))?;
-        let mut sids = Vec::with_capacity(entries.len());
-        for (key, _) in entries {
-            match keys::parse(&key) {
-                Parsed::PrincipalIndex { sid, .. } => sids.push(sid.to_owned()),
-                _ => {
-                    log::warn!("sessionstore: skipping an undecodable principal index key {key:?}")
-                }
-            }
-        }
-        Ok(sids)
+        Ok(entries
+            .into_iter()
+            .map(|(key, _)| {
+                let sid = match keys::parse(&key) {
+                    Parsed::PrincipalIndex { sid, .. } => Some(sid.to_owned()),
+                    _ => {
+                        log::warn!("sessionstore: an undecodable principal index key {key:?}");
+                        None
+                    }
+                };
+                (key, sid)
+            })
+            .collect())
     }
 }

@@ -194,7 +194,8 @@ impl Store {
     /// let events = store.subscribe();
     /// let old = store.create()?;
     /// let new = store.regenerate(old.id())?;
-    /// let got: Vec<Event> = events.try_iter().collect();
+    /// // A dispatcher thread hands events out: wait for the two.
+    /// let got: Vec<Event> = events.iter().take(2).collect();
     /// assert_eq!(got, [
     ///     Event::Created { sid: old.id().to_owned() },
     ///     Event::Regenerated { old: old.id().to_owned(), new },
@@ -430,6 +431,7 @@ mod tests {
         crate::embedded::reaper::hook::set(None);
         assert_eq!(reaped?, 1, "only b");
         assert!(store.get("a", None)?.is_some(), "the new a lives");
+        store.core().events().settle();
         let got: Vec<Event> = rx.try_iter().collect();
         assert_eq!(
             got,

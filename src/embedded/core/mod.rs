@@ -5,6 +5,7 @@
 
 mod access;
 mod counters;
+mod principals;
 mod read;
 mod time;
 mod writes;
@@ -49,6 +50,9 @@ pub(crate) struct Core {
     engine: Engine,
     backend: Arc<dyn Backend>,
     locks: Locks,
+    /// Per principal name: held exclusively by `sessions_of` and
+    /// `destroy_all_of`, shared by the writes that add or move its entries.
+    principals: Locks,
     metas: MetaCache,
     clock: Arc<dyn Clock>,
     /// The latest time the store has read, in microseconds: "now" never
@@ -123,6 +127,7 @@ impl Core {
             engine: opened.engine,
             backend: opened.backend,
             locks: Locks::new(),
+            principals: Locks::new(),
             metas: MetaCache::new(config.meta_cache_entries),
             clock: config.clock.clone(),
             floor,
@@ -202,6 +207,30 @@ impl Core {
     /// Locks two sessions for writing, without deadlock.
     pub fn lock_pair(&self, a: &str, b: &str) -> PairGuard<'_> {
         self.locks.write_pair(a, b)
+    }
+
+    /// Locks principal `name`'s index: while held, no other call adds or
+    /// moves an entry of it (`sessions_of`, `destroy_all_of`). Taken before
+    /// any session's lock.
+    pub fn lock_principal(&self, name: &str) -> RwLockWriteGuard<'_, ()> {
+        self.principals.write(name)
+    }
+
+    /// Shared holds of the indexes of `names`, for a write that adds or moves
+    /// their entries while it holds session locks; `None` if one is held
+    /// exclusively. Then the caller must release its session locks, call
+    /// [`wait_principals`](Self::wait_principals) and start again: blocking
+    /// here, under session locks, could deadlock with the holder.
+    pub fn try_share_principals(&self, names: &[&str]) -> Option<Vec<RwLockReadGuard<'_, ()>>> {
+        names.iter().map(|n| self.principals.try_read(n)).collect()
+    }
+
+    /// Waits until no call holds the index of any of `names` exclusively.
+    /// The caller holds no session lock.
+    pub fn wait_principals(&self, names: &[&str]) {
+        for name in names {
+            drop(self.principals.read(name));
+        }
     }
 
     /// Locks many sessions for writing, in stripe order, without deadlock.

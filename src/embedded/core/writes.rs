@@ -61,7 +61,7 @@ impl Core {
     pub fn delete_session(&self, set: &mut WriteSet, sid: &str, meta: Option<&Meta>) -> Result<()> {
         if let Some(meta) = meta {
             if let Some(stored) = self.backend.get(&keys::principal_of(sid))? {
-                crate::embedded::principal::unindex(set, sid, &stored);
+                self.unindex(set, sid, &stored)?;
             }
             set.delete_session(sid, meta);
             return Ok(());
@@ -70,14 +70,19 @@ impl Core {
         // whether there is anything to delete.
         let record = keys::meta(sid);
         let principal = keys::principal_of(sid);
+        let entries = self.backend.scan_prefix(&keys::session_prefix(sid))?;
+        let names = match entries.iter().find(|(key, _)| *key == principal) {
+            Some((_, stored)) => self.principal_names(sid, stored)?,
+            None => Vec::new(),
+        };
+        for name in names {
+            set.delete(keys::principal_index(&name, sid));
+        }
         let mut has_record = false;
-        for (key, value) in self.backend.scan_prefix(&keys::session_prefix(sid))? {
+        for (key, _) in entries {
             if key == record {
                 has_record = true;
                 continue;
-            }
-            if key == principal {
-                crate::embedded::principal::unindex(set, sid, &value);
             }
             set.delete(key);
         }

@@ -291,3 +291,49 @@ macro_rules! store_test {
         }
     };
 }
+
+/// Every event `store` sent to `rx` before this call, in order: events are
+/// handed out by a dispatcher thread, so a `try_recv` right after a call may
+/// not find its event yet. A marker session is created and destroyed, and
+/// everything before its `Destroyed` is returned (a store's events come out
+/// in one order), but for the events of markers. `rx`'s channel must
+/// have room for the marker.
+pub fn events_before_now(
+    store: &dyn SessionStore,
+    rx: &crossbeam_channel::Receiver<sessionstore::Event>,
+) -> Vec<sessionstore::Event> {
+    use sessionstore::Event;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MARKERS: AtomicU64 = AtomicU64::new(0);
+    let marker = format!("zz-marker-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
+    store
+        .create_new_session(&marker)
+        .expect("the marker session");
+    store.destroy(&marker).expect("the marker session");
+    let mut got = Vec::new();
+    loop {
+        // A bound, not a timing: the marker comes right after the events sent before it.
+        let e = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the marker event arrives");
+        match &e {
+            Event::Destroyed { sid } if *sid == marker => return got,
+            Event::Created { sid } | Event::Destroyed { sid } if sid.starts_with("zz-marker-") => {}
+            _ => got.push(e),
+        }
+    }
+}
+
+/// The next `n` events `rx` receives (each waited for at most a minute: a
+/// bound, not a timing).
+pub fn next_events(
+    rx: &crossbeam_channel::Receiver<sessionstore::Event>,
+    n: usize,
+) -> Vec<sessionstore::Event> {
+    (0..n)
+        .map(|_| {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the event arrives")
+        })
+        .collect()
+}
