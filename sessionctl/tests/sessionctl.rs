@@ -502,7 +502,7 @@ fn a_store_in_use_is_operated_through_its_control_socket() -> TestResult {
         // Writes go through the application's store.
         assert_eq!(f.json(&["destroy", "alice"])["state"], "live");
         assert_eq!(
-            events.try_recv()?,
+            events.recv_timeout(Duration::from_secs(60))?,
             sessionstore::Event::Destroyed {
                 sid: "alice".into()
             }

@@ -244,7 +244,10 @@ pub async fn delete_destroys_the_session<S: SessionStore + Send + Sync + 'static
         .await
         .expect("deleting it again is no error");
     let sid = r.id.to_string();
-    let got: Vec<Event> = events.try_iter().collect();
+    let got = events_until(
+        &events,
+        |e| matches!(e, Event::Destroyed { sid: id } if *id == sid),
+    );
     assert!(
         got.iter()
             .any(|e| matches!(e, Event::Destroyed { sid: id } if *id == sid)),
@@ -393,13 +396,34 @@ async fn delete_expired_reaps_with_an_expired_event() {
             "the one with a day left stays"
         );
         let sid = r.id.to_string();
-        let got: Vec<Event> = events.try_iter().collect();
+        let got = events_until(
+            &events,
+            |e| matches!(e, Event::Expired { sid: id } if *id == sid),
+        );
         assert!(
             got.iter()
                 .any(|e| matches!(e, Event::Expired { sid: id } if *id == sid)),
             "{got:?}"
         );
     }
+}
+
+/// The events `rx` receives until one satisfies `last` (each waited for at
+/// most a minute: a bound, not a timing; events arrive just after the call
+/// that sent them returns).
+fn events_until(
+    rx: &crossbeam_channel::Receiver<Event>,
+    last: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut got = Vec::new();
+    while let Ok(e) = rx.recv_timeout(Duration::from_secs(60)) {
+        let done = last(&e);
+        got.push(e);
+        if done {
+            break;
+        }
+    }
+    got
 }
 
 /// A store whose engine fails every write: reads go to a real store.
