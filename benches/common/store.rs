@@ -13,11 +13,10 @@ use super::contender::{Contender, IDLE, Mode};
 /// granularity of 1 µs so that every touch writes, as it does for them.
 pub struct StoreContender {
     store: Store,
-    engine: Engine,
-    /// Whether this contender was asked for as `without_live_readers`: only its label differs.
-    live_readers: bool,
+    label: String,
     path: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The temporary directory the store lives in, when this contender made it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl StoreContender {
@@ -62,12 +61,27 @@ impl StoreContender {
             .clock(clock)
             .open()
             .expect("opening the store");
+        let label = if live_readers {
+            format!("store ({})", engine.name())
+        } else {
+            format!("store ({}, as no live readers)", engine.name())
+        };
         StoreContender {
             store,
-            engine,
-            live_readers,
+            label,
             path,
-            _dir: dir,
+            _dir: Some(dir),
+        }
+    }
+
+    /// `config`'s store, whose directory is `path` (made and removed by the
+    /// caller), labelled `label`.
+    pub fn at(config: Config, path: &Path, label: &str) -> Self {
+        StoreContender {
+            store: config.open().expect("opening the store"),
+            label: label.to_owned(),
+            path: path.to_path_buf(),
+            _dir: None,
         }
     }
 
@@ -81,11 +95,7 @@ impl Contender for StoreContender {
     type Scope = Session;
 
     fn label(&self) -> String {
-        if self.live_readers {
-            format!("store ({})", self.engine.name())
-        } else {
-            format!("store ({}, as no live readers)", self.engine.name())
-        }
+        self.label.clone()
     }
 
     fn create(&self) -> Session {

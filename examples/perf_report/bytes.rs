@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 use sessionstore::{Clock, Durability, SystemClock};
 
 use super::common::Sqlite;
+use super::common::StoreContender;
 use super::common::contender::{Contender, Mode, key_names, values};
 use super::common::workload::{self, KEYS};
-use super::scale::{StoreAt, store_config};
+use super::scale::store_config;
 
 /// Live sessions written before the churn.
 const LIVE: usize = 1_000;
@@ -97,10 +98,14 @@ fn churn<C: Contender>(label: &str, c: &C, cycles: usize) -> Churn {
 }
 
 /// The store (default engine) under `durability`, in a new directory.
-fn store(durability: Durability, clock: Arc<dyn Clock>) -> (tempfile::TempDir, StoreAt) {
+fn store(durability: Durability, clock: Arc<dyn Clock>) -> (tempfile::TempDir, StoreContender) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("store");
-    let s = StoreAt::open(store_config(&path, clock).durability(durability), &path);
+    let s = StoreContender::at(
+        store_config(&path, clock).durability(durability),
+        &path,
+        "store",
+    );
     (dir, s)
 }
 

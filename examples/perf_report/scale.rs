@@ -43,10 +43,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use sessionstore::{
-    Clock, Config, Durability, ExportedScope, ExportedSession, ImportMode, ManualClock, Session,
-    Store,
+    Clock, Config, Durability, ExportedScope, ExportedSession, ImportMode, ManualClock,
 };
 
+use super::common::StoreContender;
 use super::common::contender::{COMPONENT, Contender, IDLE, Mode, key_names, values};
 use super::common::sqlite::{self, Sqlite};
 use super::common::workload::KEYS;
@@ -67,84 +67,6 @@ const BUILD_THREADS: usize = 4;
 const SQL_CHUNK: usize = 10_000;
 /// The large cache of the RSS rows.
 const BIG_CACHE: u64 = 2 << 30;
-
-/// The store's Contender: a `Store` opened on an existing directory, doing
-/// what `common::StoreContender` does for each operation.
-pub struct StoreAt {
-    store: Store,
-    path: PathBuf,
-}
-
-impl StoreAt {
-    /// Opens `config`'s store (its directory is `path`).
-    pub fn open(config: Config, path: &Path) -> StoreAt {
-        StoreAt {
-            store: config.open().expect("opening the store"),
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Contender for StoreAt {
-    type Scope = Session;
-
-    fn label(&self) -> String {
-        "store".into()
-    }
-
-    fn create(&self) -> Session {
-        self.store.create().expect("create")
-    }
-
-    fn open(&self, sid: &str, component: Option<&str>) -> Session {
-        self.store
-            .get(sid, component)
-            .expect("get")
-            .expect("a live session")
-    }
-
-    fn sid<'a>(&self, scope: &'a Session) -> &'a str {
-        scope.id()
-    }
-
-    fn save(&self, scope: &mut Session, values: &[(&str, Vec<u8>)]) {
-        for (key, value) in values {
-            scope.set_raw(key, value.clone()).expect("set_raw");
-        }
-        self.store.save(scope).expect("save");
-    }
-
-    fn get(&self, sid: &str, component: Option<&str>) -> usize {
-        self.store
-            .get(sid, component)
-            .expect("get")
-            .map_or(0, |s| s.len())
-    }
-
-    fn destroy(&self, sid: &str) -> bool {
-        self.store.destroy(sid).expect("destroy")
-    }
-
-    fn touch(&self, sid: &str) -> bool {
-        self.store.touch(sid).expect("touch")
-    }
-
-    fn regenerate(&self, sid: &str) -> String {
-        self.store.regenerate(sid).expect("regenerate")
-    }
-
-    fn reap(&self) -> usize {
-        self.store.reap_expired().expect("reap_expired")
-    }
-
-    fn flush(&self) {
-        self.store.flush().expect("flush");
-    }
-
-    fn dir(&self) -> &Path {
-        &self.path
-    }
-}
 
 /// The configuration every measurement opens the store with: the defaults,
 /// the contenders' idle timeout, no reaper thread, and `clock`.
@@ -451,7 +373,11 @@ fn measure_size(exe: &Path, root: &Path, n: usize, started: Instant) -> Figures 
     // created now expires when the clock moves past the idle timeout.
     clock.set(SystemTime::now() + Duration::from_secs(60));
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let s = StoreAt::open(store_config(&store_dir, shared.clone()), &store_dir);
+    let s = StoreContender::at(
+        store_config(&store_dir, shared.clone()),
+        &store_dir,
+        "store",
+    );
     let q = Sqlite::open_in(sql_dir, Mode::Durable, shared);
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let (mut sg, mut qg, mut ss, mut qs, mut sr, mut qr) =
