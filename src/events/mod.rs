@@ -235,7 +235,13 @@ impl Events {
     /// Waits until the dispatcher has handed out every event queued so far.
     #[cfg(test)]
     pub fn settle(&self) {
+        // A hang guard for tests, not a speed check.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !self.shared.queue.lock().settled() {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the dispatcher did not hand out the queue within 60 s"
+            );
             std::thread::yield_now();
         }
     }

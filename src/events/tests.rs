@@ -3,7 +3,7 @@
 //! racing threads at every capacity.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::*;
@@ -251,6 +251,9 @@ fn lagged_always_comes_before_the_next_event_under_racing_readers() {
     for capacity in CAPACITIES {
         let hub = Events::new(capacity);
         let done = AtomicUsize::new(0);
+        // Which readers saw their marker: their channels are never read
+        // again, so only the others are waited on to empty.
+        let finished: Vec<AtomicBool> = (0..3).map(|_| AtomicBool::new(false)).collect();
         let draining: Vec<_> = (0..3).map(|_| hub.subscribe()).collect();
         // Clones, to see that a reader emptied its channel: never read here.
         let watch: Vec<_> = draining.clone();
@@ -258,6 +261,7 @@ fn lagged_always_comes_before_the_next_event_under_racing_readers() {
         let readers = draining.len();
         std::thread::scope(|scope| {
             let done = &done;
+            let finished = &finished;
             let handles: Vec<_> = draining
                 .into_iter()
                 .enumerate()
@@ -271,6 +275,7 @@ fn lagged_always_comes_before_the_next_event_under_racing_readers() {
                             let end = matches!(&e, Event::Created { .. }) && index_of(&e) >= EVENTS;
                             got.push(e);
                             if end {
+                                finished[k].store(true, Ordering::SeqCst);
                                 done.fetch_add(1, Ordering::SeqCst);
                                 return got;
                             }
@@ -289,7 +294,18 @@ fn lagged_always_comes_before_the_next_event_under_racing_readers() {
                     // A marker goes to channels the readers emptied, so that
                     // after a Lagged that took the last slot the next fits.
                     hub.settle();
-                    while !watch.iter().all(Receiver::is_empty) {
+                    // A hang guard, not a speed check: a reader that stops
+                    // reading fails the test instead of stalling CI.
+                    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                    while !watch
+                        .iter()
+                        .zip(finished)
+                        .all(|(rx, f)| f.load(Ordering::SeqCst) || rx.is_empty())
+                    {
+                        assert!(
+                            std::time::Instant::now() < give_up,
+                            "capacity {capacity}: a reader stopped emptying its channel"
+                        );
                         std::thread::yield_now();
                     }
                 }
