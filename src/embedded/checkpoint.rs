@@ -28,12 +28,14 @@ use parking_lot::Mutex;
 use crate::embedded::backend::Backend;
 use crate::embedded::join::Worker;
 use crate::embedded::journal::{SEGMENT_BYTES, Writer};
+use crate::embedded::reserve::Reserve;
 use crate::error::{Error, Result};
 
-/// Engine batches after which a checkpoint is asked for: redb reuses the
-/// pages that non-durable commits free only after a durable one, so this
-/// bounds how far its file grows between checkpoints.
-pub(crate) const COMMITS: u64 = 512;
+/// Batches after which a checkpoint is asked for: bounds the records a
+/// replay at open goes through. Each checkpoint is one engine commit of
+/// everything the overlay holds (see `overlay`), so fewer, larger ones cost
+/// less per batch.
+pub(crate) const COMMITS: u64 = 8192;
 /// Journal bytes after which a checkpoint is asked for: bounds the journal
 /// (two segments in use) and the replay at open.
 pub(crate) const BYTES: u64 = 2 * SEGMENT_BYTES;
@@ -49,6 +51,9 @@ pub(crate) struct Target {
     pub applied: Arc<AtomicU64>,
     /// The number the last checkpoint covered.
     pub covered: Arc<AtomicU64>,
+    /// The reserve of free space, told of every checkpoint; `None` for a
+    /// temporary store or substitute parts.
+    pub reserve: Option<Arc<Reserve>>,
 }
 
 impl Target {
@@ -61,6 +66,9 @@ impl Target {
         self.backend.flush()?;
         self.journal.lock().release_through(s);
         self.covered.fetch_max(s, Ordering::AcqRel);
+        if let Some(reserve) = &self.reserve {
+            reserve.checkpointed();
+        }
         Ok(())
     }
 }

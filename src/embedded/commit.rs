@@ -98,7 +98,7 @@ struct Shared {
     nudge: Mutex<Option<Sender<()>>>,
     /// The reserve of free space, checked before every batch; `None` for
     /// a temporary store or substitute parts.
-    reserve: Option<Reserve>,
+    reserve: Option<Arc<Reserve>>,
     /// Engine batches since the last nudge.
     since_nudge: AtomicU64,
     /// Journal bytes appended at the last nudge.
@@ -146,7 +146,10 @@ impl Shared {
     /// unsynced since the last sync.
     fn apply(&self, batch: &mut Batch, durable: bool, writers: u64) -> Result<bool> {
         if let Some(reserve) = &self.reserve {
-            reserve.admit(batch.only_deletes(keys::CLOCK_KEY))?;
+            reserve.admit(
+                batch.only_deletes(keys::CLOCK_KEY),
+                self.backend.pending_bytes(),
+            )?;
         }
         let (seq, appended) = {
             let mut journal = self.target.journal.lock();
@@ -215,11 +218,13 @@ impl Committer {
     ) -> Result<Self> {
         let stamped = AtomicU64::new(floor.load(Ordering::Acquire));
         let last = journal.last();
+        let reserve = reserve.map(Arc::new);
         let target = Target {
             backend: backend.clone(),
             journal: Arc::new(Mutex::new(journal)),
             applied: Arc::new(AtomicU64::new(last)),
             covered: Arc::new(AtomicU64::new(last)),
+            reserve: reserve.clone(),
         };
         let (checkpointer, nudge) = Checkpointer::start(target.clone(), timeout)?;
         let (tx, rx) = unbounded();

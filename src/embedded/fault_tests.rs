@@ -42,6 +42,7 @@ impl OpenOn for Config {
                 backend: Some(backend.clone()),
                 ids: None,
                 journal: None,
+                write_through: true,
             },
         )
     }
@@ -61,6 +62,7 @@ fn create_retries_a_colliding_id_and_never_overwrites() -> Result<()> {
                 "free".into(),
             ])))),
             journal: None,
+            write_through: true,
         },
     )?;
     let mut s = store.create_new_session("taken")?;

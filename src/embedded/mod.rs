@@ -17,6 +17,7 @@ mod journal;
 mod launch;
 mod metacache;
 mod open;
+mod overlay;
 mod principal;
 #[cfg(any(test, feature = "corruption-testing"))]
 mod raw;

@@ -12,6 +12,7 @@ use crate::codec;
 use crate::embedded::backend::{self, Backend, Batch};
 use crate::embedded::config::Config;
 use crate::embedded::journal::{self, Segments, Writer};
+use crate::embedded::overlay::Overlay;
 use crate::embedded::reserve::{self, Reserve};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -42,12 +43,15 @@ pub(crate) struct Opened {
 /// Opens the directory of `config` (already validated): creates it or checks
 /// that it holds nothing or one store, takes its lock file, opens the engine
 /// (`engine`, if the caller supplies one: tests inside the crate do) and
-/// checks or writes the format marker, and replays the journal (on
-/// `segments`, if the caller supplies them) into the engine.
+/// checks or writes the format marker, puts the in-memory overlay in front
+/// of the engine (unless `write_through`: tests of the engine's own faults
+/// inside the crate ask so), and replays the journal (on `segments`, if the
+/// caller supplies them) into it.
 pub(crate) fn open(
     config: &Config,
     engine: Option<Arc<dyn Backend>>,
     segments: Option<Arc<dyn Segments>>,
+    write_through: bool,
 ) -> Result<Opened> {
     let temp = if config.temporary {
         Some(tempfile::tempdir().map_err(|e| Error::Io {
@@ -74,6 +78,11 @@ pub(crate) fn open(
         ),
     };
     check_format(&*backend, &path)?;
+    let backend: Arc<dyn Backend> = if write_through {
+        backend
+    } else {
+        Arc::new(Overlay::new(backend))
+    };
     let journal = journal::open(&path, segments, &*backend)?;
     let floor = read_floor(&*backend)?;
     Ok(Opened {

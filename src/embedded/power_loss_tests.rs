@@ -230,6 +230,7 @@ fn open(disk: &SimDisk, mode: Mode) -> Result<Store> {
             backend: Some(Arc::new(backend)),
             ids: None,
             journal: Some(Arc::new(disk.segments())),
+            write_through: false,
         },
     )
 }

@@ -240,6 +240,7 @@ mod tests {
                 backend: Some(backend.clone()),
                 ids: None,
                 journal: None,
+                write_through: true,
             },
         )
         .unwrap()

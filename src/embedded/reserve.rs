@@ -39,6 +39,10 @@ pub(crate) struct Reserve {
     ballast: PathBuf,
     /// Whether the ballast is on disk.
     held: AtomicBool,
+    /// Set when the ballast is released, cleared by the next checkpoint:
+    /// the deletions it was released for reach the engine only then (see
+    /// `overlay`), and need its room until they do.
+    owed: AtomicBool,
 }
 
 impl Reserve {
@@ -52,6 +56,7 @@ impl Reserve {
             dir: dir.to_path_buf(),
             ballast,
             held: AtomicBool::new(held),
+            owed: AtomicBool::new(false),
         };
         if !held {
             match reserve.free() {
@@ -67,8 +72,11 @@ impl Reserve {
     }
 
     /// Whether a batch may go to the journal and the engine; `frees` says
-    /// it only deletes. The caller holds the engine lock.
-    pub fn admit(&self, frees: bool) -> Result<()> {
+    /// it only deletes, `pending` is what the next checkpoint will write
+    /// (the overlay's bytes): the floor rises by twice that, room for the
+    /// engine's copy-on-write pages, so that no checkpoint meets a full
+    /// disk. The caller holds the engine lock.
+    pub fn admit(&self, frees: bool, pending: u64) -> Result<()> {
         let free = match self.free() {
             Ok(free) => free,
             Err(e) => {
@@ -77,8 +85,12 @@ impl Reserve {
                 return Ok(());
             }
         };
-        if free >= FLOOR {
-            if !self.held.load(Ordering::Relaxed) && free >= FLOOR + BALLAST {
+        let floor = FLOOR.saturating_add(pending.saturating_mul(2));
+        if free >= floor {
+            if !self.held.load(Ordering::Relaxed)
+                && !self.owed.load(Ordering::Acquire)
+                && free >= floor + BALLAST
+            {
                 self.rebuild();
             }
             return Ok(());
@@ -91,7 +103,7 @@ impl Reserve {
             "admitting a write",
             format!(
                 "No space left on device: {free} bytes free on the file system of {}, under \
-                 the store's floor of {FLOOR}; the write was refused before anything was \
+                 the store's floor of {floor} ({FLOOR}, and room for the next checkpoint); the write was refused before anything was \
                  written. Reads go on; destroy and the reaper get through (the store \
                  releases its {BALLAST}-byte reserve for them); writes resume by themselves \
                  once there is room",
@@ -106,7 +118,14 @@ impl Reserve {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
+    /// A checkpoint finished: the engine holds every deletion the ballast
+    /// was released for, so it may be rebuilt when there is room.
+    pub fn checkpointed(&self) {
+        self.owed.store(false, Ordering::Release);
+    }
+
     fn release(&self) {
+        self.owed.store(true, Ordering::Release);
         if self.held.swap(false, Ordering::Relaxed) {
             match fs::remove_file(&self.ballast) {
                 Ok(()) => log::warn!(

@@ -212,6 +212,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Bytes the engine's files take on disk.
     fn size_on_disk(&self) -> Result<u64>;
+    /// Bytes of applied batches held in memory until the next
+    /// [`flush`](Backend::flush), which writes them (the overlay's); an
+    /// engine holds none.
+    fn pending_bytes(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

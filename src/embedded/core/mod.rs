@@ -39,6 +39,10 @@ pub(crate) struct Parts {
     pub ids: Option<Arc<dyn IdSource>>,
     /// The journal's segments (a simulated disk); default: files in the store's directory.
     pub journal: Option<Arc<dyn Segments>>,
+    /// Batches go straight to the engine, with no overlay in front of it:
+    /// for tests of what the commit path does when the engine itself fails
+    /// or hangs under a write.
+    pub write_through: bool,
 }
 
 /// Shared by every `Store` handle and by the reaper thread.
@@ -111,7 +115,7 @@ impl Core {
     /// starts the commit thread.
     pub fn open(config: &Config, parts: Parts) -> Result<Core> {
         config.validate()?;
-        let opened = open::open(config, parts.backend, parts.journal)?;
+        let opened = open::open(config, parts.backend, parts.journal, parts.write_through)?;
         let floor = Arc::new(AtomicU64::new(opened.floor));
         let committer = Committer::start(
             opened.backend.clone(),

@@ -1,0 +1,381 @@
+//! The writes applied since the last checkpoint, held in memory in front of
+//! the engine.
+//!
+//! A batch whose journal record is appended (and synced, if durable) is
+//! applied here, to a sorted map of the keys it puts or deletes, instead of
+//! to the engine: an engine commit per batch (redb's copy-on-write of every
+//! page on the path to each key, sled's log buffer roll) cost five times
+//! what the rest of a save does (see docs/performance.md). A checkpoint
+//! ([`Backend::flush`] here) hands everything held to the engine as one
+//! batch, makes it durable, and only then lets it go; the journal keeps the
+//! records until then, so a crash loses nothing this map held.
+//!
+//! - **Reads** see the map over the engine: the newest value of a key is
+//!   the map's, and a deleted key is a tombstone that hides the engine's
+//!   value. A read holds the map's read lock over its engine read, so it
+//!   sees one state: the engine changes meanwhile only by a checkpoint,
+//!   which writes exactly what the map still holds.
+//! - **Layers.** A checkpoint freezes the map as it is and starts a new one
+//!   for the writes that come meanwhile; the frozen layer is dropped once
+//!   the engine holds it durably. A checkpoint that fails keeps it, and the
+//!   next one writes it again (a batch of plain puts and deletes, so writing
+//!   it twice is harmless).
+//! - **Prefix deletions** become tombstones for the keys under the prefix
+//!   that the map and the engine hold, in the batch's order.
+//! - **Bounded.** While checkpoints fail (a full disk, a failing engine),
+//!   the map grows; past [`LIMIT`] bytes it refuses every batch but one that
+//!   only deletes, and past twice that, every batch, with the error of the
+//!   last failed checkpoint.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
+
+use super::backend::{Backend, Batch, Entry, Op};
+use crate::error::{Error, Result};
+
+/// Bytes held in memory past which only deleting batches are taken.
+pub(crate) const LIMIT: u64 = 64 << 20;
+/// Bytes held past which a writer takes a checkpoint itself before its
+/// batch: about twice what the journal holds when one is asked for.
+pub(crate) const BACKLOG: u64 = 4 << 20;
+/// What an entry costs beyond its key and value, for the byte count.
+const ENTRY_COST: u64 = 64;
+
+/// A key's state in a layer: its value, or `None` for deleted.
+type Slot = Option<Vec<u8>>;
+
+#[derive(Default)]
+struct Layer {
+    map: BTreeMap<Vec<u8>, Slot>,
+    bytes: u64,
+}
+
+impl Layer {
+    fn set(&mut self, key: Vec<u8>, slot: Slot) {
+        let add = slot.as_ref().map_or(0, |v| v.len() as u64);
+        let key_cost = key.len() as u64 + ENTRY_COST;
+        match self.map.insert(key, slot) {
+            Some(old) => {
+                self.bytes = (self.bytes + add).saturating_sub(old.map_or(0, |v| v.len() as u64));
+            }
+            None => self.bytes += key_cost + add,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Layers {
+    /// Where batches go.
+    active: Layer,
+    /// Frozen by checkpoints that have not yet finished, oldest first.
+    frozen: Vec<Arc<Layer>>,
+    /// Why the last checkpoint failed, until one succeeds.
+    failed: Option<String>,
+}
+
+impl Layers {
+    fn bytes(&self) -> u64 {
+        self.active.bytes + self.frozen.iter().map(|l| l.bytes).sum::<u64>()
+    }
+
+    /// The newest state of `key` in the layers; `None` if no layer names it.
+    fn get(&self, key: &[u8]) -> Option<&Slot> {
+        self.active
+            .map
+            .get(key)
+            .or_else(|| self.frozen.iter().rev().find_map(|l| l.map.get(key)))
+    }
+
+    /// The newest state of every key the layers name in `[start, end)`,
+    /// in key order.
+    fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<(&[u8], Option<&[u8]>)> {
+        // `BTreeMap::range` panics on a range that ends before it starts.
+        let empty = match (start, end) {
+            (Bound::Included(s), Bound::Excluded(e)) => s >= e,
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            _ => false,
+        };
+        if empty {
+            return Vec::new();
+        }
+        fn pick<'a>(
+            l: &'a Layer,
+            start: Bound<&[u8]>,
+            end: Bound<&[u8]>,
+        ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
+            l.map
+                .range::<[u8], _>((start, end))
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+        }
+        if self.frozen.is_empty() {
+            return pick(&self.active, start, end).collect();
+        }
+        let mut merged: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        for layer in self.frozen.iter().map(|l| &**l).chain([&self.active]) {
+            merged.extend(pick(layer, start, end));
+        }
+        merged.into_iter().collect()
+    }
+}
+
+/// The in-memory layer in front of an engine; itself a [`Backend`].
+pub(crate) struct Overlay {
+    inner: Arc<dyn Backend>,
+    layers: RwLock<Layers>,
+    /// Held by a checkpoint from freezing to dropping its layer.
+    checkpoint: Mutex<()>,
+}
+
+impl Overlay {
+    /// An empty overlay in front of `inner`.
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
+        Overlay {
+            inner,
+            layers: RwLock::new(Layers::default()),
+            checkpoint: Mutex::new(()),
+        }
+    }
+
+    /// Calls `visit` with every key and value of the merged view whose key
+    /// starts with `prefix`, in key order.
+    fn visit_merged(
+        &self,
+        layers: &Layers,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        let end = super::backend::prefix_end(prefix);
+        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let held = layers.range(Bound::Included(prefix), end_bound);
+        if held.is_empty() {
+            return self.inner.visit_prefix(prefix, visit);
+        }
+        let mut next = 0;
+        self.inner.visit_prefix(prefix, &mut |k, v| {
+            while let Some((hk, hv)) = held.get(next).copied().filter(|(hk, _)| *hk <= k) {
+                next += 1;
+                if let Some(hv) = hv {
+                    visit(hk, hv);
+                }
+                if hk == k {
+                    return;
+                }
+            }
+            visit(k, v);
+        })?;
+        for (hk, hv) in &held[next..] {
+            if let Some(hv) = hv {
+                visit(hk, hv);
+            }
+        }
+        Ok(())
+    }
+
+    /// The tombstones a prefix deletion puts in `staged`: every key under
+    /// `prefix` that the merged view or the batch so far holds.
+    fn delete_prefix(
+        &self,
+        layers: &Layers,
+        prefix: &[u8],
+        staged: &mut BTreeMap<Vec<u8>, Slot>,
+    ) -> Result<()> {
+        let mut keys = Vec::new();
+        self.visit_merged(layers, prefix, &mut |k, _| keys.push(k.to_vec()))?;
+        for (k, slot) in staged.iter_mut() {
+            if k.starts_with(prefix) {
+                *slot = None;
+            }
+        }
+        for k in keys {
+            staged.insert(k, None);
+        }
+        Ok(())
+    }
+
+    /// Refuses a batch while the layers hold more than the limit.
+    fn admit(layers: &Layers, batch: &Batch) -> Result<()> {
+        let held = layers.bytes();
+        let deletes = only_deletes(batch);
+        if held < LIMIT || (deletes && held < 2 * LIMIT) {
+            return Ok(());
+        }
+        Err(Error::storage(
+            "applying a batch",
+            format!(
+                "{held} bytes of writes wait in memory for a checkpoint, over the limit of {}; the last checkpoint failed: {}",
+                if deletes { 2 * LIMIT } else { LIMIT },
+                layers.failed.as_deref().unwrap_or("none has finished yet")
+            ),
+        ))
+    }
+}
+
+/// Whether `batch` only deletes, but for the puts every batch carries.
+fn only_deletes(batch: &Batch) -> bool {
+    batch
+        .ops()
+        .iter()
+        .all(|op| !matches!(op, Op::Put(..)) || is_bookkeeping(op))
+}
+
+/// Whether `op` is a put every batch carries (the time floor, the journal
+/// mark), which a deleting batch may still hold.
+fn is_bookkeeping(op: &Op) -> bool {
+    matches!(op, Op::Put(k, _) if k.as_slice() == crate::keys::CLOCK_KEY || k.as_slice() == crate::keys::JOURNAL_KEY)
+}
+
+impl Backend for Overlay {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let layers = self.layers.read();
+        match layers.get(key) {
+            Some(slot) => Ok(slot.clone()),
+            None => self.inner.get(key),
+        }
+    }
+
+    fn visit_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<()> {
+        let layers = self.layers.read();
+        self.visit_merged(&layers, prefix, visit)
+    }
+
+    fn scan_range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>> {
+        let layers = self.layers.read();
+        let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out: Vec<Entry> = Vec::new();
+        let mut from = start.to_vec();
+        // Chunks of the engine, each merged with what the layers hold in
+        // the same keys, until `limit` entries are out or both run dry.
+        while out.len() < limit {
+            let chunk = self.inner.scan_range(&from, end, limit)?;
+            let engine_done = chunk.len() < limit;
+            let upto = match chunk.last() {
+                Some((k, _)) if !engine_done => Bound::Included(k.as_slice()),
+                _ => end_bound,
+            };
+            let mut held = layers
+                .range(Bound::Included(&from), upto)
+                .into_iter()
+                .peekable();
+            for (k, v) in chunk.iter() {
+                while let Some((hk, hv)) = held.next_if(|(hk, _)| *hk < k.as_slice()) {
+                    if let Some(hv) = hv {
+                        out.push((hk.to_vec(), hv.to_vec()));
+                    }
+                }
+                match held.next_if(|(hk, _)| *hk == k.as_slice()) {
+                    Some((_, Some(hv))) => out.push((k.clone(), hv.to_vec())),
+                    Some((_, None)) => {}
+                    None => out.push((k.clone(), v.clone())),
+                }
+            }
+            for (hk, hv) in held {
+                if let Some(hv) = hv {
+                    out.push((hk.to_vec(), hv.to_vec()));
+                }
+            }
+            if engine_done {
+                break;
+            }
+            // Go on after the engine's last key.
+            if let Some((k, _)) = chunk.last() {
+                from.clone_from(k);
+                from.push(0);
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        // Backpressure: a writer that finds more held than a checkpoint
+        // should take takes one itself, so that writes cannot outrun the
+        // engine (the journal keeps every record until a checkpoint).
+        if self.pending_bytes() >= BACKLOG && !only_deletes(batch) {
+            self.flush()?;
+        }
+        let layers = self.layers.upgradable_read();
+        Self::admit(&layers, batch)?;
+        let mut staged: BTreeMap<Vec<u8>, Slot> = BTreeMap::new();
+        for op in batch.ops() {
+            match op {
+                Op::Put(k, v) => drop(staged.insert(k.clone(), Some(v.clone()))),
+                Op::Delete(k) => drop(staged.insert(k.clone(), None)),
+                Op::DeletePrefix(p) => self.delete_prefix(&layers, p, &mut staged)?,
+            }
+        }
+        let mut layers = RwLockUpgradableReadGuard::upgrade(layers);
+        for (k, slot) in staged {
+            layers.active.set(k, slot);
+        }
+        Ok(())
+    }
+
+    /// A checkpoint: hands the engine everything held, as one batch, makes
+    /// the engine durable, then drops what it held.
+    fn flush(&self) -> Result<()> {
+        let _one = self.checkpoint.lock();
+        let frozen: Vec<Arc<Layer>> = {
+            let mut layers = self.layers.write();
+            if !layers.active.map.is_empty() {
+                let active = std::mem::take(&mut layers.active);
+                layers.frozen.push(Arc::new(active));
+            }
+            layers.frozen.clone()
+        };
+        let done = self.write_through(&frozen);
+        let mut layers = self.layers.write();
+        match done {
+            Ok(()) => {
+                // Checkpoints run one at a time: the frozen layers are still
+                // the oldest ones.
+                layers.frozen.drain(..frozen.len());
+                layers.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                layers.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        self.inner.size_on_disk()
+    }
+
+    fn pending_bytes(&self) -> u64 {
+        self.layers.read().bytes()
+    }
+}
+
+impl Overlay {
+    /// Writes `frozen`, oldest first, to the engine as one batch, and makes
+    /// the engine durable.
+    fn write_through(&self, frozen: &[Arc<Layer>]) -> Result<()> {
+        if !frozen.is_empty() {
+            let mut merged: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+            for layer in frozen {
+                merged.extend(layer.map.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+            }
+            let mut batch = Batch::default();
+            for (k, v) in merged {
+                match v {
+                    Some(v) => batch.put(k.to_vec(), v.to_vec()),
+                    None => batch.delete(k.to_vec()),
+                }
+            }
+            self.inner.apply(&batch)?;
+        }
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests;
