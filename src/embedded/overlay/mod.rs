@@ -54,6 +54,13 @@ struct Layer {
 }
 
 impl Layer {
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(old) = self.map.remove(key) {
+            let cost = key.len() as u64 + ENTRY_COST + old.map_or(0, |v| v.len() as u64);
+            self.bytes = self.bytes.saturating_sub(cost);
+        }
+    }
+
     fn set(&mut self, key: Vec<u8>, slot: Slot) {
         let add = slot.as_ref().map_or(0, |v| v.len() as u64);
         let key_cost = key.len() as u64 + ENTRY_COST;
@@ -77,6 +84,52 @@ struct Layers {
 }
 
 impl Layers {
+    /// Deletes every key under `prefix`, given the engine's keys under it
+    /// (sorted): a key that the engine or a frozen layer may hold gets a
+    /// tombstone; one only the active layer held is simply dropped, so a
+    /// session created and destroyed between two checkpoints never reaches
+    /// the engine.
+    fn delete_prefix(&mut self, prefix: &[u8], in_engine: &[Vec<u8>]) {
+        let end = super::backend::prefix_end(prefix);
+        let bounds = (
+            Bound::Included(prefix),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        let held: Vec<Vec<u8>> = self
+            .active
+            .map
+            .range::<[u8], _>(bounds)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in held {
+            let below = in_engine.binary_search(&k).is_ok()
+                || self.frozen.iter().any(|l| l.map.contains_key(&k));
+            if below {
+                self.active.set(k, None);
+            } else {
+                self.active.remove(&k);
+            }
+        }
+        // What only the layers below hold: the engine's keys and the
+        // frozen layers' keys that the active layer does not name.
+        for k in in_engine {
+            if !self.active.map.contains_key(k) {
+                self.active.set(k.clone(), None);
+            }
+        }
+        for i in 0..self.frozen.len() {
+            let below: Vec<Vec<u8>> = self.frozen[i]
+                .map
+                .range::<[u8], _>(bounds)
+                .filter(|(k, _)| !self.active.map.contains_key(*k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in below {
+                self.active.set(k, None);
+            }
+        }
+    }
+
     fn bytes(&self) -> u64 {
         self.active.bytes + self.frozen.iter().map(|l| l.bytes).sum::<u64>()
     }
@@ -170,27 +223,6 @@ impl Overlay {
             if let Some(hv) = hv {
                 visit(hk, hv);
             }
-        }
-        Ok(())
-    }
-
-    /// The tombstones a prefix deletion puts in `staged`: every key under
-    /// `prefix` that the merged view or the batch so far holds.
-    fn delete_prefix(
-        &self,
-        layers: &Layers,
-        prefix: &[u8],
-        staged: &mut BTreeMap<Vec<u8>, Slot>,
-    ) -> Result<()> {
-        let mut keys = Vec::new();
-        self.visit_merged(layers, prefix, &mut |k, _| keys.push(k.to_vec()))?;
-        for (k, slot) in staged.iter_mut() {
-            if k.starts_with(prefix) {
-                *slot = None;
-            }
-        }
-        for k in keys {
-            staged.insert(k, None);
         }
         Ok(())
     }
@@ -302,17 +334,29 @@ impl Backend for Overlay {
         }
         let layers = self.layers.upgradable_read();
         Self::admit(&layers, batch)?;
-        let mut staged: BTreeMap<Vec<u8>, Slot> = BTreeMap::new();
+        // The engine's keys under each prefix the batch deletes, read
+        // before anything changes, so that an error leaves nothing applied.
+        // The engine changes meanwhile only by a checkpoint writing frozen
+        // layers, and none is frozen while this guard is held.
+        let mut in_engine = Vec::new();
         for op in batch.ops() {
-            match op {
-                Op::Put(k, v) => drop(staged.insert(k.clone(), Some(v.clone()))),
-                Op::Delete(k) => drop(staged.insert(k.clone(), None)),
-                Op::DeletePrefix(p) => self.delete_prefix(&layers, p, &mut staged)?,
+            if let Op::DeletePrefix(p) = op {
+                let mut keys = Vec::new();
+                self.inner
+                    .visit_prefix(p, &mut |k, _| keys.push(k.to_vec()))?;
+                in_engine.push(keys);
             }
         }
+        let mut in_engine = in_engine.into_iter();
         let mut layers = RwLockUpgradableReadGuard::upgrade(layers);
-        for (k, slot) in staged {
-            layers.active.set(k, slot);
+        for op in batch.ops() {
+            match op {
+                Op::Put(k, v) => layers.active.set(k.clone(), Some(v.clone())),
+                Op::Delete(k) => layers.active.set(k.clone(), None),
+                Op::DeletePrefix(p) => {
+                    layers.delete_prefix(p, &in_engine.next().unwrap_or_default())
+                }
+            }
         }
         Ok(())
     }

@@ -270,3 +270,28 @@ fn reads_and_writes_go_on_while_a_checkpoint_is_inside_the_engine() -> Result<()
     assert_eq!(engine(&inner), [(b"b".to_vec(), b"2".to_vec())]);
     Ok(())
 }
+
+/// A session created and destroyed between two checkpoints leaves nothing
+/// held: the engine never sees it. One the engine holds leaves tombstones.
+#[test]
+fn what_only_the_active_layer_held_is_dropped_not_tombstoned() -> Result<()> {
+    let (inner, o) = overlay();
+    o.apply(&put(b"kept/", b"meta"))?;
+    o.flush()?;
+    let mut create = put(b"s1/", b"meta");
+    create.put(b"s1//k".to_vec(), b"v".to_vec());
+    o.apply(&create)?;
+    assert!(o.pending_bytes() > 0);
+    let mut destroy = Batch::default();
+    destroy.delete_prefix(b"s1/".to_vec());
+    o.apply(&destroy)?;
+    assert_eq!(o.pending_bytes(), 0, "nothing held for s1");
+    let mut destroy = Batch::default();
+    destroy.delete_prefix(b"kept/".to_vec());
+    o.apply(&destroy)?;
+    assert!(o.pending_bytes() > 0, "a tombstone for the engine's key");
+    assert_eq!(o.get(b"kept/")?, None);
+    o.flush()?;
+    assert!(engine(&inner).is_empty());
+    Ok(())
+}
