@@ -27,12 +27,15 @@
 //!   only deletes, and past twice that, every batch, with the error of the
 //!   last failed checkpoint.
 
+mod layer;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
 
+use self::layer::{Layer, Layers, prefix_bounds};
 use super::backend::{Backend, Batch, Entry, Op};
 use crate::error::{Error, Result};
 
@@ -41,139 +44,6 @@ pub(crate) const LIMIT: u64 = 64 << 20;
 /// Bytes held past which a writer takes a checkpoint itself before its
 /// batch: about twice what the journal holds when one is asked for.
 pub(crate) const BACKLOG: u64 = 4 << 20;
-/// What an entry costs beyond its key and value, for the byte count.
-const ENTRY_COST: u64 = 64;
-
-/// A key's state in a layer: its value, or `None` for deleted.
-type Slot = Option<Vec<u8>>;
-
-#[derive(Default)]
-struct Layer {
-    map: BTreeMap<Vec<u8>, Slot>,
-    bytes: u64,
-}
-
-impl Layer {
-    fn remove(&mut self, key: &[u8]) {
-        if let Some(old) = self.map.remove(key) {
-            let cost = key.len() as u64 + ENTRY_COST + old.map_or(0, |v| v.len() as u64);
-            self.bytes = self.bytes.saturating_sub(cost);
-        }
-    }
-
-    fn set(&mut self, key: Vec<u8>, slot: Slot) {
-        let add = slot.as_ref().map_or(0, |v| v.len() as u64);
-        let key_cost = key.len() as u64 + ENTRY_COST;
-        match self.map.insert(key, slot) {
-            Some(old) => {
-                self.bytes = (self.bytes + add).saturating_sub(old.map_or(0, |v| v.len() as u64));
-            }
-            None => self.bytes += key_cost + add,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Layers {
-    /// Where batches go.
-    active: Layer,
-    /// Frozen by checkpoints that have not yet finished, oldest first.
-    frozen: Vec<Arc<Layer>>,
-    /// Why the last checkpoint failed, until one succeeds.
-    failed: Option<String>,
-}
-
-impl Layers {
-    /// Deletes every key under `prefix`, given the engine's keys under it
-    /// (sorted): a key that the engine or a frozen layer may hold gets a
-    /// tombstone; one only the active layer held is simply dropped, so a
-    /// session created and destroyed between two checkpoints never reaches
-    /// the engine.
-    fn delete_prefix(&mut self, prefix: &[u8], in_engine: &[Vec<u8>]) {
-        let end = super::backend::prefix_end(prefix);
-        let bounds = (
-            Bound::Included(prefix),
-            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
-        );
-        let held: Vec<Vec<u8>> = self
-            .active
-            .map
-            .range::<[u8], _>(bounds)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in held {
-            let below = in_engine.binary_search(&k).is_ok()
-                || self.frozen.iter().any(|l| l.map.contains_key(&k));
-            if below {
-                self.active.set(k, None);
-            } else {
-                self.active.remove(&k);
-            }
-        }
-        // What only the layers below hold: the engine's keys and the
-        // frozen layers' keys that the active layer does not name.
-        for k in in_engine {
-            if !self.active.map.contains_key(k) {
-                self.active.set(k.clone(), None);
-            }
-        }
-        for i in 0..self.frozen.len() {
-            let below: Vec<Vec<u8>> = self.frozen[i]
-                .map
-                .range::<[u8], _>(bounds)
-                .filter(|(k, _)| !self.active.map.contains_key(*k))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in below {
-                self.active.set(k, None);
-            }
-        }
-    }
-
-    fn bytes(&self) -> u64 {
-        self.active.bytes + self.frozen.iter().map(|l| l.bytes).sum::<u64>()
-    }
-
-    /// The newest state of `key` in the layers; `None` if no layer names it.
-    fn get(&self, key: &[u8]) -> Option<&Slot> {
-        self.active
-            .map
-            .get(key)
-            .or_else(|| self.frozen.iter().rev().find_map(|l| l.map.get(key)))
-    }
-
-    /// The newest state of every key the layers name in `[start, end)`,
-    /// in key order.
-    fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<(&[u8], Option<&[u8]>)> {
-        // `BTreeMap::range` panics on a range that ends before it starts.
-        let empty = match (start, end) {
-            (Bound::Included(s), Bound::Excluded(e)) => s >= e,
-            (Bound::Included(s), Bound::Included(e)) => s > e,
-            _ => false,
-        };
-        if empty {
-            return Vec::new();
-        }
-        fn pick<'a>(
-            l: &'a Layer,
-            start: Bound<&[u8]>,
-            end: Bound<&[u8]>,
-        ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
-            l.map
-                .range::<[u8], _>((start, end))
-                .map(|(k, v)| (k.as_slice(), v.as_deref()))
-        }
-        if self.frozen.is_empty() {
-            return pick(&self.active, start, end).collect();
-        }
-        let mut merged: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-        for layer in self.frozen.iter().map(|l| &**l).chain([&self.active]) {
-            merged.extend(pick(layer, start, end));
-        }
-        merged.into_iter().collect()
-    }
-}
-
 /// The in-memory layer in front of an engine; itself a [`Backend`].
 pub(crate) struct Overlay {
     inner: Arc<dyn Backend>,
@@ -201,28 +71,23 @@ impl Overlay {
         visit: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<()> {
         let end = super::backend::prefix_end(prefix);
-        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let held = layers.range(Bound::Included(prefix), end_bound);
-        if held.is_empty() {
+        let bounds = prefix_bounds(prefix, &end);
+        if !layers.touches(bounds) {
             return self.inner.visit_prefix(prefix, visit);
         }
+        let held = layers.live(bounds, usize::MAX);
         let mut next = 0;
         self.inner.visit_prefix(prefix, &mut |k, v| {
-            while let Some((hk, hv)) = held.get(next).copied().filter(|(hk, _)| *hk <= k) {
+            while let Some((hk, hv)) = held.get(next).copied().filter(|(hk, _)| *hk < k) {
                 next += 1;
-                if let Some(hv) = hv {
-                    visit(hk, hv);
-                }
-                if hk == k {
-                    return;
-                }
-            }
-            visit(k, v);
-        })?;
-        for (hk, hv) in &held[next..] {
-            if let Some(hv) = hv {
                 visit(hk, hv);
             }
+            if !layers.shadows(k) {
+                visit(k, v);
+            }
+        })?;
+        for (hk, hv) in &held[next..] {
+            visit(hk, hv);
         }
         Ok(())
     }
@@ -266,8 +131,8 @@ impl Backend for Overlay {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let layers = self.layers.read();
-        match layers.get(key) {
-            Some(slot) => Ok(slot.clone()),
+        match layers.state(key) {
+            Some(state) => Ok(state.map(<[u8]>::to_vec)),
             None => self.inner.get(key),
         }
     }
@@ -282,8 +147,9 @@ impl Backend for Overlay {
         let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut out: Vec<Entry> = Vec::new();
         let mut from = start.to_vec();
-        // Chunks of the engine, each merged with what the layers hold in
-        // the same keys, until `limit` entries are out or both run dry.
+        // Chunks of the engine, each merged with the layers' values in the
+        // same keys (no more of them than can still be returned), until
+        // `limit` entries are out or both run dry.
         while out.len() < limit {
             let chunk = self.inner.scan_range(&from, end, limit)?;
             let engine_done = chunk.len() < limit;
@@ -291,27 +157,15 @@ impl Backend for Overlay {
                 Some((k, _)) if !engine_done => Bound::Included(k.as_slice()),
                 _ => end_bound,
             };
-            let mut held = layers
-                .range(Bound::Included(&from), upto)
-                .into_iter()
-                .peekable();
-            for (k, v) in chunk.iter() {
+            let held = layers.live((Bound::Included(&from), upto), limit - out.len());
+            let mut held = held.into_iter().peekable();
+            for (k, v) in chunk.iter().filter(|(k, _)| !layers.shadows(k)) {
                 while let Some((hk, hv)) = held.next_if(|(hk, _)| *hk < k.as_slice()) {
-                    if let Some(hv) = hv {
-                        out.push((hk.to_vec(), hv.to_vec()));
-                    }
-                }
-                match held.next_if(|(hk, _)| *hk == k.as_slice()) {
-                    Some((_, Some(hv))) => out.push((k.clone(), hv.to_vec())),
-                    Some((_, None)) => {}
-                    None => out.push((k.clone(), v.clone())),
-                }
-            }
-            for (hk, hv) in held {
-                if let Some(hv) = hv {
                     out.push((hk.to_vec(), hv.to_vec()));
                 }
+                out.push((k.clone(), v.clone()));
             }
+            out.extend(held.map(|(hk, hv)| (hk.to_vec(), hv.to_vec())));
             if engine_done {
                 break;
             }
@@ -351,8 +205,8 @@ impl Backend for Overlay {
         let mut layers = RwLockUpgradableReadGuard::upgrade(layers);
         for op in batch.ops() {
             match op {
-                Op::Put(k, v) => layers.active.set(k.clone(), Some(v.clone())),
-                Op::Delete(k) => layers.active.set(k.clone(), None),
+                Op::Put(k, v) => layers.active.put(k.clone(), v.clone()),
+                Op::Delete(k) => layers.active.kill(k.clone()),
                 Op::DeletePrefix(p) => {
                     layers.delete_prefix(p, &in_engine.next().unwrap_or_default())
                 }
@@ -367,7 +221,7 @@ impl Backend for Overlay {
         let _one = self.checkpoint.lock();
         let frozen: Vec<Arc<Layer>> = {
             let mut layers = self.layers.write();
-            if !layers.active.map.is_empty() {
+            if !layers.active.is_empty() {
                 let active = std::mem::take(&mut layers.active);
                 layers.frozen.push(Arc::new(active));
             }
@@ -406,7 +260,7 @@ impl Overlay {
         if !frozen.is_empty() {
             let mut merged: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
             for layer in frozen {
-                merged.extend(layer.map.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+                merged.extend(layer.entries());
             }
             let mut batch = Batch::default();
             for (k, v) in merged {

@@ -220,7 +220,7 @@ fn failing_checkpoints_bound_what_is_held() -> Result<()> {
     o.layers
         .write()
         .active
-        .set(b"filler".to_vec(), Some(vec![0; LIMIT as usize]));
+        .put(b"filler".to_vec(), vec![0; LIMIT as usize]);
     let mut delete = Batch::default();
     delete.delete(0u32.to_be_bytes().to_vec());
     delete.put(crate::keys::CLOCK_KEY.to_vec(), vec![0; 8]);
@@ -231,7 +231,7 @@ fn failing_checkpoints_bound_what_is_held() -> Result<()> {
     o.layers
         .write()
         .active
-        .set(b"filler2".to_vec(), Some(vec![0; LIMIT as usize]));
+        .put(b"filler2".to_vec(), vec![0; LIMIT as usize]);
     let e = o.apply(&delete).expect_err("over twice the limit");
     assert!(e.to_string().contains("over the limit"), "{e}");
     inner.fail_writes.store(false, Ordering::SeqCst);
