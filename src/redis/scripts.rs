@@ -76,9 +76,9 @@ pub(crate) const WRITTEN_STALE: i64 = 4;
 /// There is no key (`TAKE_IF_PRINCIPAL`).
 pub(crate) const GONE: i64 = 5;
 /// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` when the field `o`
-/// holds as many entries as it keeps: the token of a write applied before
-/// the last 16 could have been dropped from it, so to a resend (and only to
-/// one) the answer means the outcome is unknown.
+/// holds 16 entries or more: the token of a write applied before the last
+/// 16 could have been dropped from it, so to a resend (and only to one) the
+/// answer means the outcome is unknown.
 pub(crate) const HISTORY_FULL: i64 = 10;
 
 /// The length of one entry of the field `o`: a token (8 bytes) and the
@@ -98,8 +98,12 @@ pub(crate) fn token(n: u64) -> [u8; 8] {
 /// Exactly once: the Lua functions every write script shares.
 ///
 /// Every write of a session's hash records, in its field `o`, the token of
-/// the call that made it and the status it answered, in front of the last
-/// fifteen such entries (16 in all, 144 bytes). A script sent again with the same
+/// the call that made it and the status it answered, newest first (`entry`).
+/// The field keeps at least the last 16 entries and at most 20 (180 bytes):
+/// it grows by one entry per write up to 20, and the write after that keeps
+/// the newest 15 behind its own. (Cutting it on every write cost the server
+/// a `string.sub` and a longer string on each save; see `SAVE`.) So a
+/// write's entry outlives at least 15 later writes. A script sent again with the same
 /// token (its reply was lost, and the connection or the cluster client
 /// resent it) finds its entry and answers the first status without writing
 /// again (`seen`). A deletion leaves a tombstone: a hash holding `o` (and
@@ -116,7 +120,9 @@ local function seen(o, t)
   return nil
 end
 local function entry(o, t, s)
-  return t .. s .. string.sub(o or '', 1, 135)
+  if not o then return t .. s end
+  if #o < 180 then return t .. s .. o end
+  return t .. s .. string.sub(o, 1, 135)
 end
 local function bury(k, o, t, ms, ...)
   redis.call('DEL', k)
@@ -159,8 +165,13 @@ end
 ///
 /// Written for the server's cost, measured by `benches/redis_server_cost`:
 /// every call of a Lua library function (`string.sub`, `tonumber`,
-/// `math.min`) costs about a thousand instructions, so the script compares
-/// whole arguments and lets Lua turn `n` into a number.
+/// `math.min`, `unpack`) costs about a thousand instructions, and every
+/// string made in Lua (an argument, a field read, a concatenation) costs
+/// about six per byte (Redis's Lua hashes every byte of a new string). So
+/// the script compares whole arguments, lets Lua turn `n` into a number,
+/// writes up to two fields and deletes one field without `unpack`, records
+/// its status as a string (turning a number into one is a `sprintf`), and
+/// cuts `o` once every five writes, not on every one (see `ONCE`).
 pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"
@@ -181,11 +192,11 @@ end
 local full = 0
 if o and #o >= 144 then full = 10 end
 if cur ~= ARGV[1] then return full end
-local status = 1
+local status, mark = 1, '1'
 local mode = ARGV[5]
 if scope ~= '' and v ~= ARGV[6] then
   if mode == '!' or mode == '!c' then return 3 + full end
-  status = 4
+  status, mark = 4, '4'
 end
 if mode == '?c' or mode == '!c' then
   local n = #scope
@@ -193,23 +204,47 @@ if mode == '?c' or mode == '!c' then
     if string.sub(f, 1, n) == scope then redis.call('HDEL', k, f) end
   end
 end
-local last = 8 + 2 * ARGV[8]
-local j = last
-if j > 264 then j = 264 end
-redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 135), unpack(ARGV, 9, j))
-local i = j + 1
-while i <= last do
-  j = i + 255
-  if j > last then j = last end
-  redis.call('HSET', k, unpack(ARGV, i, j))
+if not o then
+  o = t .. mark
+elseif #o < 180 then
+  o = t .. mark .. o
+else
+  o = t .. mark .. string.sub(o, 1, 135)
+end
+local sets = ARGV[8]
+local i
+if sets == '2' then
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o, ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+  i = 13
+elseif sets == '1' then
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o, ARGV[9], ARGV[10])
+  i = 11
+elseif sets == '0' then
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o)
+  i = 9
+else
+  local last = 8 + 2 * sets
+  local j = last
+  if j > 264 then j = 264 end
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o, unpack(ARGV, 9, j))
   i = j + 1
+  while i <= last do
+    j = i + 255
+    if j > last then j = last end
+    redis.call('HSET', k, unpack(ARGV, i, j))
+    i = j + 1
+  end
 end
 local n = #ARGV
-while i <= n do
-  j = i + 255
-  if j > n then j = n end
-  redis.call('HDEL', k, unpack(ARGV, i, j))
-  i = j + 1
+if i == n then
+  redis.call('HDEL', k, ARGV[i])
+else
+  while i <= n do
+    local j = i + 255
+    if j > n then j = n end
+    redis.call('HDEL', k, unpack(ARGV, i, j))
+    i = j + 1
+  end
 end
 if ARGV[3] == '0' then
   redis.call('PERSIST', k)

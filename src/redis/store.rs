@@ -70,7 +70,7 @@ const TOMBSTONE_MIN_MS: u64 = 10_000;
 ///
 /// Every write is applied at most once, and every call answers what it did.
 /// Each call draws an operation token; the script that writes records it,
-/// with its answer, in the session's hash (the last 16 of them), and a
+/// with its answer, in the session's hash (at least the last 16), and a
 /// deletion leaves a short-lived tombstone holding it. A command whose reply
 /// was lost (the connection dropped after the server ran it, or the reply
 /// came too late) is sent again, up to [`RedisConfig::attempts`] times in
