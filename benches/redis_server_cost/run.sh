@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions redis-server spends per save: the store's SAVE script against
+# Instructions redis-server spends per save: the store's SAVE scripts against
 # raw redis-rs's MULTI/EXEC, and the floors under a Lua script. Each case
 # runs a fresh redis-server under callgrind, sends it 5,000 pipelined calls
 # (redis-cli --pipe), and reports (total - a server that served one PING) / 5,000.
@@ -14,14 +14,17 @@ python3 - "$work" "$N" <<'PY'
 import hashlib, random, re, sys
 work, n = sys.argv[1], int(sys.argv[2])
 src = open('../../src/redis/scripts.rs').read()
-save = re.search(r'pub\(crate\) static SAVE.*?r"(.*?)"\n        \.to_owned\(\)', src, re.S).group(1)
+part = lambda name: re.search(r'const ' + name + r': &str = r"(.*?)";', src, re.S).group(1)
 # ARGV of a save that sets k0 and removes k1 of the global scope, as
 # `RedisStore::save` sends it: expected and new metadata, TTL, the scope's
 # field, the mode, the expected version, the call's token, the number of
 # field/value pairs (k0 and the scope's new version), the pairs, the field
 # to delete.
+# `save`: a first send on one server (`SAVE_FIRST`); `save_cluster`: any send
+# of the cluster client (`SAVE`), which looks its token up first.
 scripts = {
-    'save': save,
+    'save': part('SAVE_READ') + part('SAVE_WRITE'),
+    'save_cluster': part('SAVE_READ') + part('SAVE_LOOKUP_ANY') + part('SAVE_WRITE'),
     'empty': 'return 1',
     'three_calls': "redis.call('HSET', KEYS[1], 'm', ARGV[2], ARGV[9], ARGV[10])\n"
                    "redis.call('HDEL', KEYS[1], ARGV[13])\n"
@@ -60,7 +63,7 @@ total() {
   sed -n 's/^summary: //p' "$work/$1.cg"
 }
 base=$(total none)
-for case in raw save empty three_calls; do
+for case in raw save save_cluster empty three_calls; do
   t=$(total "$case")
   echo "$case: $(( (t - base) / N )) instructions per call"
 done

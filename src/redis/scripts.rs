@@ -142,39 +142,36 @@ local function set_ttl(ms)
 end
 ";
 
-/// Save, touch and `set_idle_timeout`.
+/// How `SAVE` looks the call's token up in `o` before anything else, by
+/// who sends it (see `Connections::resends_itself`).
 ///
-/// `ARGV`: expected metadata, new metadata, TTL, the scope's field (its
-/// version, and the prefix of its data fields; empty: no scope work), a
-/// mode, the version expected in the scope's field (empty for none), the
-/// operation token (see `ONCE`), then the number `n` of fields to set, then
-/// `n` field/value pairs, then the fields to delete.
-/// The mode: `!` refuses to write on a version mismatch
-/// (`save_if_unchanged`), `?` writes and answers `WRITTEN_STALE` (a plain
-/// save); either followed by `c` clears the scope's fields first.
-///
-/// The expected metadata also pins the principal the caller read with it:
-/// every change of `p` rewrites `m` (`SET_PRINCIPAL`). The caller made that
-/// principal's set cover the new deadline before this call (see
-/// `principal.rs`).
-///
-/// The fields are set (with the metadata record) by one `HSET` and deleted
-/// by one `HDEL`, 256 arguments at a time at most (an even number: whole
-/// pairs), so that a save of many keys stays within what Lua's `unpack`
-/// takes.
-///
-/// Written for the server's cost, measured by `benches/redis_server_cost`:
-/// every call of a Lua library function (`string.sub`, `tonumber`,
-/// `math.min`, `unpack`) costs about a thousand instructions, and every
-/// string made in Lua (an argument, a field read, a concatenation) costs
-/// about six per byte (Redis's Lua hashes every byte of a new string). So
-/// the script compares whole arguments, lets Lua turn `n` into a number,
-/// writes up to two fields and deletes one field without `unpack`, records
-/// its status as a string (turning a number into one is a `sprintf`), and
-/// cuts `o` once every five writes, not on every one (see `ONCE`).
-pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        r"
+/// - A first send from this process (`SAVE_FIRST`): not at all. The token
+///   is new, so it cannot be in `o`.
+/// - A resend from this process (`SAVE_AGAIN`): found, it answers the
+///   status recorded; not found while `o` holds 16 entries or more, it
+///   answers `HISTORY_FULL` and writes nothing: the first send may have been
+///   applied and pushed out of `o` since, and the metadata compare cannot
+///   tell, since two writes at the same clock time write the same bytes.
+/// - Any send of a client that resends by itself (`SAVE`, the cluster's):
+///   found, it answers the status recorded; else the metadata compare
+///   decides, as for a first send.
+const SAVE_LOOKUP_AGAIN: &str = r"
+if o then
+  local at = string.find(o, t, 1, true)
+  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
+  if #o >= 144 then return 10 end
+end
+";
+/// `SAVE_LOOKUP_AGAIN` without its refusal.
+const SAVE_LOOKUP_ANY: &str = r"
+if o then
+  local at = string.find(o, t, 1, true)
+  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
+end
+";
+
+/// `SAVE`'s reads, before the token's lookup.
+const SAVE_READ: &str = r"
 local k = KEYS[1]
 local scope = ARGV[4]
 local t = ARGV[7]
@@ -185,10 +182,10 @@ else
   r = redis.call('HMGET', k, 'm', 'o', scope)
 end
 local cur, o, v = r[1], r[2], r[3] or ''
-if o then
-  local at = string.find(o, t, 1, true)
-  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
-end
+";
+
+/// `SAVE`'s checks and writes, after the token's lookup.
+const SAVE_WRITE: &str = r"
 local full = 0
 if o and #o >= 144 then full = 10 end
 if cur ~= ARGV[1] then return full end
@@ -252,10 +249,52 @@ else
   redis.call('PEXPIRE', k, ARGV[3])
 end
 return status
-"
-        .to_owned(),
-    )
-});
+";
+
+/// Save, touch and `set_idle_timeout`.
+///
+/// `ARGV`: expected metadata, new metadata, TTL, the scope's field (its
+/// version, and the prefix of its data fields; empty: no scope work), a
+/// mode, the version expected in the scope's field (empty for none), the
+/// operation token (see `ONCE`), then the number `n` of fields to set, then
+/// `n` field/value pairs, then the fields to delete.
+/// The mode: `!` refuses to write on a version mismatch
+/// (`save_if_unchanged`), `?` writes and answers `WRITTEN_STALE` (a plain
+/// save); either followed by `c` clears the scope's fields first.
+///
+/// The expected metadata also pins the principal the caller read with it:
+/// every change of `p` rewrites `m` (`SET_PRINCIPAL`). The caller made that
+/// principal's set cover the new deadline before this call (see
+/// `principal.rs`).
+///
+/// The fields are set (with the metadata record) by one `HSET` and deleted
+/// by one `HDEL`, 256 arguments at a time at most (an even number: whole
+/// pairs), so that a save of many keys stays within what Lua's `unpack`
+/// takes.
+///
+/// Written for the server's cost, measured by `benches/redis_server_cost`:
+/// every call of a Lua library function (`string.sub`, `tonumber`,
+/// `math.min`, `unpack`) costs about a thousand instructions, and every
+/// string made in Lua (an argument, a field read, a concatenation) costs
+/// about six per byte (Redis's Lua hashes every byte of a new string). So
+/// the script compares whole arguments, lets Lua turn `n` into a number,
+/// writes up to two fields and deletes one field without `unpack`, records
+/// its status as a string (turning a number into one is a `sprintf`), and
+/// cuts `o` once every five writes, not on every one (see `ONCE`).
+///
+/// This one is for a client that resends by itself (see `SAVE_LOOKUP_ANY`);
+/// `SAVE_FIRST` and `SAVE_AGAIN` are the same script for this process's
+/// own first sends and resends.
+pub(crate) static SAVE: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(format!("{SAVE_READ}{SAVE_LOOKUP_ANY}{SAVE_WRITE}")));
+
+/// `SAVE` for this process's first send of a call: no lookup.
+pub(crate) static SAVE_FIRST: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(format!("{SAVE_READ}{SAVE_WRITE}")));
+
+/// `SAVE` for this process's resend of a call: see `SAVE_LOOKUP_AGAIN`.
+pub(crate) static SAVE_AGAIN: LazyLock<Lua> =
+    LazyLock::new(|| Lua::new(format!("{SAVE_READ}{SAVE_LOOKUP_AGAIN}{SAVE_WRITE}")));
 
 /// Create (`create_new_session`, import, and the new id of a `regenerate`).
 ///

@@ -627,7 +627,7 @@ impl RedisStore {
         let mut sends = 0;
         let status = self.write(op, sid, "writing a session's metadata", |c| {
             sends += 1;
-            scripts::eval(c, &scripts::SAVE, &key, |cmd| {
+            scripts::eval(c, self.save_script(sends), &key, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(&new_bytes)
                     .arg(&ttl)
@@ -646,6 +646,20 @@ impl RedisStore {
             self.wrote();
         }
         Ok(status)
+    }
+
+    /// The `SAVE` script for the `sends`-th send of one call: the first send
+    /// looks no token up, a resend refuses to write once it cannot know
+    /// (see `scripts::SAVE_LOOKUP_AGAIN`); a client that resends by itself
+    /// gets the script that serves any send.
+    fn save_script(&self, sends: u32) -> &'static scripts::Lua {
+        if self.inner.conns.resends_itself() {
+            &scripts::SAVE
+        } else if sends <= 1 {
+            &scripts::SAVE_FIRST
+        } else {
+            &scripts::SAVE_AGAIN
+        }
     }
 
     /// The status `SAVE` answered after `sends` sends of one call `op`: a
@@ -778,7 +792,7 @@ impl RedisStore {
         let mut sends = 0;
         let status: i64 = self.write(args.op, args.sid, "saving a session", |c| {
             sends += 1;
-            scripts::eval(c, &scripts::SAVE, args.key, |cmd| {
+            scripts::eval(c, self.save_script(sends), args.key, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(new)
                     .arg(ttl)
