@@ -136,6 +136,8 @@ pub(super) struct Inner {
     /// that writes from different app servers do not share one.
     versions: AtomicU64,
     update_attempts: u32,
+    /// Whether the save scripts go by `FCALL` (see `scripts::call`).
+    functions: scripts::Functions,
     /// This store's event subscribers.
     pub(super) events: Events,
     /// Striped per-session locks, held by the calls that send events from
@@ -253,6 +255,11 @@ impl RedisStore {
             redis::cmd("GET").arg(&floor_key).query(c)
         })?;
         let floor = floor.map_or(0, |b| parse_covered(&b));
+        let functions = if conns.resends_itself() {
+            scripts::Functions::off()
+        } else {
+            conns.with("loading the store's functions", scripts::Functions::probe)?
+        };
         let one = config.connect_timeout + config.io_timeout + RETRY_WAIT;
         let resends = one.saturating_mul(config.attempts).saturating_mul(2);
         let tomb_ms = u64::try_from(resends.as_millis())
@@ -275,6 +282,7 @@ impl RedisStore {
                 writes: AtomicU64::new(0),
                 versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
                 update_attempts: config.update_attempts,
+                functions,
                 events: Events::new(config.event_capacity),
                 locks: Locks::new(),
             }),
@@ -627,19 +635,25 @@ impl RedisStore {
         let mut sends = 0;
         let status = self.write(op, sid, "writing a session's metadata", |c| {
             sends += 1;
-            scripts::eval(c, self.save_script(sends), &key, |cmd| {
-                cmd.arg(&old.meta)
-                    .arg(&new_bytes)
-                    .arg(&ttl)
-                    .arg("")
-                    .arg("")
-                    .arg("")
-                    .arg(&token[..])
-                    .arg(usize::from(covered.is_some()));
-                if let Some(c) = &covered {
-                    cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
-                }
-            })
+            scripts::call(
+                c,
+                self.save_script(sends),
+                &key,
+                &self.inner.functions,
+                |cmd| {
+                    cmd.arg(&old.meta)
+                        .arg(&new_bytes)
+                        .arg(&ttl)
+                        .arg("")
+                        .arg("")
+                        .arg("")
+                        .arg(&token[..])
+                        .arg(usize::from(covered.is_some()));
+                    if let Some(c) = &covered {
+                        cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
+                    }
+                },
+            )
         })?;
         let status = self.resent(op, sid, status, sends)?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {
@@ -792,25 +806,31 @@ impl RedisStore {
         let mut sends = 0;
         let status: i64 = self.write(args.op, args.sid, "saving a session", |c| {
             sends += 1;
-            scripts::eval(c, self.save_script(sends), args.key, |cmd| {
-                cmd.arg(&old.meta)
-                    .arg(new)
-                    .arg(ttl)
-                    .arg(args.scope)
-                    .arg(args.mode)
-                    .arg(args.expected)
-                    .arg(args.token)
-                    .arg(args.sets.len() + usize::from(covered.is_some()));
-                for (f, v) in args.sets {
-                    cmd.arg(f).arg(*v);
-                }
-                if let Some(c) = covered {
-                    cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
-                }
-                for f in args.dels {
-                    cmd.arg(f);
-                }
-            })
+            scripts::call(
+                c,
+                self.save_script(sends),
+                args.key,
+                &self.inner.functions,
+                |cmd| {
+                    cmd.arg(&old.meta)
+                        .arg(new)
+                        .arg(ttl)
+                        .arg(args.scope)
+                        .arg(args.mode)
+                        .arg(args.expected)
+                        .arg(args.token)
+                        .arg(args.sets.len() + usize::from(covered.is_some()));
+                    for (f, v) in args.sets {
+                        cmd.arg(f).arg(*v);
+                    }
+                    if let Some(c) = covered {
+                        cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
+                    }
+                    for f in args.dels {
+                        cmd.arg(f);
+                    }
+                },
+            )
         })?;
         let status = self.resent(args.op, args.sid, status, sends)?;
         if status == scripts::WRITTEN || status == scripts::WRITTEN_STALE {

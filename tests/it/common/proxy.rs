@@ -1,7 +1,8 @@
 //! A small TCP proxy in front of one Redis server, for the tests of lost and
 //! late replies: it forwards every byte both ways, and, once armed, applies a
 //! fault to the `n`-th command that holds a chosen pattern (a command name
-//! such as `EVAL`, which also matches `EVALSHA`; or a key):
+//! such as `EVAL`, which also matches `EVALSHA`, and here `FCALL` too: a
+//! script call either way; or a key):
 //!
 //! - [`Fault::DelayCommand`]: holds the command back for a while, then
 //!   forwards it;
@@ -189,7 +190,9 @@ fn serve(client: TcpStream, shared: &Shared) {
 fn chosen(shared: &Shared, command: &[u8]) -> Option<Fault> {
     let mut rule = shared.rule.lock().unwrap_or_else(|e| e.into_inner());
     let r = rule.as_ref()?;
-    if !command.windows(r.pattern.len()).any(|w| w == r.pattern) {
+    let holds = |p: &[u8]| command.windows(p.len()).any(|w| w == p);
+    let script = r.pattern == b"EVAL" && holds(b"FCALL");
+    if !script && !holds(&r.pattern) {
         return None;
     }
     if shared.seen.fetch_add(1, Ordering::SeqCst) + 1 != r.nth {
