@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Instructions redis-server spends per save: the store's SAVE scripts against
+# Instructions redis-server spends per save: the store's save scripts against
 # raw redis-rs's MULTI/EXEC, and the floors under a Lua script. Each case
 # runs a fresh redis-server under callgrind, sends it 5,000 pipelined calls
 # (redis-cli --pipe), and reports (total - a server that served one PING) / 5,000.
 # Instruction counts do not depend on the machine's load.
 # Usage: benches/redis_server_cost/run.sh   (needs redis-server, redis-cli, valgrind, python3)
+#        EXTRA=other_save.lua benches/redis_server_cost/run.sh   (also that script, as `extra`)
 set -euo pipefail
 cd "$(dirname "$0")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 N=5000
 python3 - "$work" "$N" <<'PY'
-import hashlib, random, re, sys
+import hashlib, os, random, re, sys
 work, n = sys.argv[1], int(sys.argv[2])
 src = open('../../src/redis/scripts.rs').read()
 part = lambda name: re.search(r'const ' + name + r': &str = r"(.*?)";', src, re.S).group(1)
@@ -20,10 +21,15 @@ part = lambda name: re.search(r'const ' + name + r': &str = r"(.*?)";', src, re.
 # field, the mode, the expected version, the call's token, the number of
 # field/value pairs (k0 and the scope's new version), the pairs, the field
 # to delete.
-# `save`: a first send on one server (`SAVE_FIRST`); `save_cluster`: any send
-# of the cluster client (`SAVE`), which looks its token up first.
+# `save`: a first send on one server, as the store sends it there: `FCALL`
+# of `SAVE_FIRST` (see `LIBRARY`); `save_evalsha`: the same script by
+# `EVALSHA` (a server without functions); `save_cluster`: any send of the
+# cluster client, `EVALSHA` of `SAVE`, which looks its token up first.
+first = part('SAVE_READ') + part('SAVE_WRITE')
 scripts = {
-    'save': part('SAVE_READ') + part('SAVE_WRITE'),
+    'save_evalsha': first,
+    # Any other save script with the same arguments, from a file (`EXTRA`).
+    **({'extra': open(os.environ['EXTRA']).read()} if os.environ.get('EXTRA') else {}),
     'save_cluster': part('SAVE_READ') + part('SAVE_LOOKUP_ANY') + part('SAVE_WRITE'),
     'empty': 'return 1',
     'three_calls': "redis.call('HSET', KEYS[1], 'm', ARGV[2], ARGV[9], ARGV[10])\n"
@@ -47,6 +53,10 @@ for name, body in scripts.items():
     calls = b''.join(resp('EVALSHA', sha, 1, 'bench', 'OLD', 'OLD', 1800000, '/', '?', 'V1',
                           rng.randbytes(8), 2, 'k0', v, '/', 'V1', 'k1') for _ in range(n))
     open(f'{work}/{name}.resp', 'wb').write(setup + resp('SCRIPT', 'LOAD', body) + calls)
+library = "#!lua name=bench\nredis.register_function('save', function(KEYS, ARGV)" + first + "end)\n"
+calls = b''.join(resp('FCALL', 'save', 1, 'bench', 'OLD', 'OLD', 1800000, '/', '?', 'V1',
+                      rng.randbytes(8), 2, 'k0', v, '/', 'V1', 'k1') for _ in range(n))
+open(f'{work}/save.resp', 'wb').write(setup + resp('FUNCTION', 'LOAD', library) + calls)
 raw = b''.join(resp('MULTI') + resp('HSET', 'bench', 'm', 'OLD', 'k0', v) + resp('HDEL', 'bench', 'k1')
                + resp('PEXPIRE', 'bench', 1800000) + resp('EXEC') for _ in range(n))
 open(f'{work}/raw.resp', 'wb').write(setup + raw)
@@ -63,7 +73,7 @@ total() {
   sed -n 's/^summary: //p' "$work/$1.cg"
 }
 base=$(total none)
-for case in raw save save_cluster empty three_calls; do
+for case in raw save save_evalsha save_cluster empty three_calls ${EXTRA:+extra}; do
   t=$(total "$case")
   echo "$case: $(( (t - base) / N )) instructions per call"
 done
