@@ -24,13 +24,14 @@ part = lambda name: re.search(r'const ' + name + r': &str = r"(.*?)";', src, re.
 # `save`: a first send on one server, as the store sends it there: `FCALL`
 # of `SAVE_FIRST` (see `LIBRARY`); `save_evalsha`: the same script by
 # `EVALSHA` (a server without functions); `save_cluster`: any send of the
-# cluster client, `EVALSHA` of `SAVE`, which looks its token up first.
+# cluster client, `EVALSHA` of `SAVE_AGAIN`, which looks its token up first
+# (its token argument: the token, then the newest entry of `o` it saw).
 first = part('SAVE_READ') + part('SAVE_WRITE')
+again = part('SAVE_READ') + part('SAVE_LOOKUP_AGAIN') + part('SAVE_WRITE')
 scripts = {
     'save_evalsha': first,
     # Any other save script with the same arguments, from a file (`EXTRA`).
     **({'extra': open(os.environ['EXTRA']).read()} if os.environ.get('EXTRA') else {}),
-    'save_cluster': part('SAVE_READ') + part('SAVE_LOOKUP_ANY') + part('SAVE_WRITE'),
     'empty': 'return 1',
     'three_calls': "redis.call('HSET', KEYS[1], 'm', ARGV[2], ARGV[9], ARGV[10])\n"
                    "redis.call('HDEL', KEYS[1], ARGV[13])\n"
@@ -53,6 +54,14 @@ for name, body in scripts.items():
     calls = b''.join(resp('EVALSHA', sha, 1, 'bench', 'OLD', 'OLD', 1800000, '/', '?', 'V1',
                           rng.randbytes(8), 2, 'k0', v, '/', 'V1', 'k1') for _ in range(n))
     open(f'{work}/{name}.resp', 'wb').write(setup + resp('SCRIPT', 'LOAD', body) + calls)
+sha = hashlib.sha1(again.encode()).hexdigest()
+calls, seen = [], b''
+for _ in range(n):
+    token = rng.randbytes(8)
+    calls.append(resp('EVALSHA', sha, 1, 'bench', 'OLD', 'OLD', 1800000, '/', '?', 'V1',
+                      token + seen, 2, 'k0', v, '/', 'V1', 'k1'))
+    seen = token + b'1'
+open(f'{work}/save_cluster.resp', 'wb').write(setup + resp('SCRIPT', 'LOAD', again) + b''.join(calls))
 library = "#!lua name=bench\nredis.register_function('save', function(KEYS, ARGV)" + first + "end)\n"
 calls = b''.join(resp('FCALL', 'save', 1, 'bench', 'OLD', 'OLD', 1800000, '/', '?', 'V1',
                       rng.randbytes(8), 2, 'k0', v, '/', 'V1', 'k1') for _ in range(n))

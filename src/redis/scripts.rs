@@ -282,26 +282,24 @@ end
 ///
 /// - A first send from this process (`SAVE_FIRST`): not at all. The token
 ///   is new, so it cannot be in `o`.
-/// - A resend from this process (`SAVE_AGAIN`): found, it answers the
-///   status recorded; not found while `o` holds 16 entries or more, it
-///   answers `HISTORY_FULL` and writes nothing: the first send may have been
+/// - A resend from this process, and any send of a client that resends by
+///   itself (the cluster's) (`SAVE_AGAIN`): the token argument is the
+///   call's token, then the newest entry of `o` that the session last saw
+///   (empty if unknown). Found, it answers the status recorded. Not found
+///   while `o` holds 16 entries or more, the first send may have been
 ///   applied and pushed out of `o` since, and the metadata compare cannot
-///   tell, since two writes at the same clock time write the same bytes.
-/// - Any send of a client that resends by itself (`SAVE`, the cluster's):
-///   found, it answers the status recorded; else the metadata compare
-///   decides, as for a first send.
+///   tell (writes at one clock time write the same bytes): unless the
+///   newest entry is still the one the session saw (then nothing, the first
+///   send included, wrote since), it answers `HISTORY_FULL` and writes
+///   nothing. To a resend that is `Error::Unknown`; to a first send of the
+///   cluster's a conflict, after which the caller reads the record again.
 const SAVE_LOOKUP_AGAIN: &str = r"
+local last = string.sub(t, 9)
+t = string.sub(t, 1, 8)
 if o then
   local at = string.find(o, t, 1, true)
   if at then return tonumber(string.sub(o, at + 8, at + 8)) end
-  if #o >= 144 then return 10 end
-end
-";
-/// `SAVE_LOOKUP_AGAIN` without its refusal.
-const SAVE_LOOKUP_ANY: &str = r"
-if o then
-  local at = string.find(o, t, 1, true)
-  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
+  if #o >= 144 and string.sub(o, 1, 9) ~= last then return 10 end
 end
 ";
 
@@ -386,12 +384,14 @@ end
 return status
 ";
 
-/// Save, touch and `set_idle_timeout`.
+/// Save, touch and `set_idle_timeout`: `SAVE_FIRST`, or `SAVE_AGAIN` (see
+/// `SAVE_LOOKUP_AGAIN`).
 ///
 /// `ARGV`: expected metadata, new metadata, TTL, the scope's field (its
 /// version, and the prefix of its data fields; empty: no scope work), a
 /// mode, the version expected in the scope's field (empty for none), the
-/// operation token (see `ONCE`), then the number `n` of fields to set, then
+/// operation token (see `ONCE`; for `SAVE_AGAIN` followed by the newest
+/// entry of `o` the caller saw), then the number `n` of fields to set, then
 /// `n` field/value pairs, then the fields to delete.
 /// The mode: `!` refuses to write on a version mismatch
 /// (`save_if_unchanged`), `?` writes and answers `WRITTEN_STALE` (a plain
@@ -417,21 +417,16 @@ return status
 /// its status as a string (turning a number into one is a `sprintf`), and
 /// cuts `o` once every five writes, not on every one (see `ONCE`).
 ///
-/// This one is for a client that resends by itself (see `SAVE_LOOKUP_ANY`);
-/// `SAVE_FIRST` and `SAVE_AGAIN` are the same script for this process's
-/// own first sends and resends.
-pub(crate) static SAVE: LazyLock<Lua> =
-    LazyLock::new(|| Lua::new(format!("{SAVE_READ}{SAVE_LOOKUP_ANY}{SAVE_WRITE}")));
-
-/// `SAVE` for this process's first send of a call: no lookup. A function
-/// of `LIBRARY` too.
+/// This one is for this process's first send of a call: no lookup. A
+/// function of `LIBRARY` too.
 pub(crate) static SAVE_FIRST: LazyLock<Lua> = LazyLock::new(|| Lua {
     function: Some(LIBRARY.first),
     ..Lua::new(format!("{SAVE_READ}{SAVE_WRITE}"))
 });
 
-/// `SAVE` for this process's resend of a call: see `SAVE_LOOKUP_AGAIN`. A
-/// function of `LIBRARY` too.
+/// `SAVE_FIRST` for this process's resends of a call, and for every send of
+/// a client that resends by itself (the cluster's, which calls it by
+/// `EVALSHA`): see `SAVE_LOOKUP_AGAIN`. A function of `LIBRARY` too.
 pub(crate) static SAVE_AGAIN: LazyLock<Lua> = LazyLock::new(|| Lua {
     function: Some(LIBRARY.again),
     ..Lua::new(format!("{SAVE_READ}{SAVE_LOOKUP_AGAIN}{SAVE_WRITE}"))

@@ -12,6 +12,9 @@
 //!   reply (so the server has run it), then closes both connections without
 //!   passing the reply on: the client sees its connection drop after the
 //!   server acted.
+//! - [`Fault::DropCommand`]: closes both connections instead of forwarding
+//!   the command: the client sees its connection drop, and the server never
+//!   saw the command (as on a connection left stale by a restart).
 //!
 //! Commands are matched per read from the client: the store sends one
 //! command per write, and no pipelines, so a read is one command.
@@ -32,6 +35,8 @@ pub enum Fault {
     DelayReply(Duration),
     /// The server runs the command; the client never sees the reply.
     DropReply,
+    /// The server never sees the command; the client's connection drops.
+    DropCommand,
 }
 
 /// The armed fault: the pattern, which match fires, and the fault.
@@ -176,6 +181,7 @@ fn serve(client: TcpStream, shared: &Shared) {
                     .delay_reply_ms
                     .store(d.as_millis() as usize, Ordering::SeqCst),
                 Fault::DropReply => pending.drop_reply.store(true, Ordering::SeqCst),
+                Fault::DropCommand => break,
             }
         }
         if server_w.write_all(&buf[..n]).is_err() {

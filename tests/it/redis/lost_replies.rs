@@ -327,3 +327,39 @@ fn resend_behind(ns: &str, others: u8, ticks: bool) -> sessionstore::Result<()> 
     assert_eq!(proxy.fired(), 2);
     Ok(())
 }
+
+/// A resend whose first send never reached the server (its connection
+/// dropped first, as one left stale by a restart) writes, also on a session
+/// whose field `o` is full: the newest entry there is still the one the
+/// session saw, so nothing wrote since, its first send included. For a
+/// save of a copy from its own last save, a save of a copy read by `get`,
+/// and `set_idle_timeout` (which reads the record first).
+#[test]
+fn a_resend_of_a_write_that_never_reached_the_server_writes() -> sessionstore::Result<()> {
+    let (proxy, store, clock) = through_proxy("lost-command");
+    let mut s = store.create()?;
+    let sid = s.id().to_owned();
+    for i in 0..20u8 {
+        clock.advance(std::time::Duration::from_millis(1));
+        s.set("i", &i)?;
+        store.save(&mut s)?;
+    }
+    s.set("a", &1u8)?;
+    proxy.arm("EVAL", 1, Fault::DropCommand);
+    store.save(&mut s)?;
+    let mut read = store.get(&sid, None)?.expect("live");
+    assert_eq!(read.get::<u8>("a")?, Some(1));
+    read.set("b", &2u8)?;
+    proxy.arm("EVAL", 1, Fault::DropCommand);
+    store.save_if_unchanged(&mut read)?;
+    assert_eq!(
+        store.get(&sid, None)?.expect("live").get::<u8>("b")?,
+        Some(2)
+    );
+    proxy.arm("EVAL", 1, Fault::DropCommand);
+    store.set_idle_timeout(&sid, Some(std::time::Duration::from_secs(60)))?;
+    let info = store.info(&sid)?.expect("live");
+    assert_eq!(info.idle_timeout, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(proxy.fired(), 3);
+    Ok(())
+}
