@@ -78,7 +78,7 @@ pub(crate) struct Functions(AtomicBool);
 
 impl Functions {
     /// Never `FCALL`: for a client that resends by itself (the cluster's),
-    /// which runs `SAVE`, no function.
+    /// which runs `SAVE_AGAIN` by `EVALSHA`, no function.
     pub(crate) fn off() -> Functions {
         Functions(AtomicBool::new(false))
     }
@@ -210,7 +210,8 @@ pub(crate) const VERSION_CHANGED: i64 = 3;
 pub(crate) const WRITTEN_STALE: i64 = 4;
 /// There is no key (`TAKE_IF_PRINCIPAL`).
 pub(crate) const GONE: i64 = 5;
-/// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` when the field `o`
+/// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` (`SAVE_FIRST`,
+/// `SAVE_AGAIN`) when the field `o`
 /// holds 16 entries or more: the token of a write applied before the last
 /// 16 could have been dropped from it, so to a resend (and only to one) the
 /// answer means the outcome is unknown.

@@ -243,7 +243,7 @@ struct SaveArgs<'a> {
     /// The scope's field: its version, and the prefix of its data fields;
     /// empty for a save that neither checks nor writes the scope.
     scope: &'a [u8],
-    /// The script's mode (see `scripts::SAVE`): `?` or `!`, then `c` to
+    /// The script's mode (see `scripts::SAVE_FIRST`): `?` or `!`, then `c` to
     /// clear the scope first.
     mode: &'a str,
     /// The version expected in the scope's field; empty for none.
