@@ -76,6 +76,10 @@ pub(crate) struct ReadToken {
     /// The deadline (µs) up to which the principal's set is known to cover
     /// the session, read with them; 0 if unknown.
     pub covered: u64,
+    /// On Redis, the newest entry of the hash's field `o` (the last write's
+    /// operation token and status) read or written with them; empty if
+    /// unknown. A resend compares it (see `scripts::SAVE_LOOKUP_AGAIN`).
+    pub last: Vec<u8>,
 }
 
 impl Session {

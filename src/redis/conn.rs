@@ -82,6 +82,15 @@ impl Connections {
         Ok(conns)
     }
 
+    /// Whether the client may send a command again by itself, unseen by
+    /// [`with`](Self::with): the cluster client does (on a timeout, a
+    /// dropped connection, a redirection), a connection to one server never
+    /// does, so there every send but the first of a call is one of
+    /// `with`'s resends.
+    pub fn resends_itself(&self) -> bool {
+        matches!(self.pool, Pool::Cluster(_))
+    }
+
     /// The server or cluster, as errors name it.
     pub fn target(&self) -> &str {
         &self.target

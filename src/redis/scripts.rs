@@ -16,13 +16,16 @@
 //! an untyped server error. Every write is exactly once: see `ONCE`.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
-/// A script: its source, and its SHA1 for `EVALSHA`.
+/// A script: its source, and its SHA1 for `EVALSHA`; for the scripts of
+/// `LIBRARY`, also its name there as a Redis function.
 pub(crate) struct Lua {
     source: String,
     script: Script,
+    function: Option<&'static str>,
 }
 
 impl Lua {
@@ -30,8 +33,140 @@ impl Lua {
         Lua {
             script: Script::new(&source),
             source,
+            function: None,
         }
     }
+}
+
+/// The Redis functions library (Redis 7): the save scripts of this
+/// process's first sends and resends on one server, `SAVE_FIRST` and
+/// `SAVE_AGAIN`, which run on every save. `FCALL` of a function costs the
+/// server about 3,800 fewer instructions than `EVALSHA` of the same script
+/// (`benches/redis_server_cost`): about 6 % of a save. Its name and its
+/// functions' names end in the hash of their code, so stores of different
+/// versions each load and call their own.
+pub(crate) struct Library {
+    /// `#!lua name=…` and the functions: what `FUNCTION LOAD` takes.
+    code: String,
+    /// `SAVE_FIRST`'s function name.
+    first: &'static str,
+    /// `SAVE_AGAIN`'s function name.
+    again: &'static str,
+}
+
+pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    let first_body = format!("{SAVE_READ}{SAVE_WRITE}");
+    let again_body = format!("{SAVE_READ}{SAVE_LOOKUP_AGAIN}{SAVE_WRITE}");
+    let both = Script::new(&format!("{first_body}{again_body}"));
+    let hash = &both.get_hash()[..16];
+    // Leaked once: a LazyLock static is built once per process.
+    let first: &'static str = Box::leak(format!("sessionstore_{hash}_save_first").into_boxed_str());
+    let again: &'static str = Box::leak(format!("sessionstore_{hash}_save_again").into_boxed_str());
+    let code = format!(
+        "#!lua name=sessionstore_{hash}\n\
+         redis.register_function('{first}', function(KEYS, ARGV){first_body}end)\n\
+         redis.register_function('{again}', function(KEYS, ARGV){again_body}end)\n"
+    );
+    Library { code, first, again }
+});
+
+/// Whether a store calls the scripts of `LIBRARY` by `FCALL`: if the
+/// server took the library and knows `FCALL` when the store opened
+/// (`Functions::probe`), until it refuses them (a user not allowed
+/// `FCALL` or `FUNCTION LOAD`); else by `EVALSHA`, as every other script.
+pub(crate) struct Functions(AtomicBool);
+
+impl Functions {
+    /// Never `FCALL`: for a client that resends by itself (the cluster's),
+    /// which runs `SAVE_AGAIN` by `EVALSHA`, no function.
+    pub(crate) fn off() -> Functions {
+        Functions(AtomicBool::new(false))
+    }
+
+    /// Loads `LIBRARY` on the server (`FUNCTION LOAD REPLACE`) and asks
+    /// whether it knows `FCALL` (`COMMAND INFO`; a renamed command is
+    /// unknown): both, and the saves go by `FCALL`. Probed once, at open:
+    /// a server without `FCALL` answers one with an error that quotes the
+    /// call's arguments, binary bytes that the client cannot parse. A
+    /// server error is an answer (no); a lost reply is the caller's error.
+    pub(crate) fn probe(c: &mut dyn ConnectionLike) -> RedisResult<Functions> {
+        let loaded = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(&LIBRARY.code)
+            .query::<redis::Value>(c);
+        let on = match loaded {
+            Ok(_) => {
+                let info: Vec<redis::Value> =
+                    redis::cmd("COMMAND").arg("INFO").arg("FCALL").query(c)?;
+                info.first().is_some_and(|v| *v != redis::Value::Nil)
+            }
+            Err(e) if e.is_io_error() || e.is_timeout() => return Err(e),
+            Err(e) => {
+                log::info!("sessionstore: calling scripts by EVALSHA: FUNCTION LOAD failed: {e}");
+                false
+            }
+        };
+        Ok(Functions(AtomicBool::new(on)))
+    }
+}
+
+/// Runs `lua` on the key `key` as [`eval`] does, but a script of `LIBRARY`
+/// by `FCALL` while `functions` allows it. A server that does not hold the
+/// library (`Function not found`: a restart without persistence, a
+/// failover, a `FUNCTION FLUSH`) gets it by `FUNCTION LOAD REPLACE`, then
+/// the call again; nothing ran before. A server without functions, or that
+/// refuses to load them, turns `functions` off and gets `EVALSHA`.
+pub(crate) fn call<T: FromRedisValue>(
+    c: &mut dyn ConnectionLike,
+    lua: &Lua,
+    key: &str,
+    functions: &Functions,
+    args: impl Fn(&mut Cmd),
+) -> RedisResult<T> {
+    let Some(name) = lua.function.filter(|_| functions.0.load(Ordering::Relaxed)) else {
+        return eval(c, lua, key, args);
+    };
+    let fcall = |c: &mut dyn ConnectionLike| {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(1).arg(key);
+        args(&mut cmd);
+        cmd.query(c)
+    };
+    match fcall(c) {
+        Err(e) if says(&e, "Function not found") => {
+            match redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(&LIBRARY.code)
+                .query::<redis::Value>(c)
+            {
+                Ok(_) => fcall(c),
+                Err(e) if e.is_io_error() || e.is_timeout() => Err(e),
+                Err(e) => {
+                    log::warn!(
+                        "sessionstore: calling scripts by EVALSHA: FUNCTION LOAD failed: {e}"
+                    );
+                    functions.0.store(false, Ordering::Relaxed);
+                    eval(c, lua, key, args)
+                }
+            }
+        }
+        Err(e)
+            if e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+                || says(&e, "unknown command") =>
+        {
+            log::warn!("sessionstore: calling scripts by EVALSHA: FCALL failed: {e}");
+            functions.0.store(false, Ordering::Relaxed);
+            eval(c, lua, key, args)
+        }
+        other => other,
+    }
+}
+
+/// Whether a server error's message holds `what`.
+fn says(e: &redis::RedisError, what: &str) -> bool {
+    e.detail().is_some_and(|d| d.contains(what)) || e.to_string().contains(what)
 }
 
 /// Runs `lua` on the key `key` by `EVALSHA`, its arguments written by
@@ -75,10 +210,11 @@ pub(crate) const VERSION_CHANGED: i64 = 3;
 pub(crate) const WRITTEN_STALE: i64 = 4;
 /// There is no key (`TAKE_IF_PRINCIPAL`).
 pub(crate) const GONE: i64 = 5;
-/// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` when the field `o`
-/// holds as many entries as it keeps: the token of a write applied before
-/// the last 16 could have been dropped from it, so to a resend (and only to
-/// one) the answer means the outcome is unknown.
+/// Added to `CONFLICT` or `VERSION_CHANGED` by `SAVE` (`SAVE_FIRST`,
+/// `SAVE_AGAIN`) when the field `o`
+/// holds 16 entries or more: the token of a write applied before the last
+/// 16 could have been dropped from it, so to a resend (and only to one) the
+/// answer means the outcome is unknown.
 pub(crate) const HISTORY_FULL: i64 = 10;
 
 /// The length of one entry of the field `o`: a token (8 bytes) and the
@@ -98,8 +234,12 @@ pub(crate) fn token(n: u64) -> [u8; 8] {
 /// Exactly once: the Lua functions every write script shares.
 ///
 /// Every write of a session's hash records, in its field `o`, the token of
-/// the call that made it and the status it answered, in front of the last
-/// fifteen such entries (16 in all, 144 bytes). A script sent again with the same
+/// the call that made it and the status it answered, newest first (`entry`).
+/// The field keeps at least the last 16 entries and at most 20 (180 bytes):
+/// it grows by one entry per write up to 20, and the write after that keeps
+/// the newest 15 behind its own. (Cutting it on every write cost the server
+/// a `string.sub` and a longer string on each save; see `SAVE`.) So a
+/// write's entry outlives at least 15 later writes. A script sent again with the same
 /// token (its reply was lost, and the connection or the cluster client
 /// resent it) finds its entry and answers the first status without writing
 /// again (`seen`). A deletion leaves a tombstone: a hash holding `o` (and
@@ -116,7 +256,9 @@ local function seen(o, t)
   return nil
 end
 local function entry(o, t, s)
-  return t .. s .. string.sub(o or '', 1, 135)
+  if not o then return t .. s end
+  if #o < 180 then return t .. s .. o end
+  return t .. s .. string.sub(o, 1, 135)
 end
 local function bury(k, o, t, ms, ...)
   redis.call('DEL', k)
@@ -136,12 +278,121 @@ local function set_ttl(ms)
 end
 ";
 
-/// Save, touch and `set_idle_timeout`.
+/// How `SAVE` looks the call's token up in `o` before anything else, by
+/// who sends it (see `Connections::resends_itself`).
+///
+/// - A first send from this process (`SAVE_FIRST`): not at all. The token
+///   is new, so it cannot be in `o`.
+/// - A resend from this process, and any send of a client that resends by
+///   itself (the cluster's) (`SAVE_AGAIN`): the token argument is the
+///   call's token, then the newest entry of `o` that the session last saw
+///   (empty if unknown). Found, it answers the status recorded. Not found
+///   while `o` holds 16 entries or more, the first send may have been
+///   applied and pushed out of `o` since, and the metadata compare cannot
+///   tell (writes at one clock time write the same bytes): unless the
+///   newest entry is still the one the session saw (then nothing, the first
+///   send included, wrote since), it answers `HISTORY_FULL` and writes
+///   nothing. To a resend that is `Error::Unknown`; to a first send of the
+///   cluster's a conflict, after which the caller reads the record again.
+const SAVE_LOOKUP_AGAIN: &str = r"
+local last = string.sub(t, 9)
+t = string.sub(t, 1, 8)
+if o then
+  local at = string.find(o, t, 1, true)
+  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
+  if #o >= 144 and string.sub(o, 1, 9) ~= last then return 10 end
+end
+";
+
+/// `SAVE`'s reads, before the token's lookup.
+const SAVE_READ: &str = r"
+local k = KEYS[1]
+local scope = ARGV[4]
+local t = ARGV[7]
+local r
+if scope == '' then
+  r = redis.call('HMGET', k, 'm', 'o')
+else
+  r = redis.call('HMGET', k, 'm', 'o', scope)
+end
+local cur, o, v = r[1], r[2], r[3] or ''
+";
+
+/// `SAVE`'s checks and writes, after the token's lookup.
+const SAVE_WRITE: &str = r"
+local full = 0
+if o and #o >= 144 then full = 10 end
+if cur ~= ARGV[1] then return full end
+local status, mark = 1, '1'
+local mode = ARGV[5]
+if scope ~= '' and v ~= ARGV[6] then
+  if mode == '!' or mode == '!c' then return 3 + full end
+  status, mark = 4, '4'
+end
+if mode == '?c' or mode == '!c' then
+  local n = #scope
+  for _, f in ipairs(redis.call('HKEYS', k)) do
+    if string.sub(f, 1, n) == scope then redis.call('HDEL', k, f) end
+  end
+end
+if not o then
+  o = t .. mark
+elseif #o < 180 then
+  o = t .. mark .. o
+else
+  o = t .. mark .. string.sub(o, 1, 135)
+end
+local sets = ARGV[8]
+local i
+if sets == '2' then
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o, ARGV[9], ARGV[10], ARGV[11], ARGV[12])
+  i = 13
+elseif sets == '1' then
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o, ARGV[9], ARGV[10])
+  i = 11
+elseif sets == '0' then
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o)
+  i = 9
+else
+  local last = 8 + 2 * sets
+  local j = last
+  if j > 264 then j = 264 end
+  redis.call('HSET', k, 'm', ARGV[2], 'o', o, unpack(ARGV, 9, j))
+  i = j + 1
+  while i <= last do
+    j = i + 255
+    if j > last then j = last end
+    redis.call('HSET', k, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+local n = #ARGV
+if i == n then
+  redis.call('HDEL', k, ARGV[i])
+else
+  while i <= n do
+    local j = i + 255
+    if j > n then j = n end
+    redis.call('HDEL', k, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+if ARGV[3] == '0' then
+  redis.call('PERSIST', k)
+else
+  redis.call('PEXPIRE', k, ARGV[3])
+end
+return status
+";
+
+/// Save, touch and `set_idle_timeout`: `SAVE_FIRST`, or `SAVE_AGAIN` (see
+/// `SAVE_LOOKUP_AGAIN`).
 ///
 /// `ARGV`: expected metadata, new metadata, TTL, the scope's field (its
 /// version, and the prefix of its data fields; empty: no scope work), a
 /// mode, the version expected in the scope's field (empty for none), the
-/// operation token (see `ONCE`), then the number `n` of fields to set, then
+/// operation token (see `ONCE`; for `SAVE_AGAIN` followed by the newest
+/// entry of `o` the caller saw), then the number `n` of fields to set, then
 /// `n` field/value pairs, then the fields to delete.
 /// The mode: `!` refuses to write on a version mismatch
 /// (`save_if_unchanged`), `?` writes and answers `WRITTEN_STALE` (a plain
@@ -159,67 +410,27 @@ end
 ///
 /// Written for the server's cost, measured by `benches/redis_server_cost`:
 /// every call of a Lua library function (`string.sub`, `tonumber`,
-/// `math.min`) costs about a thousand instructions, so the script compares
-/// whole arguments and lets Lua turn `n` into a number.
-pub(crate) static SAVE: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new(
-        r"
-local k = KEYS[1]
-local scope = ARGV[4]
-local t = ARGV[7]
-local r
-if scope == '' then
-  r = redis.call('HMGET', k, 'm', 'o')
-else
-  r = redis.call('HMGET', k, 'm', 'o', scope)
-end
-local cur, o, v = r[1], r[2], r[3] or ''
-if o then
-  local at = string.find(o, t, 1, true)
-  if at then return tonumber(string.sub(o, at + 8, at + 8)) end
-end
-local full = 0
-if o and #o >= 144 then full = 10 end
-if cur ~= ARGV[1] then return full end
-local status = 1
-local mode = ARGV[5]
-if scope ~= '' and v ~= ARGV[6] then
-  if mode == '!' or mode == '!c' then return 3 + full end
-  status = 4
-end
-if mode == '?c' or mode == '!c' then
-  local n = #scope
-  for _, f in ipairs(redis.call('HKEYS', k)) do
-    if string.sub(f, 1, n) == scope then redis.call('HDEL', k, f) end
-  end
-end
-local last = 8 + 2 * ARGV[8]
-local j = last
-if j > 264 then j = 264 end
-redis.call('HSET', k, 'm', ARGV[2], 'o', t .. status .. string.sub(o or '', 1, 135), unpack(ARGV, 9, j))
-local i = j + 1
-while i <= last do
-  j = i + 255
-  if j > last then j = last end
-  redis.call('HSET', k, unpack(ARGV, i, j))
-  i = j + 1
-end
-local n = #ARGV
-while i <= n do
-  j = i + 255
-  if j > n then j = n end
-  redis.call('HDEL', k, unpack(ARGV, i, j))
-  i = j + 1
-end
-if ARGV[3] == '0' then
-  redis.call('PERSIST', k)
-else
-  redis.call('PEXPIRE', k, ARGV[3])
-end
-return status
-"
-        .to_owned(),
-    )
+/// `math.min`, `unpack`) costs about a thousand instructions, and every
+/// string made in Lua (an argument, a field read, a concatenation) costs
+/// about six per byte (Redis's Lua hashes every byte of a new string). So
+/// the script compares whole arguments, lets Lua turn `n` into a number,
+/// writes up to two fields and deletes one field without `unpack`, records
+/// its status as a string (turning a number into one is a `sprintf`), and
+/// cuts `o` once every five writes, not on every one (see `ONCE`).
+///
+/// This one is for this process's first send of a call: no lookup. A
+/// function of `LIBRARY` too.
+pub(crate) static SAVE_FIRST: LazyLock<Lua> = LazyLock::new(|| Lua {
+    function: Some(LIBRARY.first),
+    ..Lua::new(format!("{SAVE_READ}{SAVE_WRITE}"))
+});
+
+/// `SAVE_FIRST` for this process's resends of a call, and for every send of
+/// a client that resends by itself (the cluster's, which calls it by
+/// `EVALSHA`): see `SAVE_LOOKUP_AGAIN`. A function of `LIBRARY` too.
+pub(crate) static SAVE_AGAIN: LazyLock<Lua> = LazyLock::new(|| Lua {
+    function: Some(LIBRARY.again),
+    ..Lua::new(format!("{SAVE_READ}{SAVE_LOOKUP_AGAIN}{SAVE_WRITE}"))
 });
 
 /// Create (`create_new_session`, import, and the new id of a `regenerate`).

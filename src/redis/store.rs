@@ -70,7 +70,7 @@ const TOMBSTONE_MIN_MS: u64 = 10_000;
 ///
 /// Every write is applied at most once, and every call answers what it did.
 /// Each call draws an operation token; the script that writes records it,
-/// with its answer, in the session's hash (the last 16 of them), and a
+/// with its answer, in the session's hash (at least the last 16), and a
 /// deletion leaves a short-lived tombstone holding it. A command whose reply
 /// was lost (the connection dropped after the server ran it, or the reply
 /// came too late) is sent again, up to [`RedisConfig::attempts`] times in
@@ -105,6 +105,14 @@ const TOMBSTONE_MIN_MS: u64 = 10_000;
 ///
 /// - `maxmemory-policy noeviction`: any other policy may evict live
 ///   sessions, and log users out silently.
+/// - Functions (Redis 7): at open the store loads a function library
+///   named `sessionstore_<hash of its code>` (`FUNCTION LOAD REPLACE`, on
+///   one server; again after `FUNCTION FLUSH` or a restart that lost it)
+///   and saves by `FCALL`, which costs the server less than `EVALSHA`.
+///   A server without functions, or a user not allowed `FUNCTION LOAD` or
+///   `FCALL`, gets the same scripts by `EVALSHA`. Each version of the
+///   store loads a library of its own; `FUNCTION DELETE` removes those of
+///   versions no longer running.
 /// - `appendonly yes`: with `appendfsync always` an acknowledged write
 ///   survives a crash of the server; with `everysec` (Redis's default) up to
 ///   about a second of acknowledged writes can be lost. The store's calls
@@ -136,6 +144,8 @@ pub(super) struct Inner {
     /// that writes from different app servers do not share one.
     versions: AtomicU64,
     update_attempts: u32,
+    /// Whether the save scripts go by `FCALL` (see `scripts::call`).
+    functions: scripts::Functions,
     /// This store's event subscribers.
     pub(super) events: Events,
     /// Striped per-session locks, held by the calls that send events from
@@ -233,7 +243,7 @@ struct SaveArgs<'a> {
     /// The scope's field: its version, and the prefix of its data fields;
     /// empty for a save that neither checks nor writes the scope.
     scope: &'a [u8],
-    /// The script's mode (see `scripts::SAVE`): `?` or `!`, then `c` to
+    /// The script's mode (see `scripts::SAVE_FIRST`): `?` or `!`, then `c` to
     /// clear the scope first.
     mode: &'a str,
     /// The version expected in the scope's field; empty for none.
@@ -253,6 +263,11 @@ impl RedisStore {
             redis::cmd("GET").arg(&floor_key).query(c)
         })?;
         let floor = floor.map_or(0, |b| parse_covered(&b));
+        let functions = if conns.resends_itself() {
+            scripts::Functions::off()
+        } else {
+            conns.with("loading the store's functions", scripts::Functions::probe)?
+        };
         let one = config.connect_timeout + config.io_timeout + RETRY_WAIT;
         let resends = one.saturating_mul(config.attempts).saturating_mul(2);
         let tomb_ms = u64::try_from(resends.as_millis())
@@ -275,6 +290,7 @@ impl RedisStore {
                 writes: AtomicU64::new(0),
                 versions: AtomicU64::new(crate::meta::fresh_incarnation()?),
                 update_attempts: config.update_attempts,
+                functions,
                 events: Events::new(config.event_capacity),
                 locks: Locks::new(),
             }),
@@ -508,14 +524,20 @@ impl RedisStore {
     /// As [`live_record`](Self::live_record), live or not.
     pub(super) fn read_record(&self, sid: &str) -> Result<Option<(Meta, ReadToken)>> {
         let key = self.key(sid);
-        type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let (m, p, covered): Fields = self
+        type Fields = (
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
+        let (m, p, covered, o): Fields = self
             .with("reading a session's metadata", |c| {
                 redis::cmd("HMGET")
                     .arg(&key)
                     .arg(keys::REDIS_META_FIELD)
                     .arg(keys::REDIS_PRINCIPAL_FIELD)
                     .arg(keys::REDIS_COVERED_FIELD)
+                    .arg(keys::REDIS_OPS_FIELD)
                     .query(c)
             })
             .map_err(|e| self.wrong_type(sid, e))?;
@@ -527,6 +549,10 @@ impl RedisStore {
             meta: m,
             principal: p.unwrap_or_default(),
             covered: covered.as_deref().map_or(0, parse_covered),
+            last: o.map_or_else(Vec::new, |mut o| {
+                o.truncate(scripts::TOKEN_ENTRY);
+                o
+            }),
         };
         Ok(Some((meta, token)))
     }
@@ -625,16 +651,18 @@ impl RedisStore {
         let ttl = Self::ttl(new, now);
         let token = self.op_token();
         let mut sends = 0;
+        let again = [&token[..], &old.last].concat();
         let status = self.write(op, sid, "writing a session's metadata", |c| {
             sends += 1;
-            scripts::eval(c, &scripts::SAVE, &key, |cmd| {
+            let (lua, token) = self.save_script(sends, &token, &again);
+            scripts::call(c, lua, &key, &self.inner.functions, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(&new_bytes)
                     .arg(&ttl)
                     .arg("")
                     .arg("")
                     .arg("")
-                    .arg(&token[..])
+                    .arg(token)
                     .arg(usize::from(covered.is_some()));
                 if let Some(c) = &covered {
                     cmd.arg(keys::REDIS_COVERED_FIELD).arg(c);
@@ -646,6 +674,25 @@ impl RedisStore {
             self.wrote();
         }
         Ok(status)
+    }
+
+    /// The `SAVE` script for the `sends`-th send of one call, and its token
+    /// argument: a first send looks no token up (`token`); a resend, and
+    /// every send of a client that resends by itself (the cluster's), looks
+    /// it up and, not finding it in a full `o`, writes only if the newest
+    /// entry there is still the one the session last saw (`again`: the
+    /// token, then that entry; see `scripts::SAVE_LOOKUP_AGAIN`).
+    fn save_script<'a>(
+        &self,
+        sends: u32,
+        token: &'a [u8],
+        again: &'a [u8],
+    ) -> (&'static scripts::Lua, &'a [u8]) {
+        if sends <= 1 && !self.inner.conns.resends_itself() {
+            (&scripts::SAVE_FIRST, token)
+        } else {
+            (&scripts::SAVE_AGAIN, again)
+        }
     }
 
     /// The status `SAVE` answered after `sends` sends of one call `op`: a
@@ -754,6 +801,7 @@ impl RedisStore {
                         meta: bytes,
                         principal: Vec::new(),
                         covered: 0,
+                        last: [&token[..], b"1"].concat(),
                     }));
                 }
                 scripts::FOREIGN => return Err(self.foreign(sid)),
@@ -776,16 +824,18 @@ impl RedisStore {
         covered: Option<&str>,
     ) -> Result<i64> {
         let mut sends = 0;
+        let again = [args.token, &old.last].concat();
         let status: i64 = self.write(args.op, args.sid, "saving a session", |c| {
             sends += 1;
-            scripts::eval(c, &scripts::SAVE, args.key, |cmd| {
+            let (lua, token) = self.save_script(sends, args.token, &again);
+            scripts::call(c, lua, args.key, &self.inner.functions, |cmd| {
                 cmd.arg(&old.meta)
                     .arg(new)
                     .arg(ttl)
                     .arg(args.scope)
                     .arg(args.mode)
                     .arg(args.expected)
-                    .arg(args.token)
+                    .arg(token)
                     .arg(args.sets.len() + usize::from(covered.is_some()));
                 for (f, v) in args.sets {
                     cmd.arg(f).arg(*v);
@@ -931,15 +981,16 @@ impl RedisStore {
         let covered = self.cover(expected, sid, new, now)?;
         let new_bytes = codec::encode_meta(new);
         let ttl = Self::ttl(new, now);
-        let token = |meta| ReadToken {
+        let token = |meta, mark: &[u8]| ReadToken {
             meta,
             principal: expected.principal.clone(),
             covered: covered.unwrap_or(expected.covered),
+            last: [args.token, mark].concat(),
         };
         let covered = covered.map(|c| c.to_string());
         match self.run_save(args, expected, &new_bytes, &ttl, covered.as_deref())? {
-            scripts::WRITTEN => Ok(Some((token(new_bytes), true))),
-            scripts::WRITTEN_STALE => Ok(Some((token(new_bytes), false))),
+            scripts::WRITTEN => Ok(Some((token(new_bytes, b"1"), true))),
+            scripts::WRITTEN_STALE => Ok(Some((token(new_bytes, b"4"), false))),
             scripts::VERSION_CHANGED => {
                 // Garbage in the version field would refuse every check for
                 // ever: that is `Decode`, not `Conflict`.
@@ -997,6 +1048,7 @@ impl SessionStore for RedisStore {
             .with_read_token(ReadToken {
                 principal: read.principal().to_vec(),
                 covered: read.covered(),
+                last: read.last_write().to_vec(),
                 meta: read.meta_bytes,
             }),
         ))

@@ -1,7 +1,8 @@
 //! A small TCP proxy in front of one Redis server, for the tests of lost and
 //! late replies: it forwards every byte both ways, and, once armed, applies a
 //! fault to the `n`-th command that holds a chosen pattern (a command name
-//! such as `EVAL`, which also matches `EVALSHA`; or a key):
+//! such as `EVAL`, which also matches `EVALSHA`, and here `FCALL` too: a
+//! script call either way; or a key):
 //!
 //! - [`Fault::DelayCommand`]: holds the command back for a while, then
 //!   forwards it;
@@ -11,6 +12,9 @@
 //!   reply (so the server has run it), then closes both connections without
 //!   passing the reply on: the client sees its connection drop after the
 //!   server acted.
+//! - [`Fault::DropCommand`]: closes both connections instead of forwarding
+//!   the command: the client sees its connection drop, and the server never
+//!   saw the command (as on a connection left stale by a restart).
 //!
 //! Commands are matched per read from the client: the store sends one
 //! command per write, and no pipelines, so a read is one command.
@@ -31,6 +35,8 @@ pub enum Fault {
     DelayReply(Duration),
     /// The server runs the command; the client never sees the reply.
     DropReply,
+    /// The server never sees the command; the client's connection drops.
+    DropCommand,
 }
 
 /// The armed fault: the pattern, which match fires, and the fault.
@@ -175,6 +181,7 @@ fn serve(client: TcpStream, shared: &Shared) {
                     .delay_reply_ms
                     .store(d.as_millis() as usize, Ordering::SeqCst),
                 Fault::DropReply => pending.drop_reply.store(true, Ordering::SeqCst),
+                Fault::DropCommand => break,
             }
         }
         if server_w.write_all(&buf[..n]).is_err() {
@@ -189,7 +196,9 @@ fn serve(client: TcpStream, shared: &Shared) {
 fn chosen(shared: &Shared, command: &[u8]) -> Option<Fault> {
     let mut rule = shared.rule.lock().unwrap_or_else(|e| e.into_inner());
     let r = rule.as_ref()?;
-    if !command.windows(r.pattern.len()).any(|w| w == r.pattern) {
+    let holds = |p: &[u8]| command.windows(p.len()).any(|w| w == p);
+    let script = r.pattern == b"EVAL" && holds(b"FCALL");
+    if !script && !holds(&r.pattern) {
         return None;
     }
     if shared.seen.fetch_add(1, Ordering::SeqCst) + 1 != r.nth {

@@ -238,3 +238,128 @@ fn a_write_with_no_reply_on_any_attempt_is_unknown() -> sessionstore::Result<()>
     );
     Ok(())
 }
+
+/// A resend finds its first send in the field `o` behind the writes other
+/// calls made since, as long as there were fewer than 16 (the field keeps
+/// at least the last 16), and answers that send's result without writing
+/// again; behind more than `o` can hold it answers `Unknown`, never a
+/// second write.
+#[test]
+fn a_resend_behind_other_writes_answers_from_the_token_history() -> sessionstore::Result<()> {
+    resend_behind("lost-history-15", 15, true)?;
+    resend_behind("lost-history-30", 30, true)
+}
+
+/// The same at one clock time: every write since the first send wrote the
+/// very metadata bytes the resend expects, so only the token history can
+/// tell that the first send was applied. (Before, the resend found its
+/// token gone, matched the metadata and wrote a second time, undoing the
+/// other store's writes.)
+#[test]
+fn a_resend_behind_more_writes_than_o_holds_at_one_clock_time_writes_nothing()
+-> sessionstore::Result<()> {
+    resend_behind("lost-history-same-time", 30, false)
+}
+
+/// Saves `a = 1` through the proxy, its first send's reply held past the I/O
+/// timeout while another store saves the session `others` times (`a = 2`,
+/// `i` = 0, 1, …), each a millisecond later if `ticks`, then checks what
+/// the resend answered and that the save was applied once.
+fn resend_behind(ns: &str, others: u8, ticks: bool) -> sessionstore::Result<()> {
+    let (proxy, store, clock) = through_proxy(ns);
+    let direct = super::config(
+        &crate::common::servers::standalone(),
+        &clock,
+        &format!("{ns}-{}", std::process::id()),
+    )
+    .open()?;
+    let sid = store.create()?.id().to_owned();
+    let mut s = store.get(&sid, None)?.expect("live");
+    // The scripts cached first (a NOSCRIPT reply held back is no write):
+    // a first send, and a resend (its reply dropped).
+    s.set("a", &0u8)?;
+    store.save(&mut s)?;
+    s.set("a", &0u8)?;
+    lose_reply_of_script(&proxy, 1);
+    store.save(&mut s)?;
+    s.set("a", &1u8)?;
+    // The I/O timeout is 2 s: the first send's reply comes after 3 s, the
+    // resend's at once.
+    proxy.arm(
+        "EVAL",
+        1,
+        Fault::DelayReply(std::time::Duration::from_millis(3_000)),
+    );
+    let got = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| -> sessionstore::Result<()> {
+            // Once the first send is applied, the other store writes.
+            while proxy.fired() < 2
+                || direct.get(&sid, None)?.expect("live").get::<u8>("a")? != Some(1)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            for i in 0..others {
+                if ticks {
+                    clock.advance(std::time::Duration::from_millis(1));
+                }
+                let mut d = direct.get(&sid, None)?.expect("live");
+                d.set("a", &2u8)?;
+                d.set("i", &i)?;
+                direct.save(&mut d)?;
+            }
+            Ok(())
+        });
+        let got = store.save(&mut s);
+        writer.join().expect("the writer thread")?;
+        Ok::<_, sessionstore::Error>(got)
+    })?;
+    match (others < 16, got) {
+        (true, Ok(())) => {}
+        (false, Err(Error::Unknown { op, sid: id, .. })) => {
+            assert_eq!((op, id.as_str()), ("save", sid.as_str()));
+        }
+        (_, other) => panic!("{others} writes since the first send: got {other:?}"),
+    }
+    // Applied once: the other store's later value stands.
+    let now = direct.get(&sid, None)?.expect("live");
+    assert_eq!(now.get::<u8>("a")?, Some(2), "{others} writes since");
+    assert_eq!(now.get::<u8>("i")?, Some(others - 1));
+    assert_eq!(proxy.fired(), 2);
+    Ok(())
+}
+
+/// A resend whose first send never reached the server (its connection
+/// dropped first, as one left stale by a restart) writes, also on a session
+/// whose field `o` is full: the newest entry there is still the one the
+/// session saw, so nothing wrote since, its first send included. For a
+/// save of a copy from its own last save, a save of a copy read by `get`,
+/// and `set_idle_timeout` (which reads the record first).
+#[test]
+fn a_resend_of_a_write_that_never_reached_the_server_writes() -> sessionstore::Result<()> {
+    let (proxy, store, clock) = through_proxy("lost-command");
+    let mut s = store.create()?;
+    let sid = s.id().to_owned();
+    for i in 0..20u8 {
+        clock.advance(std::time::Duration::from_millis(1));
+        s.set("i", &i)?;
+        store.save(&mut s)?;
+    }
+    s.set("a", &1u8)?;
+    proxy.arm("EVAL", 1, Fault::DropCommand);
+    store.save(&mut s)?;
+    let mut read = store.get(&sid, None)?.expect("live");
+    assert_eq!(read.get::<u8>("a")?, Some(1));
+    read.set("b", &2u8)?;
+    proxy.arm("EVAL", 1, Fault::DropCommand);
+    store.save_if_unchanged(&mut read)?;
+    assert_eq!(
+        store.get(&sid, None)?.expect("live").get::<u8>("b")?,
+        Some(2)
+    );
+    proxy.arm("EVAL", 1, Fault::DropCommand);
+    store.set_idle_timeout(&sid, Some(std::time::Duration::from_secs(60)))?;
+    let info = store.info(&sid)?.expect("live");
+    assert_eq!(info.idle_timeout, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(proxy.fired(), 3);
+    Ok(())
+}

@@ -96,9 +96,10 @@ fn connections_the_server_drops_are_replaced_without_an_error() -> sessionstore:
     Ok(())
 }
 
-/// A server that lost the store's scripts (`SCRIPT FLUSH`, as after a
-/// restart or a failover to a node that never ran them) answers `NOSCRIPT`;
-/// every call loads its script again and succeeds.
+/// A server that lost the store's scripts and functions (`SCRIPT FLUSH` and
+/// `FUNCTION FLUSH`, as after a restart or a failover to a node that never
+/// ran them) answers `NOSCRIPT` or `Function not found`; every call loads
+/// its script again and succeeds.
 #[test]
 fn every_call_loads_its_script_again_after_a_script_flush() -> sessionstore::Result<()> {
     let server = Server::start(&[]);
@@ -106,6 +107,7 @@ fn every_call_loads_its_script_again_after_a_script_flush() -> sessionstore::Res
     let store = super::config(&server.url(), &clock, "flush").open()?;
     let flushed = || {
         server.cli(&["SCRIPT", "FLUSH"]);
+        server.cli(&["FUNCTION", "FLUSH"]);
     };
     flushed();
     let mut s = store.create()?;

@@ -26,13 +26,14 @@ fn calls(server: &Server, command: &str) -> u64 {
     field("calls=") - field("failed_calls=")
 }
 
-/// Since the last reset: the scripts run (`EVALSHA`), and the reads of a
+/// Since the last reset: the scripts run (`EVALSHA`, or `FCALL` for the
+/// saves), and the reads of a
 /// session's hash (`HGET` and `HMGET`), those the scripts call included (a
 /// save that writes the scope reads `m` and the scope's version in one
 /// `HMGET`, and compares the version with the session's, to refuse for
 /// `save_if_unchanged` or to report a stale copy for `save`).
 fn client_calls(server: &Server) -> (u64, u64) {
-    let evalsha = calls(server, "evalsha") + calls(server, "eval");
+    let evalsha = calls(server, "evalsha") + calls(server, "eval") + calls(server, "fcall");
     (evalsha, calls(server, "hget") + calls(server, "hmget"))
 }
 
@@ -124,5 +125,37 @@ fn a_session_with_a_principal_covers_its_set_once_per_half_idle_timeout() -> ses
     assert_eq!(save(200, 2)?, (1, 0), "deadline 900 s: covered");
     assert_eq!(save(1, 3)?, (2, 1), "deadline 901 s: INDEX, then SAVE");
     assert_eq!(save(299, 4)?, (1, 0), "deadline 1200 s: covered to 1201 s");
+    Ok(())
+}
+
+/// Saves on one server go by `FCALL` of the store's function library
+/// (which costs the server less than `EVALSHA`), loaded by the first save;
+/// a server without functions (before Redis 7, or with `FCALL` or
+/// `FUNCTION` renamed away) gets `EVALSHA`, and saves the same.
+#[test]
+fn saves_go_by_fcall_or_by_evalsha_where_the_server_has_no_functions() -> sessionstore::Result<()> {
+    let cases: [(&[&str], bool); 3] = [
+        (&[], true),
+        (&["--rename-command", "FCALL", ""], false),
+        (&["--rename-command", "FUNCTION", ""], false),
+    ];
+    for (extra, functions) in cases {
+        let server = Server::start(extra);
+        let clock = ManualClock::default();
+        let store = super::config(&server.url(), &clock, "fcall").open()?;
+        let mut s = store.create()?;
+        for round in 0..3u8 {
+            clock.advance(Duration::from_secs(1));
+            s.set("k", &round)?;
+            server.cli(&["CONFIG", "RESETSTAT"]);
+            store.save(&mut s)?;
+            let fcall = calls(&server, "fcall");
+            let eval = calls(&server, "evalsha") + calls(&server, "eval");
+            let want = if functions { (1, 0) } else { (0, 1) };
+            assert_eq!((fcall, eval), want, "{extra:?}, round {round}");
+        }
+        let read = store.get(s.id(), None)?.expect("live");
+        assert_eq!(read.get::<u8>("k")?, Some(2), "{extra:?}");
+    }
     Ok(())
 }
