@@ -30,6 +30,10 @@ pub(crate) struct MemoryBackend {
     /// Flushes that have started, hung ones included.
     pub flushes_started: std::sync::atomic::AtomicUsize,
     unhang: Condvar,
+    /// What `checkpoint_chunk` says; 0 for no limit.
+    pub chunk: std::sync::atomic::AtomicUsize,
+    /// The keys of every batch applied, in order.
+    pub applied: Mutex<Vec<Vec<Vec<u8>>>>,
 }
 
 impl MemoryBackend {
@@ -115,6 +119,15 @@ impl Backend for MemoryBackend {
         self.applies_started.fetch_add(1, Ordering::SeqCst);
         self.wait_while(&self.hang);
         self.check(&self.fail_writes)?;
+        self.applied.lock().push(
+            batch
+                .ops()
+                .iter()
+                .map(|op| match op {
+                    Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k) => k.clone(),
+                })
+                .collect(),
+        );
         let mut map = self.map.lock();
         for op in batch.ops() {
             match op {
@@ -130,6 +143,13 @@ impl Backend for MemoryBackend {
         self.flushes_started.fetch_add(1, Ordering::SeqCst);
         self.wait_while(&self.hang_flush);
         self.check(&self.fail_writes)
+    }
+
+    fn checkpoint_chunk(&self) -> usize {
+        match self.chunk.load(Ordering::SeqCst) {
+            0 => usize::MAX,
+            n => n,
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64> {

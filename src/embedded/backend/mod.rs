@@ -218,6 +218,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn pending_bytes(&self) -> u64 {
         0
     }
+    /// The most operations a checkpoint hands the engine in one batch. An
+    /// engine that blocks reads while it applies a batch (sled holds its
+    /// concurrency lock for the whole of one) takes a checkpoint in
+    /// chunks, so that no read waits for all of it.
+    fn checkpoint_chunk(&self) -> usize {
+        usize::MAX
+    }
 }
 
 #[cfg(test)]

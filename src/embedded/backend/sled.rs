@@ -255,6 +255,12 @@ impl Backend for SledBackend {
         self.sync_files()
     }
 
+    /// sled holds its concurrency-control lock, and so every read, while
+    /// it applies a batch: a checkpoint comes in batches of 1,024.
+    fn checkpoint_chunk(&self) -> usize {
+        1024
+    }
+
     fn size_on_disk(&self) -> Result<u64> {
         self.db
             .size_on_disk()

@@ -254,22 +254,35 @@ impl Backend for Overlay {
 }
 
 impl Overlay {
-    /// Writes `frozen`, oldest first, to the engine as one batch, and makes
-    /// the engine durable.
+    /// Writes `frozen`, oldest first, to the engine, and makes the engine
+    /// durable. The batches are the engine's chunk long (one batch on
+    /// redb); the journal mark goes in the last, so that an engine that
+    /// keeps the first chunks without the last (a crash between them) says
+    /// to replay from the mark before: writing a chunk twice is harmless.
     fn write_through(&self, frozen: &[Arc<Layer>]) -> Result<()> {
         if !frozen.is_empty() {
             let mut merged: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
             for layer in frozen {
                 merged.extend(layer.entries());
             }
-            let mut batch = Batch::default();
-            for (k, v) in merged {
-                match v {
-                    Some(v) => batch.put(k.to_vec(), v.to_vec()),
-                    None => batch.delete(k.to_vec()),
+            let mark = merged.remove(crate::keys::JOURNAL_KEY);
+            let chunk = self.inner.checkpoint_chunk().max(1);
+            let mut ops = merged
+                .into_iter()
+                .chain(mark.map(|m| (crate::keys::JOURNAL_KEY, m)));
+            loop {
+                let mut batch = Batch::default();
+                for (k, v) in ops.by_ref().take(chunk) {
+                    match v {
+                        Some(v) => batch.put(k.to_vec(), v.to_vec()),
+                        None => batch.delete(k.to_vec()),
+                    }
                 }
+                if batch.is_empty() {
+                    break;
+                }
+                self.inner.apply(&batch)?;
             }
-            self.inner.apply(&batch)?;
         }
         self.inner.flush()
     }

@@ -295,3 +295,32 @@ fn what_only_the_active_layer_held_is_dropped_not_tombstoned() -> Result<()> {
     assert!(engine(&inner).is_empty());
     Ok(())
 }
+
+/// An engine that takes a checkpoint in chunks gets batches no longer than
+/// its chunk, the journal mark in the last one only: a crash between two
+/// chunks leaves a mark that replays them all.
+#[test]
+fn a_chunked_checkpoint_writes_the_journal_mark_last() -> Result<()> {
+    let (inner, o) = overlay();
+    inner.chunk.store(2, Ordering::SeqCst);
+    let mut batch = put(crate::keys::JOURNAL_KEY, &7u64.to_be_bytes());
+    for k in [&b"a"[..], b"b", b"c", b"d", b"e"] {
+        batch.put(k.to_vec(), b"v".to_vec());
+    }
+    batch.delete(b"z".to_vec());
+    o.apply(&batch)?;
+    inner.applied.lock().clear();
+    o.flush()?;
+    let applied = inner.applied.lock().clone();
+    assert_eq!(applied.len(), 4, "7 operations in chunks of 2: {applied:?}");
+    assert!(applied.iter().all(|b| b.len() <= 2));
+    let marks: Vec<usize> = applied
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.iter().any(|k| k == crate::keys::JOURNAL_KEY))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(marks, [3], "the mark only in the last batch");
+    assert_eq!(engine(&inner).len(), 6);
+    Ok(())
+}
