@@ -22,10 +22,12 @@
 //!   `fdatasync` (1-phase commit: the header's slots carry checksums, and a
 //!   reopen after a crash picks the newest valid one).
 //!
-//! redb reuses the pages that non-durable commits replace only after the
-//! next durable commit, so the file grows between checkpoints; the store's
-//! checkpoints come every 128 engine batches at most, which bounds that
-//! growth (`embedded::checkpoint`).
+//! The store puts its in-memory overlay in front of this engine
+//! (`embedded::overlay`), so a checkpoint reaches it as one `apply` of
+//! everything written since the last one (one non-durable commit), then
+//! `flush`. redb reuses the pages that a commit replaces only after the next
+//! durable commit, so each checkpoint needs free room for the pages it
+//! rewrites; the store's reserve counts that room (`embedded::reserve`).
 //!
 //! `fdatasync` asks the kernel to write the data to the device and the device
 //! to flush its volatile cache, where the file system supports it: unlike

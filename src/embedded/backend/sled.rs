@@ -8,9 +8,12 @@
 //! those buffers out and, on Linux, calls `sync_file_range`, which pushes the
 //! data to the device but neither makes the file system's metadata durable
 //! nor flushes the drive's volatile cache: it survives a crash of the
-//! process, and is weaker than `fsync` against power loss. sled's own
-//! background flusher is off; the committer (a writer on the direct path,
-//! or the commit thread) decides when to flush.
+//! process, and is weaker than `fsync` against power loss, so `flush` then
+//! `fsync`s sled's files itself. sled's own background flusher is off. The
+//! store's in-memory overlay sits in front of this engine
+//! (`embedded::overlay`): sled sees batches only at checkpoints, in
+//! `apply_batch`es of at most [`checkpoint_chunk`](Backend::checkpoint_chunk)
+//! operations (sled blocks reads for the whole of one), then one `flush`.
 
 use std::path::Path;
 
@@ -20,7 +23,7 @@ use crate::error::{Error, Result};
 /// The files sled keeps in its directory; their presence marks a sled store.
 pub(crate) const MARKER_FILES: &[&str] = &["conf", "db"];
 
-/// A sled database with its background flusher off: the committer flushes.
+/// A sled database with its background flusher off: checkpoints flush.
 pub(crate) struct SledBackend {
     db: sled::Db,
     dir: std::path::PathBuf,
