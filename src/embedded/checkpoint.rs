@@ -67,7 +67,7 @@ impl Target {
         self.journal.lock().release_through(s);
         self.covered.fetch_max(s, Ordering::AcqRel);
         if let Some(reserve) = &self.reserve {
-            reserve.checkpointed();
+            reserve.checkpointed(s);
         }
         Ok(())
     }

@@ -146,9 +146,11 @@ impl Shared {
     /// unsynced since the last sync.
     fn apply(&self, batch: &mut Batch, durable: bool, writers: u64) -> Result<bool> {
         if let Some(reserve) = &self.reserve {
+            let journal = &self.target.journal;
             reserve.admit(
                 batch.only_deletes(keys::CLOCK_KEY),
                 self.backend.pending_bytes(),
+                &|| journal.lock().last() + 1,
             )?;
         }
         let (seq, appended) = {
@@ -226,6 +228,10 @@ impl Committer {
             covered: Arc::new(AtomicU64::new(last)),
             reserve: reserve.clone(),
         };
+        // A checkpoint makes the journal durable through what it writes
+        // first: under `Periodic` the records may not be yet.
+        let journal = target.journal.clone();
+        backend.before_checkpoint(Arc::new(move |_through| journal.lock().sync()));
         let (checkpointer, nudge) = Checkpointer::start(target.clone(), timeout)?;
         let (tx, rx) = unbounded();
         let shared = Arc::new(Shared {

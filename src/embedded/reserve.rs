@@ -22,7 +22,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -39,10 +39,11 @@ pub(crate) struct Reserve {
     ballast: PathBuf,
     /// Whether the ballast is on disk.
     held: AtomicBool,
-    /// Set when the ballast is released, cleared by the next checkpoint:
-    /// the deletions it was released for reach the engine only then (see
-    /// `overlay`), and need its room until they do.
-    owed: AtomicBool,
+    /// The journal record a checkpoint must cover before the ballast is
+    /// made again (0: none): the deletions it was released for reach the
+    /// engine only at a checkpoint (see `overlay`), and need its room until
+    /// then.
+    owed: AtomicU64,
 }
 
 impl Reserve {
@@ -56,7 +57,7 @@ impl Reserve {
             dir: dir.to_path_buf(),
             ballast,
             held: AtomicBool::new(held),
-            owed: AtomicBool::new(false),
+            owed: AtomicU64::new(0),
         };
         if !held {
             match reserve.free() {
@@ -75,8 +76,9 @@ impl Reserve {
     /// it only deletes, `pending` is what the next checkpoint will write
     /// (the overlay's bytes): the floor rises by twice that, room for the
     /// engine's copy-on-write pages, so that no checkpoint meets a full
-    /// disk. The caller holds the engine lock.
-    pub fn admit(&self, frees: bool, pending: u64) -> Result<()> {
+    /// disk. `next` is the number the batch's journal record will get. The
+    /// caller holds the engine lock.
+    pub fn admit(&self, frees: bool, pending: u64, next: &dyn Fn() -> u64) -> Result<()> {
         let free = match self.free() {
             Ok(free) => free,
             Err(e) => {
@@ -88,7 +90,7 @@ impl Reserve {
         let floor = FLOOR.saturating_add(pending.saturating_mul(2));
         if free >= floor {
             if !self.held.load(Ordering::Relaxed)
-                && !self.owed.load(Ordering::Acquire)
+                && self.owed.load(Ordering::Acquire) == 0
                 && free >= floor + BALLAST
             {
                 self.rebuild();
@@ -96,14 +98,15 @@ impl Reserve {
             return Ok(());
         }
         if frees {
-            self.release();
+            self.release(next());
             return Ok(());
         }
         Err(Error::storage(
             "admitting a write",
             format!(
                 "No space left on device: {free} bytes free on the file system of {}, under \
-                 the store's floor of {floor} ({FLOOR}, and room for the next checkpoint); the write was refused before anything was \
+                 the store's floor of {floor} ({FLOOR}, and twice the {pending} bytes the next \
+                 checkpoint will write); the write was refused before anything was \
                  written. Reads go on; destroy and the reaper get through (the store \
                  releases its {BALLAST}-byte reserve for them); writes resume by themselves \
                  once there is room",
@@ -118,14 +121,23 @@ impl Reserve {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
-    /// A checkpoint finished: the engine holds every deletion the ballast
-    /// was released for, so it may be rebuilt when there is room.
-    pub fn checkpointed(&self) {
-        self.owed.store(false, Ordering::Release);
+    /// A checkpoint made the engine durable through journal record
+    /// `covered`: if that holds every deletion the ballast was released
+    /// for, the ballast may be made again when there is room.
+    pub fn checkpointed(&self, covered: u64) {
+        let owed = self.owed.load(Ordering::Acquire);
+        if owed != 0 && covered >= owed {
+            // A release since the load raised `owed`: then it stays.
+            let _ = self
+                .owed
+                .compare_exchange(owed, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 
-    fn release(&self) {
-        self.owed.store(true, Ordering::Release);
+    /// Deletes the ballast for the deletion whose journal record will be
+    /// number `next`.
+    fn release(&self, next: u64) {
+        self.owed.fetch_max(next.max(1), Ordering::AcqRel);
         if self.held.swap(false, Ordering::Relaxed) {
             match fs::remove_file(&self.ballast) {
                 Ok(()) => log::warn!(
@@ -150,5 +162,35 @@ impl Reserve {
             Ok(()) => self.held.store(true, Ordering::Relaxed),
             Err(e) => log::warn!("sessionstore: could not make the reserve: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ballast released for a deletion is made again only once a
+    /// checkpoint covers that deletion's journal record, not at the next
+    /// checkpoint whatever it covers.
+    #[test]
+    fn the_ballast_waits_for_the_checkpoint_that_holds_its_deletion() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::storage("a test", e))?;
+        let reserve = Reserve::open(dir.path());
+        let ballast = dir.path().join(FILE);
+        assert!(ballast.exists(), "made at open on a roomy file system");
+        // Room for nothing: twice this much waits for a checkpoint.
+        let full = u64::MAX / 4;
+        assert!(reserve.admit(false, full, &|| 5).is_err(), "a put is refused");
+        reserve.admit(true, full, &|| 5)?;
+        assert!(!ballast.exists(), "released for the deletion numbered 5");
+        reserve.admit(false, 0, &|| 6)?;
+        assert!(!ballast.exists(), "not made again before a checkpoint");
+        reserve.checkpointed(4);
+        reserve.admit(false, 0, &|| 6)?;
+        assert!(!ballast.exists(), "a checkpoint through 4 misses the deletion");
+        reserve.checkpointed(5);
+        reserve.admit(false, 0, &|| 6)?;
+        assert!(ballast.exists(), "made again after the checkpoint through 5");
+        Ok(())
     }
 }

@@ -225,6 +225,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn checkpoint_chunk(&self) -> usize {
         usize::MAX
     }
+    /// Gives the overlay what makes the journal durable through a record
+    /// number, which it calls before a checkpoint writes to the engine; an
+    /// engine, which sees every batch only after its record, needs none.
+    fn before_checkpoint(&self, durable: crate::embedded::overlay::DurableHook) {
+        let _ = durable;
+    }
 }
 
 #[cfg(test)]

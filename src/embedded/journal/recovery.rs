@@ -48,9 +48,17 @@ pub(crate) fn recover(segments: &dyn Segments, backend: &dyn Backend) -> Result<
     let mut ids = segments.list().map_err(|e| io(0, e))?;
     ids.sort_unstable();
     for id in ids {
+        // Synced before it is read: what the replay hands the engine (a
+        // checkpoint may write it in several batches) must be durable in
+        // the journal first, or a power loss during the replay could leave
+        // the engine ahead of it (records a crashed process wrote but never
+        // synced are in the page cache only).
         let bytes = segments
             .open(id)
-            .and_then(|f| f.read_all())
+            .and_then(|f| {
+                f.sync_data()?;
+                f.read_all()
+            })
             .map_err(|e| io(id, e))?;
         if reader::has_head(&bytes) {
             files.push((id, bytes));

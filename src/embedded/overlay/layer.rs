@@ -101,6 +101,34 @@ impl Layer {
         }
     }
 
+    /// Bytes the layer holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The journal mark the layer puts: the number of its newest record.
+    pub fn mark(&self) -> Option<u64> {
+        let bytes = self.puts.get(crate::keys::JOURNAL_KEY)?;
+        <[u8; 8]>::try_from(bytes.as_slice())
+            .ok()
+            .map(u64::from_be_bytes)
+    }
+
+    /// One layer holding what `layers` (oldest first) hold, the newest
+    /// state of each key winning.
+    pub fn merged(layers: &[Arc<Layer>]) -> Layer {
+        let mut out = Layer::default();
+        for layer in layers {
+            for (k, v) in &layer.puts {
+                out.put(k.clone(), v.clone());
+            }
+            for k in &layer.dead {
+                out.kill(k.clone());
+            }
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty() && self.dead.is_empty()
     }

@@ -50,7 +50,13 @@ pub(crate) struct Overlay {
     layers: RwLock<Layers>,
     /// Held by a checkpoint from freezing to dropping its layer.
     checkpoint: Mutex<()>,
+    /// Makes the journal durable through a record number, before a
+    /// checkpoint writes the frozen layers (see [`Backend::before_checkpoint`]).
+    durable: Mutex<Option<DurableHook>>,
 }
+
+/// What makes the journal durable through a record number.
+pub(crate) type DurableHook = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
 
 impl Overlay {
     /// An empty overlay in front of `inner`.
@@ -59,6 +65,7 @@ impl Overlay {
             inner,
             layers: RwLock::new(Layers::default()),
             checkpoint: Mutex::new(()),
+            durable: Mutex::new(None),
         }
     }
 
@@ -180,18 +187,31 @@ impl Backend for Overlay {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        // Backpressure: a writer that finds more held than a checkpoint
-        // should take takes one itself, so that writes cannot outrun the
-        // engine (the journal keeps every record until a checkpoint).
-        if self.pending_bytes() >= BACKLOG && !only_deletes(batch) {
-            self.flush()?;
+        // Backpressure: a writer that finds more in the active layer than a
+        // checkpoint should take takes one itself, so that writes cannot
+        // outrun the engine (the journal keeps every record until a
+        // checkpoint). Not while checkpoints fail: the checkpoint thread
+        // retries, and `admit` bounds what is held.
+        if !only_deletes(batch) {
+            let over = {
+                let layers = self.layers.read();
+                layers.active.bytes() >= BACKLOG && layers.failed.is_none()
+            };
+            // A failure is the checkpoint's, not this write's: it is kept
+            // in `failed`, and `admit` refuses writes once too much is held.
+            if over && let Err(e) = self.checkpoint_if(|l| l.active.bytes() >= BACKLOG) {
+                log::error!(
+                    "sessionstore: a checkpoint failed, the journal keeps its records: {e}"
+                );
+            }
         }
         let layers = self.layers.upgradable_read();
         Self::admit(&layers, batch)?;
         // The engine's keys under each prefix the batch deletes, read
         // before anything changes, so that an error leaves nothing applied.
-        // The engine changes meanwhile only by a checkpoint writing frozen
-        // layers, and none is frozen while this guard is held.
+        // The engine changes meanwhile only by a checkpoint writing layers
+        // frozen before: a key it writes is named by those layers, which
+        // `delete_prefix` covers too, so a stale engine read misses nothing.
         let mut in_engine = Vec::new();
         for op in batch.ops() {
             if let Op::DeletePrefix(p) = op {
@@ -215,33 +235,14 @@ impl Backend for Overlay {
         Ok(())
     }
 
-    /// A checkpoint: hands the engine everything held, as one batch, makes
-    /// the engine durable, then drops what it held.
+    /// A checkpoint: hands the engine everything held, makes the engine
+    /// durable, then drops what it held.
     fn flush(&self) -> Result<()> {
-        let _one = self.checkpoint.lock();
-        let frozen: Vec<Arc<Layer>> = {
-            let mut layers = self.layers.write();
-            if !layers.active.is_empty() {
-                let active = std::mem::take(&mut layers.active);
-                layers.frozen.push(Arc::new(active));
-            }
-            layers.frozen.clone()
-        };
-        let done = self.write_through(&frozen);
-        let mut layers = self.layers.write();
-        match done {
-            Ok(()) => {
-                // Checkpoints run one at a time: the frozen layers are still
-                // the oldest ones.
-                layers.frozen.drain(..frozen.len());
-                layers.failed = None;
-                Ok(())
-            }
-            Err(e) => {
-                layers.failed = Some(e.to_string());
-                Err(e)
-            }
-        }
+        self.checkpoint_if(|_| true)
+    }
+
+    fn before_checkpoint(&self, durable: DurableHook) {
+        *self.durable.lock() = Some(durable);
     }
 
     fn size_on_disk(&self) -> Result<u64> {
@@ -254,6 +255,59 @@ impl Backend for Overlay {
 }
 
 impl Overlay {
+    /// A checkpoint, if `needed` still says so once no other checkpoint
+    /// runs: freezes the active layer, makes the journal durable through
+    /// the newest record the frozen layers hold (under `Periodic` it may
+    /// not be: an engine that kept part of a checkpoint must never be ahead
+    /// of the journal that replays the rest), writes them, and drops them.
+    /// A failed one merges the frozen layers into one, so that failures do
+    /// not pile layers up for every read to look through.
+    fn checkpoint_if(&self, needed: impl Fn(&Layers) -> bool) -> Result<()> {
+        let _one = self.checkpoint.lock();
+        let frozen: Vec<Arc<Layer>> = {
+            let mut layers = self.layers.write();
+            if !needed(&layers) {
+                return Ok(());
+            }
+            if !layers.active.is_empty() {
+                let active = std::mem::take(&mut layers.active);
+                layers.frozen.push(Arc::new(active));
+            }
+            layers.frozen.clone()
+        };
+        let done = self
+            .make_durable(&frozen)
+            .and_then(|()| self.write_through(&frozen));
+        let mut layers = self.layers.write();
+        match done {
+            Ok(()) => {
+                // Checkpoints run one at a time: the frozen layers are still
+                // the oldest ones.
+                layers.frozen.drain(..frozen.len());
+                layers.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                if layers.frozen.len() > 1 {
+                    let merged = Layer::merged(&layers.frozen);
+                    layers.frozen = vec![Arc::new(merged)];
+                }
+                layers.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the journal durable through the newest record in `frozen`.
+    fn make_durable(&self, frozen: &[Arc<Layer>]) -> Result<()> {
+        let hook = self.durable.lock().clone();
+        let mark = frozen.iter().rev().find_map(|l| l.mark());
+        match (hook, mark) {
+            (Some(hook), Some(mark)) => hook(mark),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `frozen`, oldest first, to the engine, and makes the engine
     /// durable. The batches are the engine's chunk long (one batch on
     /// redb); the journal mark goes in the last, so that an engine that

@@ -198,9 +198,9 @@ fn a_failed_checkpoint_keeps_its_layer_and_the_next_one_writes_it() -> Result<()
     Ok(())
 }
 
-/// While checkpoints fail, a writer past the backlog tries one itself and
-/// gets its error; past the limit only deletions get in, and past twice
-/// the limit nothing, each refusal naming the failed checkpoint.
+/// While checkpoints fail, a writer past the backlog tries one itself, and
+/// its write still goes in; past the limit only deletions get in, and past
+/// twice the limit nothing, each refusal naming the failed checkpoint.
 #[test]
 fn failing_checkpoints_bound_what_is_held() -> Result<()> {
     let (inner, o) = overlay();
@@ -211,12 +211,17 @@ fn failing_checkpoints_bound_what_is_held() -> Result<()> {
         n += 1;
     }
     inner.fail_writes.store(true, Ordering::SeqCst);
-    let e = o
-        .apply(&put(b"x", b"v"))
-        .expect_err("a writer's own checkpoint fails");
-    assert!(e.to_string().contains("injected failure"), "{e}");
-    // Deleting batches skip the backlog's checkpoint; fill past the limit
-    // the way a recovery might, straight into the layer.
+    let tried = inner.applies_started.load(Ordering::SeqCst);
+    o.apply(&put(b"x", b"v"))?;
+    assert!(
+        inner.applies_started.load(Ordering::SeqCst) > tried,
+        "the writer past the backlog tried a checkpoint"
+    );
+    assert_eq!(o.get(b"x")?.as_deref(), Some(&b"v"[..]));
+    // No more tries from writers while checkpoints fail.
+    let tried = inner.applies_started.load(Ordering::SeqCst);
+    o.apply(&put(b"x2", b"v"))?;
+    assert_eq!(inner.applies_started.load(Ordering::SeqCst), tried);
     o.layers
         .write()
         .active
@@ -238,6 +243,82 @@ fn failing_checkpoints_bound_what_is_held() -> Result<()> {
     o.flush()?;
     o.apply(&put(b"z", b"v"))?;
     assert_eq!(o.get(b"z")?.as_deref(), Some(&b"v"[..]));
+    assert_eq!(o.get(b"x")?.as_deref(), Some(&b"v"[..]));
+    Ok(())
+}
+
+/// Failed checkpoints leave one frozen layer, not one per attempt, and
+/// reads and the next good checkpoint see the newest state of every key.
+#[test]
+fn failed_checkpoints_merge_their_frozen_layers() -> Result<()> {
+    let (inner, o) = overlay();
+    inner.fail_writes.store(true, Ordering::SeqCst);
+    for round in 0..4u8 {
+        o.apply(&put(b"k", &[round]))?;
+        o.apply(&put(&[b'a' + round], b"v"))?;
+        if round == 2 {
+            let mut d = Batch::default();
+            d.delete(b"a".to_vec());
+            o.apply(&d)?;
+        }
+        assert!(o.flush().is_err());
+        assert_eq!(o.layers.read().frozen.len(), 1, "round {round}");
+    }
+    assert_eq!(o.get(b"k")?.as_deref(), Some(&[3u8][..]));
+    assert_eq!(o.get(b"a")?, None);
+    inner.fail_writes.store(false, Ordering::SeqCst);
+    o.flush()?;
+    assert_eq!(
+        engine(&inner),
+        [
+            (b"b".to_vec(), b"v".to_vec()),
+            (b"c".to_vec(), b"v".to_vec()),
+            (b"d".to_vec(), b"v".to_vec()),
+            (b"k".to_vec(), vec![3u8]),
+        ]
+    );
+    Ok(())
+}
+
+/// A checkpoint makes the journal durable through the newest record it
+/// writes before it writes anything to the engine: under `Periodic` an
+/// engine that kept part of a checkpoint must not be ahead of the journal.
+#[test]
+fn a_checkpoint_makes_the_journal_durable_before_it_writes() -> Result<()> {
+    let (inner, o) = overlay();
+    inner.chunk.store(1, Ordering::SeqCst);
+    let seen: Arc<parking_lot::Mutex<Vec<(u64, usize)>>> = Arc::default();
+    let (s, i) = (seen.clone(), inner.clone());
+    o.before_checkpoint(Arc::new(move |through| {
+        s.lock().push((through, i.applied.lock().len()));
+        Ok(())
+    }));
+    o.apply(&put(crate::keys::JOURNAL_KEY, &41u64.to_be_bytes()))?;
+    let mut b = put(b"a", b"1");
+    b.put(b"b".to_vec(), b"2".to_vec());
+    b.put(
+        crate::keys::JOURNAL_KEY.to_vec(),
+        42u64.to_be_bytes().to_vec(),
+    );
+    o.apply(&b)?;
+    inner.applied.lock().clear();
+    o.flush()?;
+    assert_eq!(
+        *seen.lock(),
+        [(42, 0)],
+        "synced through 42 before any chunk"
+    );
+    assert_eq!(inner.applied.lock().len(), 3);
+    // A failing sync stops the checkpoint before the engine sees anything.
+    o.before_checkpoint(Arc::new(|_| {
+        Err(Error::storage("a test", "the sync failed"))
+    }));
+    o.apply(&put(b"c", b"3"))?;
+    o.apply(&put(crate::keys::JOURNAL_KEY, &43u64.to_be_bytes()))?;
+    inner.applied.lock().clear();
+    assert!(o.flush().is_err());
+    assert!(inner.applied.lock().is_empty());
+    assert_eq!(o.get(b"c")?.as_deref(), Some(&b"3"[..]));
     Ok(())
 }
 
