@@ -180,17 +180,26 @@ mod tests {
         assert!(ballast.exists(), "made at open on a roomy file system");
         // Room for nothing: twice this much waits for a checkpoint.
         let full = u64::MAX / 4;
-        assert!(reserve.admit(false, full, &|| 5).is_err(), "a put is refused");
+        assert!(
+            reserve.admit(false, full, &|| 5).is_err(),
+            "a put is refused"
+        );
         reserve.admit(true, full, &|| 5)?;
         assert!(!ballast.exists(), "released for the deletion numbered 5");
         reserve.admit(false, 0, &|| 6)?;
         assert!(!ballast.exists(), "not made again before a checkpoint");
         reserve.checkpointed(4);
         reserve.admit(false, 0, &|| 6)?;
-        assert!(!ballast.exists(), "a checkpoint through 4 misses the deletion");
+        assert!(
+            !ballast.exists(),
+            "a checkpoint through 4 misses the deletion"
+        );
         reserve.checkpointed(5);
         reserve.admit(false, 0, &|| 6)?;
-        assert!(ballast.exists(), "made again after the checkpoint through 5");
+        assert!(
+            ballast.exists(),
+            "made again after the checkpoint through 5"
+        );
         Ok(())
     }
 }
