@@ -160,6 +160,10 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// What makes the journal durable through a record number (see
+/// [`Backend::before_checkpoint`]).
+pub(crate) type DurableHook = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
+
 /// An ordered key space with atomic batches.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// The engine's name, as `Config::engine` spells it.
@@ -228,7 +232,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Gives the overlay what makes the journal durable through a record
     /// number, which it calls before a checkpoint writes to the engine; an
     /// engine, which sees every batch only after its record, needs none.
-    fn before_checkpoint(&self, durable: crate::embedded::overlay::DurableHook) {
+    fn before_checkpoint(&self, durable: DurableHook) {
         let _ = durable;
     }
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
 
 use self::layer::{Layer, Layers, prefix_bounds};
-use super::backend::{Backend, Batch, Entry, Op};
+use super::backend::{Backend, Batch, DurableHook, Entry, Op};
 use crate::error::{Error, Result};
 
 /// Bytes held in memory past which only deleting batches are taken.
@@ -54,9 +54,6 @@ pub(crate) struct Overlay {
     /// checkpoint writes the frozen layers (see [`Backend::before_checkpoint`]).
     durable: Mutex<Option<DurableHook>>,
 }
-
-/// What makes the journal durable through a record number.
-pub(crate) type DurableHook = Arc<dyn Fn(u64) -> Result<()> + Send + Sync>;
 
 impl Overlay {
     /// An empty overlay in front of `inner`.
