@@ -42,17 +42,12 @@
 //! second, `synchronous=NORMAL`). With sled the store then risks sled's log
 //! deadlock; see "Stalls" in src/contract.md.
 //!
-//! `--no-live-readers` adds a column: the store on redb with its file opened
-//! without live readers (`Config::live_readers(false)`), beside the default
-//! `store (redb)`, which opens it for them.
-//!
 //! `--quick` measures shorter and writes fewer sessions for the memory rows;
 //! it is meant to finish in about 3 minutes on 2 cores. `--only NAME` runs
 //! the workloads whose name contains NAME and prints only their rows;
 //! `--profile CONTENDER WORKLOAD N [background] [sessions=S]` runs one
 //! workload N times on one contender (`store-sled`, `store-redb`, `raw-sled`,
-//! `raw-redb`, `raw-redb-exclusive`, `sqlite`; `store-redb-no-live-readers`
-//! for `Config::live_readers(false)`), spread over S sessions (default 1,000; the full table uses
+//! `raw-redb`, `raw-redb-exclusive`, `sqlite`), spread over S sessions (default 1,000; the full table uses
 //! 10,000), for a profiler such as `valgrind --tool=callgrind`.
 //!
 //! After the table, before the two lines, it measures the bytes written per
@@ -119,8 +114,6 @@ struct Plan {
     reap_repeats: usize,
     /// Whether the single-threaded workloads flush in the background instead of durably.
     background: bool,
-    /// Whether to add the store on redb without live readers.
-    no_live_readers: bool,
     /// Create+destroy cycles per contender in the bytes table.
     churn_cycles: usize,
 }
@@ -132,7 +125,6 @@ const QUICK: Plan = Plan {
     memory_sessions: 5_000,
     reap_repeats: 7,
     background: false,
-    no_live_readers: false,
     churn_cycles: 500,
 };
 
@@ -143,7 +135,6 @@ const FULL: Plan = Plan {
     memory_sessions: 50_000,
     reap_repeats: 5,
     background: false,
-    no_live_readers: false,
     churn_cycles: 2_000,
 };
 
@@ -171,14 +162,12 @@ fn main() {
     let mut args = std::env::args().skip(1).peekable();
     let mut quick = false;
     let mut background = false;
-    let mut no_live_readers = false;
     let mut only: Option<String> = None;
     let mut redis: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--background" => background = true,
-            "--no-live-readers" => no_live_readers = true,
             "--only" => only = args.next(),
             "--redis" => match args.next() {
                 Some(url) => redis = Some(url),
@@ -233,7 +222,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "usage: perf_report [--quick] [--background] [--no-live-readers] [--only WORKLOAD] [--redis URL] | --scale [TOP] | --bytes [CYCLES]; unknown argument {other:?}"
+                    "usage: perf_report [--quick] [--background] [--only WORKLOAD] [--redis URL] | --scale [TOP] | --bytes [CYCLES]; unknown argument {other:?}"
                 );
                 std::process::exit(2);
             }
@@ -241,7 +230,6 @@ fn main() {
     }
     let mut plan = if quick { QUICK } else { FULL };
     plan.background = background;
-    plan.no_live_readers = no_live_readers;
     let started = Instant::now();
     eprintln!(
         "perf_report ({}): {} rounds of {:?} per cell; {}",
@@ -518,18 +506,10 @@ fn measure_workload(plan: &Plan, w: Workload, table: &mut Table) {
         Arc::new(SystemClock)
     };
     let mode = w.mode(plan.background);
-    let mut stores: Vec<StoreContender> = engines()
+    let stores: Vec<StoreContender> = engines()
         .into_iter()
         .map(|e| StoreContender::new(e, mode, clock.clone()))
         .collect();
-    let redb = engines().into_iter().find(|e| e.name() == "redb");
-    if let Some(redb) = redb.filter(|_| plan.no_live_readers) {
-        stores.push(StoreContender::without_live_readers(
-            redb,
-            mode,
-            clock.clone(),
-        ));
-    }
     let raw = RawSled::new(mode, clock.clone());
     let raw_redb = RawRedb::new(mode, clock.clone());
     let sqlite = Sqlite::new(mode, clock.clone());
@@ -676,17 +656,12 @@ fn profile(which: &str, name: &str, n: u64, background: bool, population: usize)
             workload::prepare(&c, w, population, &manual)(n)
         }
         store => {
-            let plain = store.strip_suffix("-no-live-readers");
             let engine = Engine::ALL
                 .iter()
                 .copied()
-                .find(|e| plain.unwrap_or(store) == format!("store-{}", e.name()))
-                .expect("store-ENGINE[-no-live-readers], raw-sled, raw-redb[-exclusive] or sqlite");
-            let c = if plain.is_some() {
-                StoreContender::without_live_readers(engine, mode, clock)
-            } else {
-                StoreContender::new(engine, mode, clock)
-            };
+                .find(|e| store == format!("store-{}", e.name()))
+                .expect("store-ENGINE, raw-sled, raw-redb[-exclusive] or sqlite");
+            let c = StoreContender::new(engine, mode, clock);
             let before = c.store().stats().expect("stats");
             let took = workload::prepare(&c, w, population, &manual)(n);
             eprintln!("before: {before:?}");

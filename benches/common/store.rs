@@ -27,24 +27,6 @@ impl StoreContender {
 
     /// A new, empty store on `engine` with `cache_capacity` bytes of cache.
     pub fn with_cache(engine: Engine, mode: Mode, clock: Arc<dyn Clock>, cache: u64) -> Self {
-        Self::build(engine, mode, clock, cache, true)
-    }
-
-    /// A new, empty store on `engine` with the default cache. Live readers
-    /// (`Config::live_readers`) were removed with the write-ahead journal,
-    /// so this is the same store as [`new`](Self::new) under another label;
-    /// it stays while `perf_report --no-live-readers` asks for it.
-    pub fn without_live_readers(engine: Engine, mode: Mode, clock: Arc<dyn Clock>) -> Self {
-        Self::build(engine, mode, clock, 64 << 20, false)
-    }
-
-    fn build(
-        engine: Engine,
-        mode: Mode,
-        clock: Arc<dyn Clock>,
-        cache: u64,
-        live_readers: bool,
-    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("store");
         let durability = match mode {
@@ -61,11 +43,7 @@ impl StoreContender {
             .clock(clock)
             .open()
             .expect("opening the store");
-        let label = if live_readers {
-            format!("store ({})", engine.name())
-        } else {
-            format!("store ({}, as no live readers)", engine.name())
-        };
+        let label = format!("store ({})", engine.name());
         StoreContender {
             store,
             label,
