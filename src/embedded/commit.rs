@@ -169,7 +169,7 @@ impl Shared {
             (seq, journal.appended())
         };
         journal::stamp(batch, seq);
-        if let Err(e) = self.backend.apply(batch) {
+        if let Err(e) = self.backend.apply_owned(std::mem::take(batch)) {
             // Nothing of the batch is in the engine: no replay may apply it.
             let cancelled = self.target.journal.lock().cancel(seq);
             self.unflushed.store(false, Ordering::Relaxed);

@@ -144,6 +144,11 @@ impl Batch {
     pub fn ops(&self) -> &[Op] {
         &self.ops
     }
+
+    /// The operations, in order, taken out of the batch.
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
 }
 
 /// The first key after every key that starts with `prefix`: `None` if
@@ -212,6 +217,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Applies every operation of `batch`, all or nothing.
     fn apply(&self, batch: &Batch) -> Result<()>;
+    /// [`apply`](Backend::apply), given the batch to keep: the overlay
+    /// moves its keys and values in instead of copying them.
+    fn apply_owned(&self, batch: Batch) -> Result<()> {
+        self.apply(&batch)
+    }
     /// Makes every applied batch durable.
     fn flush(&self) -> Result<()>;
     /// Bytes the engine's files take on disk.

@@ -184,12 +184,16 @@ impl Backend for Overlay {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
+        self.apply_owned(batch.clone())
+    }
+
+    fn apply_owned(&self, batch: Batch) -> Result<()> {
         // Backpressure: a writer that finds more in the active layer than a
         // checkpoint should take takes one itself, so that writes cannot
         // outrun the engine (the journal keeps every record until a
         // checkpoint). Not while checkpoints fail: the checkpoint thread
         // retries, and `admit` bounds what is held.
-        if !only_deletes(batch) {
+        if !only_deletes(&batch) {
             let over = {
                 let layers = self.layers.read();
                 layers.active.bytes() >= BACKLOG && layers.failed.is_none()
@@ -203,7 +207,7 @@ impl Backend for Overlay {
             }
         }
         let layers = self.layers.upgradable_read();
-        Self::admit(&layers, batch)?;
+        Self::admit(&layers, &batch)?;
         // The engine's keys under each prefix the batch deletes, read
         // before anything changes, so that an error leaves nothing applied.
         // The engine changes meanwhile only by a checkpoint writing layers
@@ -220,12 +224,12 @@ impl Backend for Overlay {
         }
         let mut in_engine = in_engine.into_iter();
         let mut layers = RwLockUpgradableReadGuard::upgrade(layers);
-        for op in batch.ops() {
+        for op in batch.into_ops() {
             match op {
-                Op::Put(k, v) => layers.active.put(k.clone(), v.clone()),
-                Op::Delete(k) => layers.active.kill(k.clone()),
+                Op::Put(k, v) => layers.active.put(k, v),
+                Op::Delete(k) => layers.active.kill(k),
                 Op::DeletePrefix(p) => {
-                    layers.delete_prefix(p, &in_engine.next().unwrap_or_default())
+                    layers.delete_prefix(&p, &in_engine.next().unwrap_or_default())
                 }
             }
         }
