@@ -332,7 +332,13 @@ fn reads_and_writes_go_on_while_a_checkpoint_is_inside_the_engine() -> Result<()
     let started = inner.applies_started.load(Ordering::SeqCst);
     std::thread::scope(|scope| -> Result<()> {
         let checkpoint = scope.spawn(|| o.flush());
+        // A hang guard, not a speed check.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while inner.applies_started.load(Ordering::SeqCst) == started {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the checkpoint never reached the engine"
+            );
             std::thread::yield_now();
         }
         assert_eq!(o.get(b"a")?.as_deref(), Some(&b"1"[..]));
