@@ -148,7 +148,7 @@ impl Shared {
         if let Some(reserve) = &self.reserve {
             let journal = &self.target.journal;
             reserve.admit(
-                batch.only_deletes(keys::CLOCK_KEY),
+                batch.only_deletes(&[keys::CLOCK_KEY]),
                 self.backend.pending_bytes(),
                 &|| journal.lock().last() + 1,
             )?;

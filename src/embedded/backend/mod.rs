@@ -127,10 +127,10 @@ impl Batch {
         })
     }
 
-    /// Whether the batch only deletes, but for a put of `except`.
-    pub fn only_deletes(&self, except: &[u8]) -> bool {
+    /// Whether the batch only deletes, but for puts of the keys in `except`.
+    pub fn only_deletes(&self, except: &[&[u8]]) -> bool {
         self.ops.iter().all(|op| match op {
-            Op::Put(k, _) => k == except,
+            Op::Put(k, _) => except.contains(&k.as_slice()),
             Op::Delete(_) | Op::DeletePrefix(_) => true,
         })
     }
@@ -259,10 +259,10 @@ mod tests {
         b.delete_prefix(b"s/".to_vec());
         b.delete(b"!x".to_vec());
         b.put(b"#clock".to_vec(), vec![0; 8]);
-        assert!(b.only_deletes(b"#clock"));
+        assert!(b.only_deletes(&[b"#clock"]));
         b.put(b"s/".to_vec(), b"meta".to_vec());
-        assert!(!b.only_deletes(b"#clock"));
-        assert!(Batch::default().only_deletes(b"#clock"));
+        assert!(!b.only_deletes(&[b"#clock"]));
+        assert!(Batch::default().only_deletes(&[b"#clock"]));
     }
 
     #[test]

@@ -60,14 +60,20 @@ pub(crate) fn stamp(batch: &mut Batch, seq: u64) {
     batch.put(keys::JOURNAL_KEY.to_vec(), seq.to_be_bytes().to_vec());
 }
 
+/// The record number a journal mark's bytes hold (see [`stamp`]); `None`
+/// if they are not 8 bytes.
+pub(crate) fn decode_mark(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
+}
+
 /// The journal mark the engine holds; 0 if it holds none (a new store, or
 /// one from before the journal).
 pub(crate) fn read_mark(backend: &dyn Backend) -> Result<u64> {
     match backend.get(keys::JOURNAL_KEY)? {
         None => Ok(0),
-        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
-            Ok(b) => Ok(u64::from_be_bytes(b)),
-            Err(_) => Err(Error::storage(
+        Some(bytes) => match decode_mark(&bytes) {
+            Some(seq) => Ok(seq),
+            None => Err(Error::storage(
                 "reading the journal mark",
                 format!(
                     "the record {:?} holds {} bytes, not 8: the engine's file is damaged",

@@ -157,8 +157,7 @@ pub(crate) fn recover(segments: &dyn Segments, backend: &dyn Backend) -> Result<
         }
         if bytes >= REPLAY_CHUNK || i + 1 == count {
             stamp(&mut batch, seq);
-            backend.apply(&batch)?;
-            batch = Batch::default();
+            backend.apply_owned(std::mem::take(&mut batch))?;
             bytes = 0;
         }
     }

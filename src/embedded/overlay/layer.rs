@@ -108,10 +108,7 @@ impl Layer {
 
     /// The journal mark the layer puts: the number of its newest record.
     pub fn mark(&self) -> Option<u64> {
-        let bytes = self.puts.get(crate::keys::JOURNAL_KEY)?;
-        <[u8; 8]>::try_from(bytes.as_slice())
-            .ok()
-            .map(u64::from_be_bytes)
+        crate::embedded::journal::decode_mark(self.puts.get(crate::keys::JOURNAL_KEY)?)
     }
 
     /// One layer holding what `layers` (oldest first) hold, the newest

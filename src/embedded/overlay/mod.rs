@@ -114,18 +114,10 @@ impl Overlay {
     }
 }
 
-/// Whether `batch` only deletes, but for the puts every batch carries.
+/// Whether `batch` only deletes, but for the puts every batch carries (the
+/// time floor, the journal mark).
 fn only_deletes(batch: &Batch) -> bool {
-    batch
-        .ops()
-        .iter()
-        .all(|op| !matches!(op, Op::Put(..)) || is_bookkeeping(op))
-}
-
-/// Whether `op` is a put every batch carries (the time floor, the journal
-/// mark), which a deleting batch may still hold.
-fn is_bookkeeping(op: &Op) -> bool {
-    matches!(op, Op::Put(k, _) if k.as_slice() == crate::keys::CLOCK_KEY || k.as_slice() == crate::keys::JOURNAL_KEY)
+    batch.only_deletes(&[crate::keys::CLOCK_KEY, crate::keys::JOURNAL_KEY])
 }
 
 impl Backend for Overlay {
